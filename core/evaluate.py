@@ -1,0 +1,111 @@
+"""Score a manifest with a model and print metrics; the last line of output is one JSON object.
+
+    python -m core.evaluate --task pneumonia --model secondlook_cnn [--manifest PATH] [--split test] [--out scores.csv]
+
+Without --manifest it uses the task's dataset. On the task's own test split it also writes
+models/<task>/<id>/test_predictions.csv and (with --update-card) refreshes the card's test metrics.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import metrics
+from .data import load_task_manifest, read_manifest
+from .inference import score_sources
+from .store import load_model, model_dir, read_card, write_card, write_predictions
+from .tasks import get_model_spec, get_task
+
+DEGENERATE_MAX_ONE_CLASS = 0.95
+DEGENERATE_MIN_AUC = 0.6
+
+
+class DegenerateModelError(RuntimeError):
+    """A model that calls almost everything one class, or ranks no better than chance."""
+
+
+def check_not_degenerate(y: np.ndarray, scores: np.ndarray, threshold: float, what: str) -> None:
+    share_pos = float(np.mean(scores >= threshold))
+    auc = metrics.roc_auc(y, scores)
+    if max(share_pos, 1 - share_pos) >= DEGENERATE_MAX_ONE_CLASS:
+        raise DegenerateModelError(f"{what}: {max(share_pos, 1 - share_pos):.1%} of images fall in one class at threshold {threshold:.4f}")
+    if not auc >= DEGENERATE_MIN_AUC:
+        raise DegenerateModelError(f"{what}: AUC {auc:.3f} is below {DEGENERATE_MIN_AUC}")
+
+
+def evaluate_frame(task: str, model_id: str, frame: pd.DataFrame, model=None, threshold: float | None = None) -> tuple[np.ndarray, dict]:
+    """Score every row of a manifest frame (`file`, `y`) and summarise at the card's threshold."""
+    spec = get_model_spec(task, model_id)
+    model = model or load_model(task, model_id)
+    thr = read_card(task, model_id)["threshold"] if threshold is None else threshold
+    scores = score_sources(model, spec.input, frame["file"].tolist())
+    y = frame["y"].to_numpy()
+    return scores, metrics.summary(y, scores, thr)
+
+
+def evaluate_bundled(task: str, model_id: str, split: str = "test", update_card: bool = False, model=None) -> dict:
+    """Evaluate on the task's own dataset split; on test, write test_predictions.csv and check for degeneracy."""
+    df = load_task_manifest(task)
+    df = df[df["split"] == split].reset_index(drop=True)
+    scores, summ = evaluate_frame(task, model_id, df, model)
+    if split == "test":
+        write_predictions(model_dir(task, model_id) / "test_predictions.csv", df["path"].tolist(), df["label"].tolist(), scores)
+        card = read_card(task, model_id)
+        extra = {}
+        if "patient_id_known" in df.columns:
+            known = df["patient_id_known"].str.lower() == "true"
+            extra["test_patient_id_known"] = metrics.summary(df.y[known].to_numpy(), scores[known.to_numpy()], card["threshold"])
+        if update_card:
+            card["test"] = summ
+            card.update(extra)
+            write_card(task, model_id, card)
+        check_not_degenerate(df["y"].to_numpy(), scores, card["threshold"], f"{task}/{model_id} on test")
+    return summ
+
+
+def _headline(summ: dict) -> dict:
+    keys = ("n", "n_positive", "auc", "auc_ci", "accuracy", "sensitivity", "specificity", "ppv", "npv", "f1", "threshold", "tp", "fp", "fn", "tn")
+    return {k: summ[k] for k in keys if k in summ}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", required=True)
+    p.add_argument("--model")
+    p.add_argument("--manifest", type=Path, help="CSV with path,label (paths relative to its folder)")
+    p.add_argument("--split", help="keep only rows with this split (default: test for the task's dataset, all rows for --manifest)")
+    p.add_argument("--out", type=Path, help="write per-image scores (path,label,score) here")
+    p.add_argument("--threshold", type=float, help="operating point (default: the model card's)")
+    p.add_argument("--update-card", action="store_true", help="store the test metrics in the model card")
+    a = p.parse_args(argv)
+    task = get_task(a.task)
+    model_id = a.model or task.default_model
+    if a.manifest:
+        df = read_manifest(a.manifest, task)
+        if a.split:
+            df = df[df["split"] == a.split].reset_index(drop=True)
+        own_test = False
+    else:
+        split = a.split or "test"
+        df = load_task_manifest(a.task)
+        df = df[df["split"] == split].reset_index(drop=True)
+        own_test = split == "test" and a.threshold is None
+    if own_test:
+        summ = evaluate_bundled(a.task, model_id, update_card=a.update_card)
+        scores = pd.read_csv(model_dir(a.task, model_id) / "test_predictions.csv")["score"].to_numpy()
+    else:
+        scores, summ = evaluate_frame(a.task, model_id, df, threshold=a.threshold)
+    if a.out:
+        write_predictions(a.out, df["path"].tolist(), df["label"].tolist(), scores)
+    out = {"task": a.task, "model": model_id, **_headline(summ)}
+    print(json.dumps(out, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

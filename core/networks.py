@@ -1,0 +1,140 @@
+"""Architectures. Every network ends in a `logit` Dense(1) followed by a `probability` sigmoid, so
+Grad-CAM can take gradients of the logit and the app can read the probability."""
+from __future__ import annotations
+
+import keras
+from keras import layers, regularizers
+
+from .tasks import ModelSpec
+
+
+def _head(x, name: str, inputs) -> keras.Model:
+    logit = layers.Dense(1, name="logit")(x)
+    prob = layers.Activation("sigmoid", name="probability")(logit)
+    return keras.Model(inputs, prob, name=name)
+
+
+def _input(spec: ModelSpec):
+    return keras.Input((spec.input.size, spec.input.size, spec.input.channels), name="image")
+
+
+def seed_effusion_lenet(spec: ModelSpec) -> keras.Model:
+    inp = _input(spec)
+    x = inp
+    for f in (32, 64, 128, 128):
+        x = layers.Conv2D(f, 3, padding="valid", activation="relu")(x)
+        x = layers.MaxPooling2D(2)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(128, activation="relu")(x)
+    x = layers.Dense(32, activation="relu")(x)
+    return _head(x, spec.id, inp)
+
+
+def seed_effusion_alexnet(spec: ModelSpec) -> keras.Model:
+    inp = _input(spec)
+    x = layers.Conv2D(64, 7, strides=2, padding="same", activation="relu")(inp)
+    x = layers.MaxPooling2D(2)(x)
+    x = layers.Conv2D(128, 5, padding="same", activation="relu")(x)
+    x = layers.MaxPooling2D(2)(x)
+    for f in (256, 256, 128):
+        x = layers.Conv2D(f, 3, padding="same", activation="relu")(x)
+    x = layers.MaxPooling2D(2)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(128, activation="relu")(x)
+    x = layers.Dense(32, activation="relu")(x)
+    return _head(x, spec.id, inp)
+
+
+def seed_pneumonia_reduced_nodes(spec: ModelSpec) -> keras.Model:
+    inp = _input(spec)
+    x = inp
+    for f in (50, 40, 35, 32):
+        x = layers.Conv2D(f, 3, padding="same", activation="relu")(x)
+        x = layers.MaxPooling2D(2)(x)
+    x = layers.Flatten()(x)
+    for units in (32, 16, 5):
+        x = layers.Dense(units, activation="relu", kernel_regularizer=regularizers.l2(0.005))(x)
+    return _head(x, spec.id, inp)
+
+
+def seed_pneumonia_baseline_adam(spec: ModelSpec) -> keras.Model:
+    inp = _input(spec)
+    x = inp
+    for f in (32, 64, 128):
+        x = layers.Conv2D(f, 3, padding="same", activation="relu")(x)
+        x = layers.Conv2D(f, 3, padding="same", activation="relu")(x)
+        x = layers.MaxPooling2D(2)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(128, activation="relu")(x)
+    return _head(x, spec.id, inp)
+
+
+def seed_malaria_base(spec: ModelSpec) -> keras.Model:
+    inp = _input(spec)
+    x = layers.Conv2D(32, 3, activation="relu")(inp)
+    x = layers.MaxPooling2D(2)(x)
+    x = layers.Conv2D(64, 3, activation="relu")(x)
+    x = layers.MaxPooling2D(2)(x)
+    x = layers.Conv2D(64, 3, activation="relu")(x)
+    x = layers.MaxPooling2D(2)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(64, activation="relu")(x)
+    return _head(x, spec.id, inp)
+
+
+def _squeeze_excite(x, ratio: int = 8):
+    c = x.shape[-1]
+    s = layers.GlobalAveragePooling2D()(x)
+    s = layers.Dense(max(c // ratio, 4), activation="relu")(s)
+    s = layers.Dense(c, activation="sigmoid")(s)
+    s = layers.Reshape((1, 1, c))(s)
+    return layers.Multiply()([x, s])
+
+
+def seed_malaria_model3(spec: ModelSpec) -> keras.Model:
+    inp = _input(spec)
+    x = inp
+    for f, act in ((32, "leaky"), (64, "leaky"), (128, "swish")):
+        x = layers.Conv2D(f, 3, padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.LeakyReLU(negative_slope=0.1)(x) if act == "leaky" else layers.Activation("swish")(x)
+        x = layers.MaxPooling2D(2)(x)
+    x = _squeeze_excite(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dense(128, activation="relu")(x)
+    x = layers.Dropout(0.5)(x)
+    x = layers.Dense(64, activation="relu")(x)
+    x = layers.Dropout(0.5)(x)
+    return _head(x, spec.id, inp)
+
+
+def secondlook_cnn(spec: ModelSpec, filters: tuple[int, ...], dropout: float = 0.3) -> keras.Model:
+    """VGG-style BN blocks + global average pooling: few parameters, stable from scratch, clean Grad-CAM."""
+    inp = _input(spec)
+    x = inp
+    for f in filters:
+        for _ in range(2):
+            x = layers.Conv2D(f, 3, padding="same", use_bias=False)(x)
+            x = layers.BatchNormalization()(x)
+            x = layers.Activation("relu")(x)
+        x = layers.MaxPooling2D(2)(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(dropout)(x)
+    return _head(x, spec.id, inp)
+
+
+BUILDERS = {
+    ("effusion", "seed_lenet"): seed_effusion_lenet,
+    ("effusion", "seed_alexnet"): seed_effusion_alexnet,
+    ("pneumonia", "seed_reduced_nodes"): seed_pneumonia_reduced_nodes,
+    ("pneumonia", "seed_baseline_adam"): seed_pneumonia_baseline_adam,
+    ("malaria", "seed_base_cnn"): seed_malaria_base,
+    ("malaria", "seed_model3"): seed_malaria_model3,
+    ("pneumonia", "secondlook_cnn"): lambda s: secondlook_cnn(s, (16, 32, 64, 96, 128)),
+    ("effusion", "secondlook_cnn"): lambda s: secondlook_cnn(s, (16, 32, 64, 96, 128), dropout=0.4),
+    ("malaria", "secondlook_cnn"): lambda s: secondlook_cnn(s, (24, 48, 96, 128)),
+}
+
+
+def build(spec: ModelSpec) -> keras.Model:
+    return BUILDERS[(spec.task, spec.id)](spec)

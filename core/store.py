@@ -1,0 +1,96 @@
+"""Bundled models on disk: `models/<task>/<id>/{model.keras, card.json, val_predictions.csv, test_predictions.csv}`."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .config import MODELS_DIR
+from .tasks import get_model_spec
+
+
+class ModelIntegrityError(RuntimeError):
+    """The model file on disk is not the one its card describes."""
+
+
+def model_dir(task: str, model_id: str) -> Path:
+    return MODELS_DIR / task / model_id
+
+
+def model_path(task: str, model_id: str) -> Path:
+    return model_dir(task, model_id) / "model.keras"
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_card(task: str, model_id: str) -> dict:
+    path = model_dir(task, model_id) / "card.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def write_card(task: str, model_id: str, card: dict) -> None:
+    path = model_dir(task, model_id) / "card.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(card, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(o):
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(type(o))
+
+
+def bundled_models(task: str) -> list[str]:
+    """Model ids of the task that have a model file and a card, in registry order."""
+    from .tasks import get_task
+
+    return [m.id for m in get_task(task).models if model_path(task, m.id).is_file() and read_card(task, m.id)]
+
+
+def load_model(task: str, model_id: str, verify: bool = True):
+    """Load a bundled model in Keras safe mode after checking its sha256 against the card."""
+    import keras
+
+    get_model_spec(task, model_id)  # unknown ids fail with the list of known ones
+    path = model_path(task, model_id)
+    if not path.is_file():
+        raise FileNotFoundError(f"No trained model file at {path}. Train it with: python -m core.train --task {task} --model {model_id}")
+    if verify:
+        want = read_card(task, model_id).get("sha256")
+        if not want:
+            raise ModelIntegrityError(f"{task}/{model_id}: the model card has no sha256, so the file cannot be verified.")
+        have = sha256_file(path)
+        if have != want:
+            raise ModelIntegrityError(
+                f"{task}/{model_id}: model file checksum {have[:12]}… does not match its card ({want[:12]}…). "
+                "The file was changed or corrupted; SecondLook refuses to use it."
+            )
+    return keras.saving.load_model(path, safe_mode=True, compile=False)
+
+
+def write_predictions(path: str | Path, paths: list[str], labels: list[str], scores: np.ndarray) -> None:
+    pd.DataFrame({"path": paths, "label": labels, "score": np.asarray(scores, np.float64)}).to_csv(
+        path, index=False, float_format="%.8f"
+    )
+
+
+def read_predictions(task: str, model_id: str, which: str) -> pd.DataFrame:
+    """`which` is 'val' or 'test'; columns path, label, score (+ y as 0/1)."""
+    from .tasks import get_task
+
+    df = pd.read_csv(model_dir(task, model_id) / f"{which}_predictions.csv", dtype={"path": str, "label": str})
+    df["y"] = (df["label"] == get_task(task).positive).astype(np.int8)
+    return df

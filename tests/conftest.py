@@ -1,0 +1,29 @@
+"""Shared test fixtures. Tests that need a dataset skip with a reason on a user's machine, but fail in CI."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from core.config import dataset_available, task_data_dir
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_dataset(task: str) -> None:
+    """Skip (locally) or fail (CI) when a task's dataset is not under SECONDLOOK_DATA."""
+    if dataset_available(task):
+        return
+    msg = (
+        f"dataset '{task}' not found at {task_data_dir(task)}; set SECONDLOOK_DATA to the folder holding "
+        f"{task}/manifest.csv (see README)"
+    )
+    if IN_CI:
+        pytest.fail("CI must have the datasets: " + msg)
+    pytest.skip(msg)
+
+
+@pytest.fixture(params=["pneumonia", "effusion", "malaria"])
+def task_with_data(request) -> str:
+    require_dataset(request.param)
+    return request.param
