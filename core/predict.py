@@ -1,0 +1,66 @@
+"""Score image files from the command line: one JSON line per file.
+
+    python -m core.predict --task pneumonia [--model secondlook_cnn] FILE...
+
+A file that cannot be read gets `"ok": false` and a readable `error`; it never stops the others.
+The exit code is 0 unless the command itself is misused (unknown task or model, no files).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+from .imageio import InputError, read_image
+from .inference import predict_tensors
+from .preprocess import prepare
+from .store import load_model, read_card
+from .tasks import get_task
+
+
+def predict_file(model, task: str, model_id: str, path: str, threshold: float) -> dict:
+    spec = get_task(task).model(model_id)
+    try:
+        x = prepare(read_image(path), spec.input)
+    except InputError as exc:
+        return {"file": path, "ok": False, "error": str(exc)}
+    p = float(predict_tensors(model, x[None])[0])
+    t = get_task(task)
+    return {
+        "file": path,
+        "ok": True,
+        "probability": p,
+        "decision": t.positive if p >= threshold else t.negative,
+        "threshold": threshold,
+        "task": task,
+        "model": model_id,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", required=True)
+    p.add_argument("--model")
+    p.add_argument("--threshold", type=float, help="operating point (default: the model card's)")
+    p.add_argument("files", nargs="+")
+    a = p.parse_args(argv)
+    try:
+        task = get_task(a.task)
+        model_id = a.model or task.default_model
+        task.model(model_id)
+    except KeyError as exc:
+        p.error(str(exc.args[0]))
+    model = load_model(a.task, model_id)
+    threshold = a.threshold if a.threshold is not None else float(read_card(a.task, model_id)["threshold"])
+    for f in a.files:
+        try:
+            row = predict_file(model, a.task, model_id, f, threshold)
+        except Exception as exc:  # a batch must never die on one file
+            row = {"file": f, "ok": False, "error": f"unexpected error while scoring this file: {exc}"}
+        print(json.dumps(row), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

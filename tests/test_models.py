@@ -1,0 +1,96 @@
+"""Every bundled model: complete card, intact file, size limits, and its card reproduced by re-evaluation.
+
+CI re-scores every model on its task's test split and fails if any metric moved by more than 1e-4 or
+the SecondLook model misses the product's bars.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core import metrics
+from core.config import MODELS_DIR
+from core.data import load_task_manifest
+from core.evaluate import DEGENERATE_MAX_ONE_CLASS, evaluate_frame
+from core.store import load_model, model_dir, model_path, read_card, sha256_file
+from core.tasks import TASKS
+from tests.conftest import require_dataset
+
+ALL = [(t.name, m.id) for t in TASKS.values() for m in t.models]
+
+# Bars on the test split at the validation-chosen threshold, for the task's SecondLook model.
+BARS = {
+    "pneumonia": {"auc": 0.965, "sensitivity": 0.95, "accuracy": 0.90},
+    "malaria": {"auc": 0.99, "accuracy": 0.965},
+    "effusion": {"auc": 0.88},
+}
+CARD_KEYS = {"task", "model_id", "architecture", "parameters", "input", "preprocessing", "training", "data",
+             "threshold", "threshold_rule", "validation", "test", "sha256"}
+
+
+@pytest.mark.parametrize("task,model_id", ALL)
+def test_bundle_is_complete(task, model_id):
+    d = model_dir(task, model_id)
+    for f in ("model.keras", "card.json", "val_predictions.csv", "test_predictions.csv"):
+        assert (d / f).is_file(), f"{d / f} missing: train it with python -m core.train --task {task} --model {model_id}"
+    card = read_card(task, model_id)
+    assert CARD_KEYS <= set(card), CARD_KEYS - set(card)
+    assert card["sha256"] == sha256_file(model_path(task, model_id))
+    assert model_path(task, model_id).stat().st_size < 10 * 2**20
+    assert card["training"]["limit"] == 0, "bundled models are trained on the full training split"
+    assert card["threshold_chosen_on"].startswith("validation")
+
+
+def test_models_folder_under_60_mb():
+    total = sum(p.stat().st_size for p in MODELS_DIR.rglob("*") if p.is_file())
+    assert total < 60 * 2**20, total
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_at_least_three_models_per_task(task):
+    assert sum(model_path(task, m.id).is_file() for m in TASKS[task].models) >= 3
+
+
+@pytest.mark.parametrize("task,model_id", ALL)
+def test_threshold_is_reproduced_from_validation_predictions(task, model_id):
+    card = read_card(task, model_id)
+    val = pd.read_csv(model_dir(task, model_id) / "val_predictions.csv")
+    y = (val.label == TASKS[task].positive).to_numpy()
+    assert metrics.choose_threshold(card["threshold_rule"], y, val.score.to_numpy()) == pytest.approx(card["threshold"], abs=1e-12)
+    assert len(val) == card["data"]["n_val"]
+
+
+@pytest.mark.parametrize("task,model_id", ALL)
+def test_card_reproduced_on_test_split(task, model_id):
+    """Re-score the test images from scratch and compare every headline number with the card."""
+    require_dataset(task)
+    card = read_card(task, model_id)
+    df = load_task_manifest(task)
+    test = df[df.split == "test"].reset_index(drop=True)
+    scores, summ = evaluate_frame(task, model_id, test, model=load_model(task, model_id))
+    for k in ("auc", "accuracy", "sensitivity", "specificity", "ppv", "npv", "f1"):
+        assert abs(summ[k] - card["test"][k]) <= 1e-4, (k, summ[k], card["test"][k])
+    for k in ("tp", "fp", "fn", "tn", "n"):
+        assert summ[k] == card["test"][k], k
+    saved = pd.read_csv(model_dir(task, model_id) / "test_predictions.csv")
+    assert saved.path.tolist() == test.path.tolist()
+    np.testing.assert_allclose(saved.score.to_numpy(), scores, atol=1e-6)
+    share_pos = float(np.mean(scores >= card["threshold"]))
+    assert max(share_pos, 1 - share_pos) < DEGENERATE_MAX_ONE_CLASS, "degenerate: nearly all one class"
+    assert summ["auc"] >= 0.6, "degenerate: AUC below 0.6"
+
+
+@pytest.mark.parametrize("task", sorted(BARS))
+def test_secondlook_model_meets_bars(task):
+    card = read_card(task, TASKS[task].default_model)
+    for k, bar in BARS[task].items():
+        assert card["test"][k] >= bar, f"{task}: test {k} {card['test'][k]:.4f} < {bar}"
+
+
+def test_effusion_reports_the_known_patient_subset():
+    card = read_card("effusion", TASKS["effusion"].default_model)
+    sub = card["test_patient_id_known"]
+    assert sub["n"] == 28 and 0 <= sub["auc"] <= 1
