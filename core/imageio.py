@@ -1,99 +1,328 @@
 """Decode whatever a user or a dataset hands us into a plain uint8 array, or raise `InputError`.
 
-Everything that reads pixels goes through `read_image`, so a file scored by the app and by
-`core.evaluate` is decoded the same way.
+Everything that reads pixels goes through `read_image` / `read_image_with_info`, so a file scored by the app
+and by `core.evaluate` is decoded the same way.
+
+Formats: PNG (8/16-bit, palette, alpha), JPEG (CMYK, EXIF orientation), TIFF, BMP, WebP (Pillow, restricted
+to those formats), and DICOM (`core.dicom`, detected by the 'DICM' marker at byte 128 or a .dcm name).
+Decoding happens in memory only. Every failure a user can cause (empty, truncated, not an image, too small,
+too large a file, too many pixels, non-finite values, unsupported DICOM compression) is one `InputError`
+whose message can be shown as is. The pixel-count limit is checked from the header, before decoding.
 """
 from __future__ import annotations
 
 import io
+import logging
+import tomllib
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
+from typing import IO, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-ImageSource = Union[str, Path, bytes, bytearray, memoryview, np.ndarray]
+from .config import REPO_ROOT
+
+log = logging.getLogger(__name__)
+
+ImageSource = Union[str, Path, bytes, bytearray, memoryview, np.ndarray, IO[bytes]]
 
 MIN_SIDE = 32
 MAX_PIXELS = 50_000_000  # decompression-bomb guard; far above any radiograph we expect
+STREAMLIT_CONFIG = REPO_ROOT / ".streamlit" / "config.toml"
+_STREAMLIT_DEFAULT_MB = 200  # Streamlit's own default for server.maxUploadSize
+
+
+def _max_upload_bytes(path: Path = STREAMLIT_CONFIG) -> int:
+    """`server.maxUploadSize` (MB, as Streamlit counts them: MiB) from the app's config, in bytes."""
+    try:
+        mb = float(tomllib.loads(path.read_text())["server"]["maxUploadSize"])
+    except (OSError, KeyError, TypeError, ValueError, tomllib.TOMLDecodeError):
+        mb = _STREAMLIT_DEFAULT_MB
+    return int(mb * 1024 * 1024)
+
+
+MAX_UPLOAD_BYTES = _max_upload_bytes()
+
+SUPPORTED = "PNG, JPEG, TIFF, BMP, WebP or DICOM"
+_PIL_FORMATS = ("PNG", "JPEG", "TIFF", "BMP", "DIB", "WEBP")  # JPEG also opens phone MPO files
+_SUFFIX_FORMAT = {
+    ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".tif": "TIFF", ".tiff": "TIFF",
+    ".bmp": "BMP", ".dib": "BMP", ".webp": "WEBP", ".dcm": "DICOM", ".dicom": "DICOM",
+}
+_FORMAT_FAMILY = {"MPO": "JPEG", "DIB": "BMP"}
 
 
 class InputError(ValueError):
     """An input we cannot use, with a message written for the person who uploaded it."""
 
 
+@dataclass
+class DecodedImage:
+    """Decoded pixels plus what the user should know about how they were obtained.
+
+    `metadata`: technical tags (DICOM) or basic facts (size, mode). `phi`: patient-identifying DICOM tags,
+    kept apart so the UI shows them only when asked; deliberately left out of `repr` so it never lands in
+    a log line by accident.
+    """
+
+    pixels: np.ndarray
+    format: str
+    notes: list[str] = field(default_factory=list)
+    metadata: dict = field(default_factory=dict)
+    phi: dict = field(default_factory=dict, repr=False)
+    name: str = ""
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.pixels.shape
+
+
+# ---------------------------------------------------------------------------------------------- arrays
+
+
 def _as_uint8(arr: np.ndarray) -> np.ndarray:
+    """Array handed in by code: uint8 kept, integers within 0..255 cast, anything else stretched over its range."""
     if arr.dtype == np.uint8:
         return arr
+    if arr.dtype == bool:
+        return arr.astype(np.uint8) * 255
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise InputError(f"Expected numeric pixel values, got an array of type {arr.dtype}.")
+    if np.issubdtype(arr.dtype, np.integer) and arr.size and arr.max() <= 255 and arr.min() >= 0:
+        return arr.astype(np.uint8)
+    return _stretch(arr)[0]
+
+
+def _stretch(arr: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """Map the actual pixel range onto 0..255 (no clipping); refuses NaN/inf."""
     a = arr.astype(np.float64)
-    if np.issubdtype(arr.dtype, np.integer) and a.max(initial=0) <= 255 and a.min(initial=0) >= 0:
-        return a.astype(np.uint8)
-    lo, hi = np.nanmin(a), np.nanmax(a)
-    if not np.isfinite(lo) or not np.isfinite(hi):
+    if not np.isfinite(a).all():
         raise InputError("The image contains invalid (non-finite) pixel values.")
+    lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
     if hi <= lo:
-        return np.zeros(a.shape, np.uint8)
-    return np.round((a - lo) / (hi - lo) * 255).astype(np.uint8)
+        return np.zeros(a.shape, np.uint8), lo, hi
+    return np.round((a - lo) / (hi - lo) * 255).astype(np.uint8), lo, hi
 
 
-def _check_array(arr: np.ndarray) -> np.ndarray:
+def _check_array(arr: np.ndarray, name: str | None = None) -> np.ndarray:
+    prefix = f"{name}: " if name else ""
+    arr = np.asarray(arr)
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
     if arr.ndim == 3 and arr.shape[2] == 4:
         arr = arr[:, :, :3]
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] != 3):
-        raise InputError(f"Expected a grey or colour image, got an array of shape {arr.shape}.")
+        raise InputError(f"{prefix}expected a grey or colour image, got an array of shape {arr.shape}.")
     if min(arr.shape[:2]) < MIN_SIDE:
         raise InputError(
-            f"The image is {arr.shape[1]}×{arr.shape[0]} pixels; at least {MIN_SIDE}×{MIN_SIDE} is needed to read it."
+            f"{prefix}the image is {arr.shape[1]}×{arr.shape[0]} pixels; at least {MIN_SIDE}×{MIN_SIDE} is needed to read it."
         )
-    return _as_uint8(arr)
+    try:
+        out = _as_uint8(arr)
+    except InputError as exc:
+        raise InputError(f"{prefix}{exc}") from None
+    return np.ascontiguousarray(out)
 
 
-def _pil_to_array(img: Image.Image) -> np.ndarray:
-    img = ImageOps.exif_transpose(img)
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        return np.asarray(img)
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+# ---------------------------------------------------------------------------------------------- Pillow
+
+
+def _pil_to_array(img: Image.Image, notes: list[str]) -> np.ndarray:
+    try:
+        orientation = int(img.getexif().get(0x0112, 1) or 1)
+    except Exception:  # unreadable EXIF is not a reason to refuse the pixels
+        orientation = 1
+    if orientation != 1:
+        img = ImageOps.exif_transpose(img)
+        notes.append(f"Rotated/flipped upright using the camera's EXIF orientation tag ({orientation}).")
+    mode = img.mode
+    if mode == "1":
+        return np.asarray(img.convert("L"))
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        arr = np.asarray(img)
+        if mode == "F" and not np.isfinite(arr).all():
+            raise InputError("The image contains invalid (non-finite) pixel values.")
+        out, lo, hi = _stretch(arr)
+        depth = "16-bit" if mode.startswith("I;16") else ("32-bit integer" if mode == "I" else "floating-point")
+        notes.append(f"{depth} image: values {lo:g} to {hi:g} mapped to 0-255 (nothing clipped).")
+        return out
+    if mode == "CMYK":
+        notes.append("CMYK image converted to RGB.")
+        return np.asarray(img.convert("RGB"))
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in img.info)
+    if has_alpha:
         rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
-        img = Image.alpha_composite(background, rgba)
-    if img.mode == "L":
+        alpha = np.asarray(rgba.getchannel("A"))
+        grey = mode in ("LA", "La")
+        if alpha.min() < 255:
+            notes.append("Transparent areas were shown on black.")
+        flat = Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba)
+        return np.asarray(flat.convert("L" if grey else "RGB"))
+    if mode == "L":
         return np.asarray(img)
+    if mode == "P":
+        notes.append("Palette image expanded to RGB.")
     return np.asarray(img.convert("RGB"))
 
 
-def decode_bytes(data: bytes, name: str = "upload") -> np.ndarray:
-    """Decode encoded image bytes (PNG, JPEG, TIFF, BMP, WebP)."""
+def _not_an_image(name: str) -> InputError:
+    suffix = Path(name).suffix.lower()
+    if suffix in _SUFFIX_FORMAT:
+        return InputError(
+            f"{name}: the file is named {suffix} but its contents are not a {_SUFFIX_FORMAT[suffix]} image "
+            f"(or any format SecondLook reads: {SUPPORTED})."
+        )
+    return InputError(f"{name}: this is not an image format SecondLook can read ({SUPPORTED}).")
+
+
+def _decode_pillow(data: bytes, name: str) -> DecodedImage:
+    try:
+        img = Image.open(io.BytesIO(data), formats=_PIL_FORMATS)
+    except UnidentifiedImageError:
+        raise _not_an_image(name) from None
+    except Image.DecompressionBombError:
+        raise InputError(f"{name}: the image is too large to open safely (over the {MAX_PIXELS:,}-pixel limit).") from None
+    except Exception as exc:  # header parsers raise all sorts on damaged bytes
+        log.debug("header parse failed: %s", type(exc).__name__)
+        raise InputError(f"{name}: the image file is damaged or truncated.") from None
+    notes: list[str] = []
+    with img:
+        fmt = _FORMAT_FAMILY.get(img.format or "", img.format or "image")
+        w, h = img.size
+        if w * h > MAX_PIXELS:  # header only: nothing decoded yet
+            raise InputError(f"{name}: the image is {w}×{h} pixels, over the {MAX_PIXELS:,}-pixel limit.")
+        if min(w, h) < MIN_SIDE:
+            raise InputError(f"{name}: the image is {w}×{h} pixels; at least {MIN_SIDE}×{MIN_SIDE} is needed to read it.")
+        expected = _SUFFIX_FORMAT.get(Path(name).suffix.lower())
+        if expected and expected != fmt:
+            notes.append(f"The file is named {Path(name).suffix} but is a {fmt} image; it was read as {fmt}.")
+        try:
+            frames = int(getattr(img, "n_frames", 1) or 1)
+            if frames > 1:
+                img.seek(0)
+                notes.append(f"The file holds {frames} frames/pages; only the first is used.")
+            img.load()
+            arr = _pil_to_array(img, notes)
+        except InputError as exc:
+            raise InputError(f"{name}: {exc}") from None
+        except Image.DecompressionBombError:
+            raise InputError(f"{name}: the image is too large to open safely (over the {MAX_PIXELS:,}-pixel limit).") from None
+        except MemoryError:
+            raise InputError(f"{name}: the image is too large to decode.") from None
+        except Exception as exc:  # truncated streams, corrupt chunks, unsupported sub-formats
+            log.debug("pixel decode failed: %s", type(exc).__name__)
+            raise InputError(f"{name}: the image file is damaged or truncated, so its pixels could not be read.") from None
+    meta = {"format": fmt, "width": w, "height": h, "mode": img.mode}
+    return DecodedImage(arr, fmt, notes, meta, {}, name)
+
+
+# ---------------------------------------------------------------------------------------------- entry points
+
+
+def _finish(dec: DecodedImage) -> DecodedImage:
+    dec.pixels = _check_array(dec.pixels, dec.name or None)
+    return dec
+
+
+def _decode(data: bytes, name: str) -> DecodedImage:
     if not data:
         raise InputError(f"{name}: the file is empty.")
-    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise InputError(
+            f"{name}: the file is {len(data) / 2**20:.1f} MB, over the {MAX_UPLOAD_BYTES / 2**20:g} MB upload limit."
+        )
+    from .dicom import has_preamble, looks_like_dicom
+
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            if img.width * img.height > MAX_PIXELS:
-                raise InputError(f"{name}: the image is {img.width}×{img.height} pixels, over the {MAX_PIXELS:,}-pixel limit.")
-            img.load()
-            arr = _pil_to_array(img)
+        if has_preamble(data):
+            from .dicom import decode_dicom
+
+            return _finish(decode_dicom(data, name))
+        if looks_like_dicom(data, name):  # .dcm name without the preamble: try DICOM, then the image formats
+            from .dicom import decode_dicom
+
+            try:
+                return _finish(decode_dicom(data, name))
+            except InputError as dicom_error:
+                try:
+                    return _finish(_decode_pillow(data, name))
+                except InputError:
+                    raise dicom_error from None
+        return _finish(_decode_pillow(data, name))
     except InputError:
         raise
-    except Image.DecompressionBombError:
-        raise InputError(f"{name}: the image is too large to open safely (over {MAX_PIXELS:,} pixels).") from None
-    except UnidentifiedImageError:
-        raise InputError(f"{name}: this is not an image format SecondLook can read (PNG, JPEG, TIFF, BMP, WebP).") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise InputError(f"{name}: the image file is damaged or truncated ({exc}).") from None
-    return _check_array(arr)
+    except MemoryError:
+        raise InputError(f"{name}: the image is too large to decode.") from None
+    except Exception as exc:  # last line of defence: a user's file never produces a traceback
+        log.warning("unexpected %s while decoding an upload", type(exc).__name__)
+        raise InputError(f"{name}: the file could not be read as an image.") from None
+
+
+def _source_bytes(source, name: str | None) -> tuple[bytes, str]:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source), name or "upload"
+    if hasattr(source, "getvalue") or hasattr(source, "read"):  # BytesIO, Streamlit UploadedFile, open files
+        label = name or Path(str(getattr(source, "name", "") or "upload")).name
+        size = getattr(source, "size", None)
+        if isinstance(size, int) and size > MAX_UPLOAD_BYTES:
+            raise InputError(f"{label}: the file is {size / 2**20:.1f} MB, over the {MAX_UPLOAD_BYTES / 2**20:g} MB upload limit.")
+        try:
+            data = source.getvalue() if hasattr(source, "getvalue") else source.read(MAX_UPLOAD_BYTES + 1)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{label}: cannot read the upload ({exc}).") from None
+        if isinstance(data, str):
+            raise InputError(f"{label}: expected binary image data, got text.")
+        return bytes(data), label
+    path = Path(source)
+    label = name or path.name
+    try:
+        size = path.stat().st_size
+        if size > MAX_UPLOAD_BYTES:
+            raise InputError(f"{label}: the file is {size / 2**20:.1f} MB, over the {MAX_UPLOAD_BYTES / 2**20:g} MB upload limit.")
+        return path.read_bytes(), label
+    except OSError as exc:
+        raise InputError(f"{label}: cannot read the file ({exc.strerror or exc}).") from None
+
+
+def read_image_with_info(source: ImageSource, name: str | None = None) -> DecodedImage:
+    """File path, encoded bytes, a file-like upload or an array -> DecodedImage (pixels, format, notes, tags)."""
+    if isinstance(source, np.ndarray):
+        pixels = _check_array(source, name)
+        return DecodedImage(pixels, "array", [], {"width": pixels.shape[1], "height": pixels.shape[0]}, {}, name or "array")
+    if not isinstance(source, (str, Path, bytes, bytearray, memoryview)) and not (
+        hasattr(source, "getvalue") or hasattr(source, "read") or hasattr(source, "__fspath__")
+    ):
+        raise InputError(f"{name or 'input'}: cannot read an image from a {type(source).__name__}.")
+    data, label = _source_bytes(source, name)
+    return _decode(data, label)
 
 
 def read_image(source: ImageSource, name: str | None = None) -> np.ndarray:
     """File path, encoded bytes or an array -> uint8 array, (H, W) grey or (H, W, 3) RGB."""
-    if isinstance(source, np.ndarray):
-        return _check_array(source)
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        return decode_bytes(bytes(source), name or "upload")
-    path = Path(source)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"{name or path.name}: cannot read the file ({exc.strerror or exc}).") from None
-    return decode_bytes(data, name or path.name)
+    return read_image_with_info(source, name).pixels
+
+
+def decode_bytes(data: bytes, name: str = "upload") -> np.ndarray:
+    """Decode encoded image bytes (PNG, JPEG, TIFF, BMP, WebP, DICOM)."""
+    return _decode(bytes(data), name).pixels
+
+
+def read_many(sources) -> list[DecodedImage | InputError]:
+    """Decode many inputs; a bad one yields its InputError in its slot and does not stop the others.
+
+    Each item is an ImageSource, a file-like upload (its `.name` is used) or a `(name, source)` pair.
+    """
+    out: list[DecodedImage | InputError] = []
+    for item in sources:
+        name = None
+        if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
+            name, item = item
+        try:
+            out.append(read_image_with_info(item, name))
+        except InputError as exc:
+            out.append(exc)
+        except Exception as exc:  # e.g. a source of a type we do not know
+            log.warning("unexpected %s while reading input %d", type(exc).__name__, len(out))
+            out.append(InputError(f"{name or 'input'}: could not be read ({type(exc).__name__})."))
+    return out
