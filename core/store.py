@@ -1,4 +1,7 @@
-"""Bundled models on disk: `models/<task>/<id>/{model.keras, card.json, val_predictions.csv, test_predictions.csv}`."""
+"""Bundled models on disk: `models/<task>/<id>/{model.keras, card.json, val_predictions.csv, test_predictions.csv}`.
+
+Every function takes an optional `root` (default `MODELS_DIR`) so tests can work on a model tree in a temporary
+directory without touching the bundled models."""
 from __future__ import annotations
 
 import hashlib
@@ -16,12 +19,12 @@ class ModelIntegrityError(RuntimeError):
     """The model file on disk is not the one its card describes."""
 
 
-def model_dir(task: str, model_id: str) -> Path:
-    return MODELS_DIR / task / model_id
+def model_dir(task: str, model_id: str, root: str | Path | None = None) -> Path:
+    return Path(root if root is not None else MODELS_DIR) / task / model_id
 
 
-def model_path(task: str, model_id: str) -> Path:
-    return model_dir(task, model_id) / "model.keras"
+def model_path(task: str, model_id: str, root: str | Path | None = None) -> Path:
+    return model_dir(task, model_id, root) / "model.keras"
 
 
 def sha256_file(path: str | Path) -> str:
@@ -32,13 +35,13 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def read_card(task: str, model_id: str) -> dict:
-    path = model_dir(task, model_id) / "card.json"
+def read_card(task: str, model_id: str, root: str | Path | None = None) -> dict:
+    path = model_dir(task, model_id, root) / "card.json"
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def write_card(task: str, model_id: str, card: dict) -> None:
-    path = model_dir(task, model_id) / "card.json"
+def write_card(task: str, model_id: str, card: dict, root: str | Path | None = None) -> None:
+    path = model_dir(task, model_id, root) / "card.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(card, indent=2, sort_keys=False, default=_json_default) + "\n")
 
@@ -53,23 +56,23 @@ def _json_default(o):
     raise TypeError(type(o))
 
 
-def bundled_models(task: str) -> list[str]:
+def bundled_models(task: str, root: str | Path | None = None) -> list[str]:
     """Model ids of the task that have a model file and a card, in registry order."""
     from .tasks import get_task
 
-    return [m.id for m in get_task(task).models if model_path(task, m.id).is_file() and read_card(task, m.id)]
+    return [m.id for m in get_task(task).models if model_path(task, m.id, root).is_file() and read_card(task, m.id, root)]
 
 
-def load_model(task: str, model_id: str, verify: bool = True):
+def load_model(task: str, model_id: str, verify: bool = True, root: str | Path | None = None):
     """Load a bundled model in Keras safe mode after checking its sha256 against the card."""
     import keras
 
     get_model_spec(task, model_id)  # unknown ids fail with the list of known ones
-    path = model_path(task, model_id)
+    path = model_path(task, model_id, root)
     if not path.is_file():
         raise FileNotFoundError(f"No trained model file at {path}. Train it with: python -m core.train --task {task} --model {model_id}")
     if verify:
-        want = read_card(task, model_id).get("sha256")
+        want = read_card(task, model_id, root).get("sha256")
         if not want:
             raise ModelIntegrityError(f"{task}/{model_id}: the model card has no sha256, so the file cannot be verified.")
         have = sha256_file(path)
@@ -87,10 +90,10 @@ def write_predictions(path: str | Path, paths: list[str], labels: list[str], sco
     )
 
 
-def read_predictions(task: str, model_id: str, which: str) -> pd.DataFrame:
+def read_predictions(task: str, model_id: str, which: str, root: str | Path | None = None) -> pd.DataFrame:
     """`which` is 'val' or 'test'; columns path, label, score (+ y as 0/1)."""
     from .tasks import get_task
 
-    df = pd.read_csv(model_dir(task, model_id) / f"{which}_predictions.csv", dtype={"path": str, "label": str})
+    df = pd.read_csv(model_dir(task, model_id, root) / f"{which}_predictions.csv", dtype={"path": str, "label": str})
     df["y"] = (df["label"] == get_task(task).positive).astype(np.int8)
     return df

@@ -1,0 +1,94 @@
+"""Model integrity: a model file that does not match its card's sha256 is refused (tiny model in a temp dir)."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from core.config import MODELS_DIR
+from core.store import (
+    ModelIntegrityError,
+    bundled_models,
+    load_model,
+    model_dir,
+    model_path,
+    read_card,
+    sha256_file,
+    write_card,
+)
+
+TASK, MODEL_ID = "malaria", "seed_base_cnn"  # any registered id; the file itself is a tiny stand-in
+
+
+def tiny_model(input_shape=(32, 32, 3), width: int = 4):
+    import keras
+    from keras import layers
+
+    inp = keras.Input(input_shape, name="image")
+    x = layers.Conv2D(2, 3, activation="relu")(inp)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dense(width, activation="relu")(x)
+    logit = layers.Dense(1, name="logit")(x)
+    return keras.Model(inp, layers.Activation("sigmoid", name="probability")(logit), name="tiny")
+
+
+def install(root, task: str = TASK, model_id: str = MODEL_ID, model=None) -> None:
+    """Save a model and a card with its sha256 under root/<task>/<model_id>/, as core.train does."""
+    model = model or tiny_model()
+    path = model_path(task, model_id, root)
+    path.parent.mkdir(parents=True)
+    model.save(path)
+    write_card(task, model_id, {"task": task, "model_id": model_id, "sha256": sha256_file(path), "threshold": 0.5}, root)
+
+
+@pytest.fixture
+def root(tmp_path):
+    install(tmp_path)
+    return tmp_path
+
+
+def test_default_root_is_unchanged():
+    assert model_dir(TASK, MODEL_ID) == MODELS_DIR / TASK / MODEL_ID
+    assert model_path(TASK, MODEL_ID) == MODELS_DIR / TASK / MODEL_ID / "model.keras"
+
+
+def test_verified_model_loads_from_root(root):
+    assert bundled_models(TASK, root) == [MODEL_ID]
+    model = load_model(TASK, MODEL_ID, root=root)
+    assert model.get_layer("logit") is not None
+    assert np.asarray(model(np.zeros((1, 32, 32, 3), np.float32))).shape == (1, 1)
+
+
+def test_tampered_copy_is_refused(root, tmp_path):
+    copy_root = tmp_path / "copy"
+    shutil.copytree(model_dir(TASK, MODEL_ID, root), model_dir(TASK, MODEL_ID, copy_root))
+    load_model(TASK, MODEL_ID, root=copy_root)  # an exact copy is fine
+    path = model_path(TASK, MODEL_ID, copy_root)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one flipped bit
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelIntegrityError, match="does not match its card"):
+        load_model(TASK, MODEL_ID, root=copy_root)
+    load_model(TASK, MODEL_ID, root=root)  # the original is untouched
+
+
+def test_swapped_model_file_is_refused(root, tmp_path):
+    other = tmp_path / "other"
+    install(other, model=tiny_model(width=5))
+    shutil.copy(model_path(TASK, MODEL_ID, other), model_path(TASK, MODEL_ID, root))  # a valid Keras file, wrong one
+    with pytest.raises(ModelIntegrityError):
+        load_model(TASK, MODEL_ID, root=root)
+
+
+def test_card_without_checksum_is_refused(root):
+    card = read_card(TASK, MODEL_ID, root)
+    del card["sha256"]
+    write_card(TASK, MODEL_ID, card, root)
+    with pytest.raises(ModelIntegrityError, match="no sha256"):
+        load_model(TASK, MODEL_ID, root=root)
+
+
+def test_missing_model_file(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load_model(TASK, MODEL_ID, root=tmp_path)
