@@ -123,6 +123,30 @@ def secondlook_cnn(spec: ModelSpec, filters: tuple[int, ...], dropout: float = 0
     return _head(x, spec.id, inp)
 
 
+def ensemble(members: list[keras.Model], name: str) -> keras.Model:
+    """One flat graph that runs every member on the same image and averages their logits.
+
+    Layers are cloned with prefixed names (members are plain chains), so Grad-CAM can reach each
+    member's last feature map and the file stays a single safe-mode .keras model.
+    """
+    inp = keras.Input(members[0].input_shape[1:] if hasattr(members[0], "input_shape") else members[0].inputs[0].shape[1:], name="image")
+    logits = []
+    for k, member in enumerate(members):
+        x = inp
+        for layer in member.layers[1:]:
+            if layer.name == "probability":
+                break
+            cfg = layer.get_config()
+            cfg["name"] = f"m{k}_{layer.name}"
+            clone = layer.__class__.from_config(cfg)
+            x = clone(x)
+            clone.set_weights(layer.get_weights())
+        logits.append(x)
+    logit = layers.Average(name="logit")(logits)
+    prob = layers.Activation("sigmoid", name="probability")(logit)
+    return keras.Model(inp, prob, name=name)
+
+
 BUILDERS = {
     ("effusion", "seed_lenet"): seed_effusion_lenet,
     ("effusion", "seed_alexnet"): seed_effusion_alexnet,
@@ -133,6 +157,7 @@ BUILDERS = {
     ("pneumonia", "secondlook_cnn"): lambda s: secondlook_cnn(s, (16, 32, 64, 96, 128)),
     ("effusion", "secondlook_cnn"): lambda s: secondlook_cnn(s, (16, 32, 64, 96, 128), dropout=0.4),
     ("malaria", "secondlook_cnn"): lambda s: secondlook_cnn(s, (24, 48, 96, 128)),
+    ("effusion", "secondlook_ensemble"): lambda s: secondlook_cnn(s, (16, 32, 64, 96, 128), dropout=0.4),  # one member
 }
 
 

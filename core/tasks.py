@@ -43,6 +43,7 @@ class ModelSpec:
     train: TrainConfig
     description: str
     deviations: str = ""
+    members: int = 1  # >1: an ensemble of this many independently seeded networks, logits averaged
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,12 @@ class TaskSpec:
 
     @property
     def default_model(self) -> str:
-        return next(m.id for m in self.models if not m.baseline)
+        """The SecondLook model with the best validation AUC among those bundled (model choice on validation)."""
+        from .store import read_card
+
+        ours = [m.id for m in self.models if not m.baseline]
+        scored = [(read_card(self.name, m).get("validation", {}).get("auc", -1.0), -i, m) for i, m in enumerate(ours)]
+        return max(scored)[2]
 
 
 def _pneumonia() -> TaskSpec:
@@ -122,6 +128,14 @@ def _effusion() -> TaskSpec:
             TrainConfig(epochs=60, learning_rate=2e-3, schedule="cosine", augment="xray_flip", class_weight=True, patience=15, weight_decay=1e-4),
             "5 blocks of (Conv-BN-ReLU)x2 + max-pool (16-128 filters), global average pooling, dropout, sigmoid; "
             "geometric and contrast augmentation incl. horizontal flip; cosine learning-rate decay; early stopping on validation AUC.",
+        ),
+        ModelSpec(
+            "secondlook_ensemble", "effusion", "SecondLook ensemble (3 CNNs)", False,
+            InputSpec(128, 1, "standardize"),
+            TrainConfig(epochs=60, learning_rate=2e-3, schedule="cosine", augment="xray_flip", class_weight=True, patience=15, weight_decay=1e-4),
+            "Three SecondLook CNNs (the secondlook_cnn recipe) trained with different seeds; their logits are averaged. "
+            "Small data makes single networks noisy; averaging reduces variance.",
+            members=3,
         ),
     )
     return TaskSpec(

@@ -131,18 +131,31 @@ def train(task_name: str, model_id: str, epochs: int | None = None, limit: int =
         pos = y_tr.mean()
         weights = np.where(y_tr == 1, 0.5 / pos, 0.5 / (1 - pos)).astype(np.float32)
 
-    model = __import__("core.networks", fromlist=["build"]).build(spec)
-    steps = n_epochs * int(np.ceil(len(x_tr) / cfg.batch_size))
-    model.compile(
-        optimizer=_optimizer(cfg, steps),
-        loss=keras.losses.BinaryCrossentropy(),
-        metrics=[keras.metrics.AUC(name="auc")],
-    )
-    augment = _augmenter(cfg.augment, spec.input.normalize)
-    ds = _dataset(x_tr, y_tr, cfg.batch_size, augment, seed, spec.input.normalize == "standardize", weights)
-    monitor, mode = ("val_auc", "max") if cfg.early_stopping == "val_auc" else ("val_loss", "min")
-    stopper = keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=cfg.patience, restore_best_weights=True)
-    hist = model.fit(ds, validation_data=(x_va, y_va), epochs=n_epochs, callbacks=[stopper], verbose=2)
+    from .networks import build, ensemble
+
+    members, histories, best_epochs, member_val_auc = [], [], [], []
+    for k in range(spec.members):
+        member_seed = seed + 1000 * k
+        keras.utils.set_random_seed(member_seed)
+        if spec.members > 1:
+            print(f"member {k + 1}/{spec.members} (seed {member_seed})", flush=True)
+        net = build(spec)
+        steps = n_epochs * int(np.ceil(len(x_tr) / cfg.batch_size))
+        net.compile(
+            optimizer=_optimizer(cfg, steps),
+            loss=keras.losses.BinaryCrossentropy(),
+            metrics=[keras.metrics.AUC(name="auc")],
+        )
+        augment = _augmenter(cfg.augment, spec.input.normalize)
+        ds = _dataset(x_tr, y_tr, cfg.batch_size, augment, member_seed, spec.input.normalize == "standardize", weights)
+        monitor, mode = ("val_auc", "max") if cfg.early_stopping == "val_auc" else ("val_loss", "min")
+        stopper = keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=cfg.patience, restore_best_weights=True)
+        h = net.fit(ds, validation_data=(x_va, y_va), epochs=n_epochs, callbacks=[stopper], verbose=2)
+        members.append(net)
+        histories.append(h.history)
+        best_epochs.append(int(stopper.best_epoch) + 1 if getattr(stopper, "best_epoch", None) is not None else len(h.history["loss"]))
+        member_val_auc.append(metrics.roc_auc(y_va, predict_tensors(net, x_va)))
+    model = members[0] if spec.members == 1 else ensemble(members, spec.id)
     train_seconds = time.time() - t0
 
     val_scores = predict_tensors(model, x_va)
@@ -155,7 +168,6 @@ def train(task_name: str, model_id: str, epochs: int | None = None, limit: int =
     model.save(mpath)
     write_predictions(out / "val_predictions.csv", va_df.path.tolist(), va_df.label.tolist(), val_scores)
 
-    best_epoch = int(stopper.best_epoch) + 1 if getattr(stopper, "best_epoch", None) is not None else len(hist.history["loss"])
     card = {
         "task": task_name,
         "model_id": model_id,
@@ -176,15 +188,17 @@ def train(task_name: str, model_id: str, epochs: int | None = None, limit: int =
         "training": {
             **cfg.as_dict(),
             "epochs_requested": n_epochs,
-            "epochs_run": len(hist.history["loss"]),
-            "best_epoch": best_epoch,
+            "epochs_run": len(histories[0]["loss"]) if spec.members == 1 else [len(h["loss"]) for h in histories],
+            "best_epoch": best_epochs[0] if spec.members == 1 else best_epochs,
+            "members": spec.members,
+            "member_val_auc": member_val_auc if spec.members > 1 else None,
             "seed": seed,
             "limit": limit,
             "wall_time_seconds": round(train_seconds, 1),
             "machine": f"{platform.machine()} {os.cpu_count()} CPU cores",
             "tensorflow": tf.__version__,
             "keras": keras.__version__,
-            "history": {k: [round(float(v), 5) for v in vals] for k, vals in hist.history.items()},
+            "history": [{k: [round(float(v), 5) for v in vals] for k, vals in h.items()} for h in histories],
         },
         "data": {
             "manifest_sha256": manifest_sha256(task_name),
