@@ -5,7 +5,6 @@ so the suite stays light on a shared machine.
 """
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
@@ -157,21 +156,17 @@ def test_operating_table_shapes_empty_and_nan():
         curve.counts(float("nan"))
 
 
-def test_operating_table_is_fast_for_100k_scores():
+def test_operating_table_matches_direct_count_for_100k_scores():
+    """Speed is measured in benchmarks/, not here."""
     rng = np.random.default_rng(1)
     y = rng.integers(0, 2, 100_000)
     s = np.clip(rng.normal(0.35 + 0.3 * y, 0.2), 0, 1)
     curve = M.OperatingCurve.from_scores(y, s)
     ts = np.linspace(0, 1, 201)
-    best = min(_timed(lambda: M.operating_table(curve, ts)) for _ in range(7))
-    assert best < 0.005, f"{best * 1e3:.2f} ms"
+    table = M.operating_table(curve, ts)
+    for i in (0, 77, 200):
+        assert int(table["fp"][i]) == int(np.sum((s >= ts[i]) & (y == 0)))
     assert int(M.operating_table(curve, np.array([0.5]))["tp"][0]) == int(np.sum((s >= 0.5) & (y == 1)))
-
-
-def _timed(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
 
 
 # --- agreement with scikit-learn ---------------------------------------------------------------------------------
@@ -422,17 +417,13 @@ def test_bootstrap_rates_agree_with_resampling_images():
         assert fast[name] == pytest.approx(slow, abs=0.015), name
 
 
-def test_bootstrap_rates_edge_cases_and_speed():
+def test_bootstrap_rates_edge_cases():
     y, s = _bootstrap_data()
     # nothing called positive: sensitivity pinned at 0, PPV undefined in every replicate
     ci = M.bootstrap_rates_ci(y, s, 2.0, n_boot=200)
     assert ci["sensitivity"] == (0.0, 0.0) and ci["specificity"] == (1.0, 1.0)
     assert all(np.isnan(ci["ppv"]))
     assert all(np.isnan(M.bootstrap_rates_ci(np.zeros(5, int), np.linspace(0, 1, 5), 0.5)["sensitivity"]))
-    rng = np.random.default_rng(0)
-    y_big = rng.integers(0, 2, 200_000)
-    s_big = rng.uniform(size=y_big.size)
-    assert _timed(lambda: M.bootstrap_rates_ci(y_big, s_big, 0.5, n_boot=5000)) < 0.5  # no per-image work per replicate
 
 
 def test_stratified_bootstrap_keeps_class_counts_and_contains_auc():
