@@ -88,7 +88,7 @@ def _as_uint8(arr: np.ndarray) -> np.ndarray:
     if arr.dtype == bool:
         return arr.astype(np.uint8) * 255
     if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise InputError(f"Expected numeric pixel values, got an array of type {arr.dtype}.")
+        raise InputError(f"expected numeric pixel values, got an array of type {arr.dtype}.")
     if np.issubdtype(arr.dtype, np.integer) and arr.size and arr.max() <= 255 and arr.min() >= 0:
         return arr.astype(np.uint8)
     return _stretch(arr)[0]
@@ -98,30 +98,34 @@ def _stretch(arr: np.ndarray) -> tuple[np.ndarray, float, float]:
     """Map the actual pixel range onto 0..255 (no clipping); refuses NaN/inf."""
     a = arr.astype(np.float64)
     if not np.isfinite(a).all():
-        raise InputError("The image contains invalid (non-finite) pixel values.")
+        raise InputError("the image contains invalid (non-finite) pixel values.")
     lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
     if hi <= lo:
         return np.zeros(a.shape, np.uint8), lo, hi
     return np.round((a - lo) / (hi - lo) * 255).astype(np.uint8), lo, hi
 
 
+def _msg(name: str | None, text: str) -> str:
+    """'name: text', or 'Text' when there is no name."""
+    return f"{name}: {text}" if name else text[:1].upper() + text[1:]
+
+
 def _check_array(arr: np.ndarray, name: str | None = None) -> np.ndarray:
-    prefix = f"{name}: " if name else ""
     arr = np.asarray(arr)
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
     if arr.ndim == 3 and arr.shape[2] == 4:
         arr = arr[:, :, :3]
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] != 3):
-        raise InputError(f"{prefix}expected a grey or colour image, got an array of shape {arr.shape}.")
+        raise InputError(_msg(name, f"expected a grey or colour image, got an array of shape {arr.shape}."))
     if min(arr.shape[:2]) < MIN_SIDE:
-        raise InputError(
-            f"{prefix}the image is {arr.shape[1]}×{arr.shape[0]} pixels; at least {MIN_SIDE}×{MIN_SIDE} is needed to read it."
-        )
+        raise InputError(_msg(
+            name, f"the image is {arr.shape[1]}×{arr.shape[0]} pixels; at least {MIN_SIDE}×{MIN_SIDE} is needed to read it."
+        ))
     try:
         out = _as_uint8(arr)
     except InputError as exc:
-        raise InputError(f"{prefix}{exc}") from None
+        raise InputError(_msg(name, str(exc))) from None
     return np.ascontiguousarray(out)
 
 
@@ -142,7 +146,7 @@ def _pil_to_array(img: Image.Image, notes: list[str]) -> np.ndarray:
     if mode.startswith("I;16") or mode in ("I", "F"):
         arr = np.asarray(img)
         if mode == "F" and not np.isfinite(arr).all():
-            raise InputError("The image contains invalid (non-finite) pixel values.")
+            raise InputError("the image contains invalid (non-finite) pixel values.")
         out, lo, hi = _stretch(arr)
         depth = "16-bit" if mode.startswith("I;16") else ("32-bit integer" if mode == "I" else "floating-point")
         notes.append(f"{depth} image: values {lo:g} to {hi:g} mapped to 0-255 (nothing clipped).")

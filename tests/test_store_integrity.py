@@ -7,39 +7,15 @@ import numpy as np
 import pytest
 
 from core.config import MODELS_DIR
-from core.store import (
-    ModelIntegrityError,
-    bundled_models,
-    load_model,
-    model_dir,
-    model_path,
-    read_card,
-    sha256_file,
-    write_card,
-)
+from core.store import ModelIntegrityError, bundled_models, load_model, model_dir, model_path, read_card, write_card
+from tests.modelgen import install as _install
+from tests.modelgen import tiny_model
 
 TASK, MODEL_ID = "malaria", "seed_base_cnn"  # any registered id; the file itself is a tiny stand-in
 
 
-def tiny_model(input_shape=(32, 32, 3), width: int = 4):
-    import keras
-    from keras import layers
-
-    inp = keras.Input(input_shape, name="image")
-    x = layers.Conv2D(2, 3, activation="relu")(inp)
-    x = layers.GlobalAveragePooling2D()(x)
-    x = layers.Dense(width, activation="relu")(x)
-    logit = layers.Dense(1, name="logit")(x)
-    return keras.Model(inp, layers.Activation("sigmoid", name="probability")(logit), name="tiny")
-
-
 def install(root, task: str = TASK, model_id: str = MODEL_ID, model=None) -> None:
-    """Save a model and a card with its sha256 under root/<task>/<model_id>/, as core.train does."""
-    model = model or tiny_model()
-    path = model_path(task, model_id, root)
-    path.parent.mkdir(parents=True)
-    model.save(path)
-    write_card(task, model_id, {"task": task, "model_id": model_id, "sha256": sha256_file(path), "threshold": 0.5}, root)
+    _install(root, task, model_id, model)
 
 
 @pytest.fixture
