@@ -234,6 +234,8 @@ def _colour_to_uint8(ds, raw: np.ndarray, name: str, notes: list[str]) -> np.nda
 
         arr = apply_color_lut(raw, ds)
         notes.append("Palette-colour image expanded to RGB.")
+        if arr.dtype == np.uint16:  # 16-bit palette entries: keep the palette's colours, just drop precision
+            return np.round(arr / 257.0).astype(np.uint8)
     arr = _finite(np.asarray(arr), name)
     if arr.ndim != 3 or arr.shape[-1] != 3:
         raise InputError(f"{name}: unsupported DICOM colour layout ({pi}, shape {arr.shape}).")

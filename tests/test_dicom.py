@@ -133,6 +133,21 @@ def test_rgb_dicom():
     np.testing.assert_array_equal(d.pixels, c)
 
 
+def test_palette_colour_dicom():
+    idx = (gradient() // 32).astype(np.uint8)  # indices 0..7
+    ds = pydicom.dcmread(io.BytesIO(make_dicom(idx)))
+    ds.PhotometricInterpretation = "PALETTE COLOR"
+    lut = np.array([[i * 30, 250 - i * 30, 100] for i in range(8)], np.uint16) * 257  # 16-bit entries
+    for k, ch in enumerate(("Red", "Green", "Blue")):
+        ds.add_new(f"{ch}PaletteColorLookupTableDescriptor", "US", [8, 0, 16])
+        ds.add_new(f"{ch}PaletteColorLookupTableData", "OW", lut[:, k].astype("<u2").tobytes())
+    buf = io.BytesIO()
+    ds.save_as(buf)
+    d = _read(buf.getvalue())
+    np.testing.assert_array_equal(d.pixels, (lut[idx] // 257).astype(np.uint8))
+    assert any("Palette" in n for n in d.notes)
+
+
 def test_rle_lossless_is_decoded_exactly():
     ds = pydicom.dcmread(io.BytesIO(make_dicom(RAW12)))
     ds.compress(RLELossless)
