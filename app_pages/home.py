@@ -1,0 +1,93 @@
+"""Home: what SecondLook does, the three tasks and each bundled model's validated test results."""
+import pandas as pd
+import streamlit as st
+
+from core import store
+from core.config import dataset_available
+from core.tasks import TASKS
+from ui import common
+
+ctx = common.context()
+
+st.title("SecondLook")
+st.markdown("#### A second look at medical images — with the numbers a clinician needs to judge it")
+st.warning(common.DISCLAIMER, icon=":material/warning:")
+
+st.markdown(
+    """
+SecondLook runs a trained neural network on an image and reports **how likely the finding is**, **what the model
+would call at the operating point you choose**, and **where in the image it saw evidence** (a Grad-CAM heat map).
+Every operating point is chosen on validation images and checked on held-out test images the model never saw.
+"""
+)
+LINKS = [
+    ("app_pages/predict.py", "Predict", ":material/image_search:", "Score your own images, one or a worklist, with heat maps."),
+    ("app_pages/threshold.py", "Threshold tuning", ":material/tune:", "Choose the trade-off between missed cases and false alarms."),
+    ("app_pages/compare.py", "Model comparison", ":material/compare:", "See which model ranks, calls and calibrates best."),
+    ("app_pages/review.py", "Misclassified review", ":material/fact_check:", "Look at the test cases the model gets wrong, and tag them."),
+]
+for col, (page, label, icon, blurb) in zip(st.columns(4), LINKS):
+    with col.container(border=True, height="stretch"):
+        st.page_link(page, label=f"**{label}**", icon=icon)
+        st.caption(blurb)
+
+st.subheader("Tasks and bundled models")
+st.caption(
+    "Figures are from each model's card, measured on the task's held-out **test** set at the model's validated "
+    "operating point. The interval after AUC is its 95% confidence interval (DeLong)."
+)
+
+HELP = {
+    "AUC (95% CI)": "Chance that the model scores a random case with the finding above a random case without it (1 = perfect, 0.5 = coin toss).",
+    "Sensitivity": "Share of test cases WITH the finding that the model flagged.",
+    "Specificity": "Share of test cases WITHOUT the finding that the model cleared.",
+    "Accuracy": "Share of all test cases called correctly.",
+    "Threshold": "Probability at or above which the model flags a case; chosen on validation images.",
+    "Test images": "Number of held-out test images (with the finding).",
+}
+
+for name, task in TASKS.items():
+    with st.container(border=True):
+        st.markdown(f"### {task.title}")
+        modality = "Chest X-ray" if task.modality == "xray" else "Thin blood smear, one red blood cell per image"
+        data = "available on this machine" if dataset_available(name) else "not on this machine (set SECONDLOOK_DATA)"
+        st.markdown(
+            f"**Question:** is there **{task.finding}**? · **Input:** {modality} · "
+            f"**Answers:** {task.positive} vs {task.negative} · **Dataset:** {data}"
+        )
+        models = store.bundled_models(name)
+        if not models:
+            st.info("No trained model for this task is bundled yet. It will appear here once training has finished.")
+            continue
+        rows = []
+        for mid in models:
+            card = common.card(name, mid)
+            test = card.get("test") or {}
+            row = {"Model": common.model_label(name, mid)}
+            if test:
+                lo, hi = test.get("auc_ci", [float("nan")] * 2)
+                row.update({
+                    "AUC (95% CI)": f"{test['auc']:.3f} ({lo:.3f}–{hi:.3f})",
+                    "Sensitivity": common.pct(test["sensitivity"]),
+                    "Specificity": common.pct(test["specificity"]),
+                    "Accuracy": common.pct(test["accuracy"]),
+                    "Threshold": f"{card.get('threshold', float('nan')):.4f}",
+                    "Test images": f"{test.get('n', '?')} ({test.get('n_positive', '?')})",
+                })
+            else:
+                row["AUC (95% CI)"] = "not yet evaluated on test"
+            rows.append(row)
+        df = pd.DataFrame(rows)
+        st.dataframe(
+            df, hide_index=True, width="stretch",
+            column_config={k: st.column_config.TextColumn(k, help=v) for k, v in HELP.items()},
+        )
+        with st.expander("About these models"):
+            for mid in models:
+                card = common.card(name, mid)
+                spec = task.model(mid)
+                st.markdown(
+                    f"**{spec.title}** — {card.get('parameters', 0):,} parameters, "
+                    f"{card.get('file_bytes', 0) / 1e6:.1f} MB. {spec.description}"
+                    + (f" *Deviation from the notebook:* {spec.deviations}" if spec.deviations else "")
+                )

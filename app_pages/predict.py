@@ -1,0 +1,170 @@
+"""Predict: score uploaded images (or test-set examples); decisions follow the sidebar's operating point live."""
+import math
+
+import streamlit as st
+
+from core import operating_point as op
+from core import samples, scoring
+from ui import common, imaging
+
+ctx = common.context()
+st.title("Predict")
+common.require_model(ctx)
+
+task, mid, thr = ctx.task, ctx.model_id, ctx.threshold
+pos_noun, neg_noun, unit = op.nouns(task)
+val_curve = common.curve(task.name, mid, "val")
+
+st.markdown(
+    f"**{common.model_label(task.name, mid)}** answers: *is there {task.finding}?* "
+    f"Images with a probability of **{thr:.4f}** or more are flagged (operating point in the sidebar)."
+)
+if val_curve is not None:
+    st.info(op.meaning(task, op.at(val_curve, thr)), icon=":material/straighten:")
+
+# ---------------------------------------------------------------- inputs ---------------------------------------
+EX_KEY = "predict_examples"
+st.session_state.setdefault(EX_KEY, {})
+
+
+@st.cache_data(show_spinner=False, ttl=600)
+def _example_pool(task_name: str) -> list[dict]:
+    return samples.examples(task_name)
+
+
+def _add_example() -> None:
+    pool = _example_pool(task.name)
+    chosen = st.session_state[EX_KEY].setdefault(task.name, [])
+    used = {e["file"] for e in chosen}
+    nxt = next((e for e in pool if e["file"] not in used), None)
+    if nxt is not None:
+        chosen.append(nxt)
+
+
+def _clear_examples() -> None:
+    st.session_state[EX_KEY][task.name] = []
+
+
+types = scoring.upload_types()
+col_up, col_ex = st.columns([3, 1], vertical_alignment="top")
+with col_up:
+    uploads = st.file_uploader(
+        "Upload one or more images", type=types, accept_multiple_files=True, key="predict_files",
+        help="Files stay in this app's memory for scoring and are never written to disk.",
+    )
+    st.caption(f"Accepted: {', '.join(t.upper() for t in types)}"
+               + ("" if scoring.dicom_supported() else " (DICOM support is coming)")
+               + ". Uploads are kept in memory only, never saved.")
+with col_ex:
+    pool = _example_pool(task.name)
+    st.button("Try an example", on_click=_add_example, disabled=not pool, width="stretch", key="predict_try",
+              help="Adds an image from the dataset's held-out TEST split (the model never trained on it).")
+    if st.session_state[EX_KEY].get(task.name):
+        st.button("Remove examples", on_click=_clear_examples, width="stretch", key="predict_clear")
+    if not pool:
+        st.caption("No examples here: the dataset is not on this machine and `python -m core.samples` has not been run.")
+
+# ---------------------------------------------------------------- scoring --------------------------------------
+results = []  # dicts: name, scored, truth, source
+with st.spinner("Scoring…"):
+    for f in uploads or []:
+        data = f.getvalue()
+        results.append({"name": f.name, "scored": imaging.score(task.name, mid, data, f.name), "truth": None})
+    for ex in st.session_state[EX_KEY].get(task.name, []):
+        name = ex["path"]
+        results.append({"name": name, "scored": imaging.score_file(task.name, mid, ex["file"], name), "truth": ex["label"]})
+
+ok = [r for r in results if r["scored"].ok]
+for r in results:
+    if not r["scored"].ok:
+        st.error(r["scored"].error, icon=":material/error:")
+
+st.session_state["predict_last"] = [
+    {"name": r["name"], "probability": r["scored"].probability,
+     "decision": op.decision_label(r["scored"].probability, thr, task)} for r in ok
+]
+
+if not results:
+    st.markdown(f"Upload an image above, or press **Try an example**, to see the model's probability of {task.finding}.")
+    st.stop()
+if not ok:
+    st.stop()
+
+
+def detail(r: dict) -> None:
+    s = r["scored"]
+    p = s.probability
+    flagged = op.decide(p, thr)
+    decision = f"Flag: {task.positive}" if flagged else task.negative
+    with st.container(border=True):
+        st.markdown(f"#### {r['name']}")
+        left, right = st.columns([2, 3], gap="medium")
+        with left:
+            m1, m2 = st.columns(2)
+            m1.metric(f"Probability of {task.finding}", f"{p:.1%}",
+                      help="The model's output for this image (0–100%). It is not a calibrated risk for your patient population.")
+            m2.metric("Decision at this operating point", decision,
+                      help=f"Flagged when the probability is at least the threshold {thr:.4f} (sidebar). "
+                           "Moving the operating point updates this without re-running the model.")
+            side = "at or above" if flagged else "below"
+            colour = "red" if flagged else "green"
+            st.markdown(
+                f"The probability **{p:.4f}** is {side} the threshold **{thr:.4f}**, so the model "
+                + (f":{colour}[**flags**] this {unit} for {task.finding}." if flagged else f":{colour}[does **not** flag] this {unit}.")
+            )
+            st.caption(f"Exact model output: {p:.8f}")
+            if r["truth"] is not None:
+                right_call = (r["truth"] == task.positive) == flagged
+                st.caption(f"Example from the held-out test set — dataset label **{r['truth']}** "
+                           f"({'the model agrees' if right_call else 'the model disagrees'}).")
+            for note in s.notes:
+                st.caption(f":material/info: {note}")
+            if s.phi:
+                st.warning("This file carries patient identifiers. SecondLook shows them to you only and stores nothing.",
+                           icon=":material/lock:")
+            alpha = st.slider("Heat-map opacity", 0.0, 1.0, 0.4, 0.05, key="predict_alpha",
+                              help="0 shows the plain image, 1 only the heat map.")
+        with right:
+            c1, c2 = st.columns(2, gap="small")
+            c1.image(imaging.rendered(task.name, mid, s, 0.0), caption="Original", width="stretch")
+            c2.image(imaging.rendered(task.name, mid, s, alpha), caption="Grad-CAM overlay", width="stretch")
+            st.caption(imaging.gradcam_caption(task.name))
+        if s.metadata:
+            with st.expander("File details"):
+                st.json(s.metadata, expanded=False)
+        if s.phi:
+            with st.expander("Patient identifiers in this file (shown on request only)", icon=":material/lock:"):
+                st.json(s.phi, expanded=True)
+
+
+if len(ok) == 1:
+    detail(ok[0])
+else:
+    rows = [{"thumbnail": r["scored"].thumbnail, "file": r["name"], "probability": r["scored"].probability,
+             "truth": r["truth"] or ""} for r in ok]
+    wl = scoring.worklist(rows, thr, task.name)
+    n_flag = int((wl["probability"] >= thr).sum())
+    st.subheader(f"Worklist — {len(wl)} images, {n_flag} flagged")
+    st.caption("Sorted by probability, highest first: read the top of the list first. Decisions follow the sidebar's operating point.")
+    show_truth = wl["truth"].astype(bool).any()
+    st.dataframe(
+        wl, hide_index=True, width="stretch", key="predict_worklist",
+        column_order=["rank", "thumbnail", "file", "probability", "decision"] + (["truth"] if show_truth else []),
+        column_config={
+            "rank": st.column_config.NumberColumn("#", width="small"),
+            "thumbnail": st.column_config.ImageColumn("Image", width="small"),
+            "file": st.column_config.TextColumn("File", width="large"),
+            "probability": st.column_config.ProgressColumn(
+                f"Probability of {task.finding}", min_value=0.0, max_value=1.0, format="percent",
+                help="The model's output for the image."),
+            "decision": st.column_config.TextColumn("Decision", help=f"Flagged when probability ≥ {thr:.4f}"),
+            "truth": st.column_config.TextColumn("Dataset label", help="Only for test-set examples."),
+        },
+    )
+    st.download_button(
+        "Download worklist (CSV)", scoring.worklist_csv(wl, thr, task.name, mid),
+        file_name=f"secondlook_{task.name}_{mid}_worklist.csv", mime="text/csv", key="predict_csv",
+    )
+    names = wl["file"].tolist()
+    pick = st.selectbox("Show details for", names, key="predict_pick")
+    detail(next(r for r in ok if r["name"] == pick))

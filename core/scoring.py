@@ -1,0 +1,195 @@
+"""Scoring single images for the app: decode, the shared preprocessing, probability, Grad-CAM, worklists.
+
+The probability comes from exactly the evaluation path (`read_image` -> `prepare` -> `predict_tensors`, rounded
+to 8 decimals), so the app shows the same number `core.evaluate` wrote to test_predictions.csv. Nothing here
+writes to disk.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from . import imageio
+from .imageio import InputError
+from .inference import predict_tensors
+from .preprocess import prepare
+from .tasks import ModelSpec, get_task
+
+BASE_TYPES = ("png", "jpg", "jpeg", "tif", "tiff", "bmp", "webp")
+DICOM_TYPES = ("dcm", "dicom")
+DISPLAY_MAX_SIDE = 768
+
+
+def dicom_supported() -> bool:
+    """DICOM arrives with `imageio.read_image_with_info` (the DICOM-aware decoder)."""
+    return hasattr(imageio, "read_image_with_info")
+
+
+def upload_types() -> list[str]:
+    return list(BASE_TYPES) + (list(DICOM_TYPES) if dicom_supported() else [])
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass
+class Decoded:
+    pixels: np.ndarray
+    format: str
+    notes: list[str] = field(default_factory=list)
+    metadata: dict = field(default_factory=dict)
+    phi: object = None
+
+
+def decode(data: bytes, name: str) -> Decoded:
+    """Bytes -> pixels (+ format, notes, metadata, PHI when the decoder reports them). Raises InputError."""
+    if dicom_supported():
+        d = imageio.read_image_with_info(data, name)
+        return Decoded(d.pixels, str(getattr(d, "format", "")), list(getattr(d, "notes", []) or []),
+                       dict(getattr(d, "metadata", {}) or {}), getattr(d, "phi", None))
+    pixels = imageio.read_image(data, name)
+    return Decoded(pixels, _sniff_format(data))
+
+
+def _sniff_format(data: bytes) -> str:
+    try:
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as im:
+            return str(im.format or "")
+    except Exception:  # decoding already succeeded; the format name is cosmetic
+        return ""
+
+
+def probability(model, spec: ModelSpec, pixels: np.ndarray) -> float:
+    """The evaluation path for one decoded image."""
+    x = prepare(pixels, spec.input)
+    return float(predict_tensors(model, x[None])[0])
+
+
+def heatmap(model, spec: ModelSpec, pixels: np.ndarray) -> np.ndarray:
+    """Grad-CAM map (model input size, 0..1) of evidence FOR the finding."""
+    from .explain import gradcam
+
+    _, cam = gradcam(model, prepare(pixels, spec.input))
+    return np.asarray(cam, dtype=np.float32)
+
+
+def display_image(pixels: np.ndarray, max_side: int = DISPLAY_MAX_SIDE) -> np.ndarray:
+    """Downsized (never enlarged) uint8 copy for the browser; keeps grey as grey."""
+    import cv2
+
+    h, w = pixels.shape[:2]
+    scale = max_side / max(h, w)
+    if scale >= 1:
+        return pixels
+    return cv2.resize(pixels, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+
+
+def png_bytes(img: np.ndarray) -> bytes:
+    import cv2
+
+    if img.ndim == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+    ok, buf = cv2.imencode(".png", img)
+    if not ok:
+        raise ValueError("could not encode image")
+    return buf.tobytes()
+
+
+def jpeg_bytes(img: np.ndarray, quality: int = 90) -> bytes:
+    import cv2
+
+    if img.ndim == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("could not encode image")
+    return buf.tobytes()
+
+
+def thumbnail_url(pixels: np.ndarray, side: int = 96) -> str:
+    """Small PNG as a data URL, for image columns in tables."""
+    img = display_image(pixels, side)
+    return "data:image/png;base64," + base64.b64encode(png_bytes(img)).decode("ascii")
+
+
+@dataclass
+class Scored:
+    """One image through one model. `error` is the user-facing InputError message when it could not be read."""
+
+    name: str
+    digest: str
+    probability: float | None = None
+    heatmap: np.ndarray | None = None
+    display: np.ndarray | None = None
+    thumbnail: str = ""
+    format: str = ""
+    notes: list[str] = field(default_factory=list)
+    metadata: dict = field(default_factory=dict)
+    phi: object = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def score_bytes(model, spec: ModelSpec, data: bytes, name: str, with_heatmap: bool = True) -> Scored:
+    """Decode and score one file; an unreadable file comes back with `error` set instead of raising."""
+    d = digest(data)
+    try:
+        dec = decode(data, name)
+    except InputError as exc:
+        return Scored(name, d, error=str(exc))
+    p = probability(model, spec, dec.pixels)
+    cam = heatmap(model, spec, dec.pixels) if with_heatmap else None
+    return Scored(name, d, p, cam, display_image(dec.pixels), thumbnail_url(dec.pixels), dec.format, dec.notes, dec.metadata, dec.phi)
+
+
+def worklist(items: list[dict], threshold: float, task: str) -> pd.DataFrame:
+    """Rows (name, probability, optional truth/thumbnail) -> table sorted by probability, with decisions.
+
+    Unreadable files (probability None) go last with their error message.
+    """
+    t = get_task(task)
+    df = pd.DataFrame(items)
+    if df.empty:
+        return pd.DataFrame(columns=["rank", "thumbnail", "file", "probability", "decision", "note"])
+    if "probability" not in df:
+        df["probability"] = np.nan
+    prob = pd.to_numeric(df["probability"], errors="coerce")
+    df["probability"] = prob
+    df["decision"] = np.where(prob.isna(), "could not read", np.where(prob >= threshold, f"Flag: {t.positive}", t.negative))
+    df = df.sort_values("probability", ascending=False, na_position="last", kind="mergesort").reset_index(drop=True)
+    df.insert(0, "rank", np.arange(1, len(df) + 1))
+    return df
+
+
+def worklist_csv(df: pd.DataFrame, threshold: float, task: str, model_id: str) -> bytes:
+    keep = [c for c in ("rank", "file", "probability", "decision", "truth", "note") if c in df.columns]
+    out = df[keep].copy()
+    out["threshold"] = threshold
+    out["task"] = task
+    out["model"] = model_id
+    return out.to_csv(index=False, float_format="%.8f").encode("utf-8")
+
+
+def measure_latency(model, spec: ModelSpec, repeats: int = 15, warmup: int = 3) -> dict[str, float]:
+    """Median wall time to score one prepared image (ms), measured on this machine right now."""
+    x = np.random.default_rng(0).random((1, spec.input.size, spec.input.size, spec.input.channels), dtype=np.float32)
+    for _ in range(warmup):
+        predict_tensors(model, x)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        predict_tensors(model, x)
+        times.append((time.perf_counter() - t0) * 1000)
+    return {"median_ms": float(np.median(times)), "p90_ms": float(np.quantile(times, 0.9)), "repeats": repeats}

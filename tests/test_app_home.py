@@ -1,0 +1,74 @@
+"""AppTest: app.py (router + shared sidebar) and the Home page."""
+from __future__ import annotations
+
+from core import store
+from core.tasks import TASKS
+from tests.app_support import need, start, task_with_models, texts, use_threshold
+
+
+def test_home_loads_and_lists_tasks_and_models():
+    at = start()
+    assert at.title[0].value == "SecondLook"
+    body = "\n".join(texts(at))
+    assert "not a diagnostic device" in body
+    for task in TASKS.values():
+        assert any(h.value == f"### {task.title}" for h in at.markdown), task.title
+    # every bundled model's card metrics are in a table
+    shown = "\n".join(df.value.to_string() for df in at.dataframe)
+    for name in TASKS:
+        for mid in store.bundled_models(name):
+            test = store.read_card(name, mid).get("test")
+            if test:
+                assert f"{test['auc']:.3f}" in shown
+
+
+def test_sidebar_is_shared_and_slider_changes_the_operating_point():
+    task = task_with_models()
+    at = start(task)
+    assert at.sidebar.selectbox(key="task").value == task
+    before = at.session_state["op_thresholds"].get(f"{task}/{at.session_state['model']}")
+    sentence = [m.value for m in at.sidebar.markdown if m.value.startswith("Catches")][0]
+    at.sidebar.slider(key="op_sens").set_value(99.0).run()
+    assert not at.exception
+    after_thr = at.session_state["op_thresholds"][f"{task}/{at.session_state['model']}"]
+    assert after_thr != before
+    sentence2 = [m.value for m in at.sidebar.markdown if m.value.startswith("Catches")][0]
+    assert sentence2 != sentence
+    # the operating point survives a page switch
+    at.switch_page("app_pages/predict.py").run()
+    assert at.session_state["op_thresholds"][f"{task}/{at.session_state['model']}"] == after_thr
+    assert at.sidebar.slider(key="op_sens").value == 99.0
+
+
+def test_threshold_mode_and_reset():
+    task = task_with_models()
+    at = start(task)
+    key = f"{task}/{at.session_state['model']}"
+    default = store.read_card(task, at.session_state["model"])["threshold"]
+    use_threshold(at, 0.123)
+    assert at.session_state["op_thresholds"][key] == 0.123
+    reset = [b for b in at.sidebar.button if b.label == "Reset to validated default"]
+    assert reset
+    reset[0].click().run()
+    assert at.session_state["op_thresholds"].get(key, default) == default
+
+
+def test_switching_task_picks_that_tasks_model():
+    tasks = [t for t in TASKS if store.bundled_models(t)]
+    need(len(tasks) >= 2, "two tasks with trained models are needed to switch task")
+    at = start(tasks[0])
+    at.sidebar.selectbox(key="task").select(tasks[1]).run()
+    assert not at.exception
+    assert at.session_state["model"] in store.bundled_models(tasks[1])
+
+
+def test_task_without_models_says_so():
+    empty = [t for t in TASKS if not store.bundled_models(t)]
+    if not empty:
+        return  # every task has a model: nothing to check
+    at = start(empty[0])
+    assert any("No trained model" in i.value for i in at.sidebar.info)
+    for page in ("predict", "threshold", "compare", "review"):
+        at.switch_page(f"app_pages/{page}.py").run()
+        assert not at.exception
+        assert any("no trained model" in i.value.lower() for i in at.info), page

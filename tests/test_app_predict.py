@@ -1,0 +1,89 @@
+"""AppTest: the Predict page — real test images give core.evaluate's probability; the slider flips decisions live."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from core import store
+from core.data import load_task_manifest
+from tests.app_support import exact_probabilities, metric, start, task_with_models, use_threshold
+from tests.conftest import require_dataset
+
+
+def _cases(task: str, model_id: str, n: int = 3):
+    """Test images (file, path, csv score) with probabilities clear of 0 and 1, from core.evaluate's CSV."""
+    preds = store.read_predictions(task, model_id, "test")
+    man = load_task_manifest(task).set_index("path")
+    mid = preds[(preds.score > 0.02) & (preds.score < 0.98)]
+    rows = (mid if len(mid) >= n else preds).sort_values("score").iloc[np.linspace(0, max(len(mid), n) - 1, n).astype(int)]
+    return [(man.loc[r.path, "file"], r.path, float(r.score)) for r in rows.itertuples()]
+
+
+def _model(task: str) -> str:
+    from core.tasks import get_task
+
+    models = store.bundled_models(task)
+    return get_task(task).default_model if get_task(task).default_model in models else models[0]
+
+
+def test_predict_loads():
+    task = task_with_models()
+    at = start(task, page="predict")
+    assert at.title[0].value == "Predict"
+    assert at.file_uploader(key="predict_files") is not None
+
+
+def test_uploaded_test_image_matches_core_evaluate_and_slider_flips_decision():
+    task = task_with_models()
+    require_dataset(task)
+    mid = _model(task)
+    file, path, csv_score = _cases(task, mid, 1)[0]
+    at = start(task, mid, page="predict")
+    data = Path(file).read_bytes()
+    at.file_uploader(key="predict_files").set_value((Path(file).name, data, "image/png")).run()
+    assert not at.exception, [e.message for e in at.exception]
+    probs = exact_probabilities(at)
+    assert len(probs) == 1
+    assert abs(probs[0] - csv_score) <= 1e-6, (probs[0], csv_score)
+    # decision follows the operating point without re-scoring
+    use_threshold(at, 0.0)
+    assert metric(at, "Decision").startswith("Flag")
+    use_threshold(at, 1.0)
+    assert not metric(at, "Decision").startswith("Flag")
+    assert exact_probabilities(at) == probs
+
+
+def test_try_an_example_scores_a_test_image_like_core_evaluate():
+    task = task_with_models()
+    require_dataset(task)
+    mid = _model(task)
+    at = start(task, mid, page="predict")
+    at.button(key="predict_try").click().run()
+    assert not at.exception
+    ex = at.session_state["predict_examples"][task][0]
+    csv = store.read_predictions(task, mid, "test").set_index("path")["score"]
+    probs = exact_probabilities(at)
+    assert abs(probs[0] - csv[ex["path"]]) <= 1e-6
+
+
+def test_worklist_sorted_bad_file_reported_and_others_continue():
+    task = task_with_models()
+    require_dataset(task)
+    mid = _model(task)
+    cases = _cases(task, mid, 3)
+    files = [(Path(f).name, Path(f).read_bytes(), "image/png") for f, _, _ in cases]
+    files.append(("broken.png", b"this is not an image", "image/png"))
+    at = start(task, mid, page="predict")
+    at.file_uploader(key="predict_files").set_value(files).run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert any("broken.png" in e.value for e in at.error)
+    wl = at.dataframe[0].value
+    assert len(wl) == 3
+    assert list(wl["probability"]) == sorted(wl["probability"], reverse=True)
+    assert np.allclose(sorted(wl["probability"]), sorted(s for _, _, s in cases), atol=1e-6)
+    # moving the slider changes decisions in the worklist
+    use_threshold(at, 0.0)
+    assert at.dataframe[0].value["decision"].str.startswith("Flag").all()
+    use_threshold(at, 1.0)
+    assert not at.dataframe[0].value["decision"].str.startswith("Flag").any()

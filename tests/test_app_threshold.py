@@ -1,0 +1,68 @@
+"""AppTest: Threshold tuning — works from the prediction CSVs, reacts to the slider, presets and model switches."""
+from __future__ import annotations
+
+from core import store
+from tests.app_support import plotly_specs, start, task_with_models
+
+
+def test_threshold_page_loads_with_val_and_test_columns():
+    task = task_with_models()
+    at = start(task, page="threshold")
+    assert at.title[0].value == "Threshold tuning"
+    table = at.table[0].value
+    assert {"Validation (95% CI)", "Test, held-out (95% CI)"} <= set(table.columns)
+    assert {"Sensitivity", "Specificity", "F1 score"} <= set(table["Metric"])
+    assert len(plotly_specs(at)) == 4  # confusion, ROC, PR, distribution
+
+
+def test_slider_changes_metrics_and_charts():
+    task = task_with_models()
+    at = start(task, page="threshold")
+    t0, c0 = at.table[0].value.copy(), plotly_specs(at)
+    at.sidebar.slider(key="op_sens").set_value(99.0).run()
+    assert not at.exception
+    t1, c1 = at.table[0].value, plotly_specs(at)
+    assert not t0.equals(t1)
+    assert c0 != c1
+
+
+def test_preset_and_use_this_operating_point():
+    task = task_with_models()
+    at = start(task, page="threshold")
+    mid = at.session_state["model"]
+    at.button_group(key="tune_preset").set_value("spec95").run()
+    assert not at.exception
+    use = at.button(key="tune_use")
+    if not use.disabled:
+        use.click().run()
+        assert not at.exception
+        from core import operating_point as op
+
+        v = store.read_predictions(task, mid, "val")
+        want = op.preset_threshold("spec95", v["y"], v["score"])
+        assert at.session_state["op_thresholds"][f"{task}/{mid}"] == want
+        assert at.session_state["tune_preset"] == "current"
+        # Predict now uses it
+        at.switch_page("app_pages/predict.py").run()
+        assert any(f"{want:.4f}" in m.value for m in at.markdown)
+
+
+def test_prevalence_changes_ppv():
+    task = task_with_models()
+    at = start(task, page="threshold")
+    rows = at.table[0].value.set_index("Metric")
+    before = rows.filter(like="PPV at", axis=0)
+    at.number_input(key=f"tune_prev_{task}").set_value(5.0).run()
+    after = at.table[0].value.set_index("Metric").filter(like="PPV at", axis=0)
+    assert after.index[0].startswith("PPV at 5%")
+    assert before.iloc[0, -1] != after.iloc[0, -1]
+
+
+def test_switching_model_changes_curves():
+    task = task_with_models(2)
+    models = store.bundled_models(task)
+    at = start(task, models[0], page="threshold")
+    c0 = plotly_specs(at)
+    at.sidebar.selectbox(key="model").select(models[1]).run()
+    assert not at.exception
+    assert plotly_specs(at) != c0

@@ -1,0 +1,308 @@
+"""Sidebar (task, model, operating point) shared by every page, and the caches behind it.
+
+State lives in `st.session_state`:
+  task, model         the selectboxes
+  op_thresholds       {"task/model": threshold} -- the operating point of each model, default its card's
+  op_mode, op_sens, op_thr   the operating-point widgets (kept in sync with op_thresholds)
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from core import metrics, store
+from core import operating_point as op
+from core.config import dataset_available, task_data_dir
+from core.metrics import OperatingCurve
+from core.tasks import TASKS, TaskSpec, get_task
+
+DISCLAIMER = (
+    "SecondLook is decision support for trained clinicians, **not a diagnostic device**. It has not been "
+    "cleared by any regulator. Every output must be checked by a qualified reader; never act on it alone."
+)
+MODE_SENS = "By sensitivity"
+MODE_THR = "By threshold"
+SENS_MIN, SENS_MAX, SENS_STEP = 50.0, 100.0, 0.5
+
+
+# ---------------------------------------------------------------- caches ---------------------------------------
+
+def _card_mtime(task: str, model_id: str) -> float:
+    try:
+        return os.stat(store.model_dir(task, model_id) / "card.json").st_mtime
+    except OSError:
+        return 0.0
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _card(task: str, model_id: str, mtime: float) -> dict:
+    return store.read_card(task, model_id)
+
+
+def card(task: str, model_id: str) -> dict:
+    """The model card (re-read when the file changes)."""
+    return _card(task, model_id, _card_mtime(task, model_id))
+
+
+def version(task: str, model_id: str) -> str:
+    """Cache key of a model version: its checksum from the card."""
+    return str(card(task, model_id).get("sha256", ""))
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=16)
+def _model(task: str, model_id: str, sha: str):
+    return store.load_model(task, model_id)
+
+
+def model(task: str, model_id: str):
+    """The Keras model, loaded once per version (checksum verified against the card)."""
+    return _model(task, model_id, version(task, model_id))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _predictions(task: str, model_id: str, which: str, sha: str) -> pd.DataFrame | None:
+    try:
+        return store.read_predictions(task, model_id, which)
+    except FileNotFoundError:
+        return None
+
+
+def predictions(task: str, model_id: str, which: str) -> pd.DataFrame | None:
+    """val/test predictions CSV as a frame (path, label, score, y), or None when the file is missing."""
+    return _predictions(task, model_id, which, version(task, model_id))
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _curve(task: str, model_id: str, which: str, sha: str) -> OperatingCurve | None:
+    df = _predictions(task, model_id, which, sha)
+    return None if df is None else OperatingCurve.from_scores(df["y"].to_numpy(), df["score"].to_numpy())
+
+
+def curve(task: str, model_id: str, which: str) -> OperatingCurve | None:
+    """Sorted cumulative counts of a prediction set: every threshold is then a binary search."""
+    return _curve(task, model_id, which, version(task, model_id))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _auc_ci(task: str, model_id: str, which: str, sha: str) -> tuple[float, float, float] | None:
+    df = _predictions(task, model_id, which, sha)
+    if df is None or df["y"].nunique() < 2:
+        return None
+    return metrics.delong_auc_ci(df["y"].to_numpy(), df["score"].to_numpy())
+
+
+def auc_ci(task: str, model_id: str, which: str):
+    return _auc_ci(task, model_id, which, version(task, model_id))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _manifest(task: str, mtime: float) -> pd.DataFrame:
+    from core.data import load_task_manifest
+
+    return load_task_manifest(task)
+
+
+def manifest(task: str) -> pd.DataFrame | None:
+    """The task's dataset manifest (absolute `file` paths), or None without the dataset."""
+    if not dataset_available(task):
+        return None
+    return _manifest(task, os.stat(task_data_dir(task) / "manifest.csv").st_mtime)
+
+
+# ---------------------------------------------------------------- operating point ------------------------------
+
+def _thresholds() -> dict:
+    return st.session_state.setdefault("op_thresholds", {})
+
+
+def default_threshold(task: str, model_id: str) -> float:
+    return float(card(task, model_id).get("threshold", 0.5))
+
+
+def threshold(task: str, model_id: str) -> float:
+    """The current operating point of a model (its card's validated threshold until someone changes it)."""
+    return float(_thresholds().get(f"{task}/{model_id}", default_threshold(task, model_id)))
+
+
+def set_threshold(task: str, model_id: str, value: float) -> None:
+    """Change a model's operating point. Call from a widget callback (before the sidebar renders)."""
+    _thresholds()[f"{task}/{model_id}"] = float(value)
+    if st.session_state.get("task") == task and st.session_state.get("model") == model_id:
+        st.session_state["_op_dirty"] = True
+
+
+def _val_sensitivity_pct(task: str, model_id: str, thr: float) -> float:
+    c = curve(task, model_id, "val")
+    if c is None or not c.n_pos:
+        return SENS_MAX
+    sens = c.counts(thr)["tp"] / c.n_pos * 100
+    snapped = math.floor(sens / SENS_STEP + 1e-9) * SENS_STEP  # "at least": never show more than achieved
+    return float(min(SENS_MAX, max(SENS_MIN, snapped)))
+
+
+def _on_sens() -> None:
+    task, model_id = st.session_state["task"], st.session_state["model"]
+    c = curve(task, model_id, "val")
+    if c is None:
+        return
+    _thresholds()[f"{task}/{model_id}"] = op.threshold_for_min_sensitivity(c, st.session_state["op_sens"] / 100)
+
+
+def _on_thr() -> None:
+    task, model_id = st.session_state["task"], st.session_state["model"]
+    _thresholds()[f"{task}/{model_id}"] = float(st.session_state["op_thr"])
+
+
+def _on_reset() -> None:
+    task, model_id = st.session_state["task"], st.session_state["model"]
+    _thresholds().pop(f"{task}/{model_id}", None)
+    st.session_state["_op_dirty"] = True
+
+
+def _on_mode() -> None:
+    st.session_state["_op_dirty"] = True
+
+
+def _on_task() -> None:
+    st.session_state.pop("model", None)
+
+
+# ---------------------------------------------------------------- context --------------------------------------
+
+@dataclass
+class Context:
+    task: TaskSpec
+    models: list[str]
+    model_id: str | None = None
+    threshold: float | None = None
+    card: dict = field(default_factory=dict)
+
+    @property
+    def has_model(self) -> bool:
+        return self.model_id is not None
+
+    def model_title(self, model_id: str | None = None) -> str:
+        mid = model_id or self.model_id
+        spec = self.task.model(mid)
+        return spec.title + (" (seed baseline)" if spec.baseline else "")
+
+
+def short_task_title(task: str) -> str:
+    """'Pneumonia (pediatric chest X-ray)' -> 'Pneumonia'."""
+    return TASKS[task].title.split(" (")[0]
+
+
+def model_label(task: str, model_id: str) -> str:
+    spec = get_task(task).model(model_id)
+    return spec.title + (" · baseline" if spec.baseline else "")
+
+
+def sidebar() -> Context:
+    """Render the shared sidebar and return the current context. Called once per run, by app.py."""
+    ss = st.session_state
+    with st.sidebar:
+        if ss.get("task") not in TASKS:
+            ss["task"] = next((t for t in TASKS if store.bundled_models(t)), next(iter(TASKS)))
+        task_name = st.selectbox("Task", list(TASKS), format_func=short_task_title, key="task", on_change=_on_task,
+                                 help="Which question SecondLook answers: each task has its own models and data.")
+        task = get_task(task_name)
+        models = store.bundled_models(task_name)
+        if not models:
+            st.info(
+                f"No trained model for **{task.title}** is bundled yet. Models appear here as soon as training "
+                f"(`python -m core.train --task {task_name} --model {task.default_model}`) has finished."
+            )
+            ctx = Context(task, models)
+            ss["_ctx"] = ctx
+            _footer()
+            return ctx
+        if ss.get("model") not in models:
+            ss["model"] = task.default_model if task.default_model in models else models[0]
+        model_id = st.selectbox("Model", models, format_func=lambda m: model_label(task_name, m), key="model",
+                                help="Bundled models for this task. Seed baselines are the notebooks' original networks.")
+        _operating_point_widgets(task, model_id)
+        thr = threshold(task_name, model_id)
+        ctx = Context(task, models, model_id, thr, card(task_name, model_id))
+        ss["_ctx"] = ctx
+        _footer()
+    return ctx
+
+
+def _operating_point_widgets(task: TaskSpec, model_id: str) -> None:
+    ss = st.session_state
+    key = f"{task.name}/{model_id}"
+    thr = threshold(task.name, model_id)
+    if ss.get("_op_sync_key") != key or ss.pop("_op_dirty", False) or "op_sens" not in ss or "op_thr" not in ss:
+        ss["op_sens"] = _val_sensitivity_pct(task.name, model_id, thr)
+        ss["op_thr"] = float(min(1.0, max(0.0, round(thr, 3))))
+        ss["_op_sync_key"] = key
+    ss.setdefault("op_mode", MODE_SENS)
+    st.markdown("**Operating point**", help=(
+        "Where the model draws the line between 'flag' and 'clear'. A lower line catches more cases but raises "
+        "more false alarms. Set it by the share of cases you want caught (chosen on validation data), or by the "
+        "probability threshold directly. It applies on every page."))
+    mode = st.radio("Set it", [MODE_SENS, MODE_THR], key="op_mode", horizontal=True, on_change=_on_mode,
+                    label_visibility="collapsed")
+    if mode == MODE_SENS:
+        st.slider("Catch at least this share of cases (validation)", SENS_MIN, SENS_MAX, step=SENS_STEP, format="%.1f%%",
+                  key="op_sens", on_change=_on_sens,
+                  help="The highest threshold that still catches at least this share of the validation cases with the finding.")
+    else:
+        st.slider("Probability threshold", 0.0, 1.0, step=0.001, format="%.3f", key="op_thr", on_change=_on_thr,
+                  help="Images with a probability at or above this are flagged.")
+    thr = threshold(task.name, model_id)
+    c = curve(task.name, model_id, "val")
+    is_default = abs(thr - default_threshold(task.name, model_id)) < 1e-12
+    st.caption(f"Threshold **{thr:.4f}**" + (" · the model's validated default" if is_default else " · changed by you"))
+    if c is not None:
+        st.markdown(op.short_meaning(task, op.at(c, thr)))
+    if not is_default:
+        st.button("Reset to validated default", on_click=_on_reset, width="stretch")
+
+
+def _footer() -> None:
+    st.divider()
+    st.caption(":material/warning: Decision support only — not a diagnostic device. A clinician makes every decision.")
+
+
+def context() -> Context:
+    """The context the sidebar computed in this run (pages call this)."""
+    ctx = st.session_state.get("_ctx")
+    if ctx is None:  # a page run on its own (not through app.py)
+        ctx = sidebar()
+    return ctx
+
+
+def require_model(ctx: Context) -> None:
+    """Stop the page with a clear message when the task has no trained model yet."""
+    if not ctx.has_model:
+        st.info(
+            f"There is no trained model for **{ctx.task.title}** yet, so this page has nothing to show. "
+            "Pick another task in the sidebar, or come back once training has finished."
+        )
+        st.stop()
+
+
+def data_missing_message(task: str) -> str:
+    return (
+        f"The **{task}** images are not on this machine (looked for `{task_data_dir(task) / 'manifest.csv'}`). "
+        "Set the environment variable `SECONDLOOK_DATA` to the folder that holds "
+        f"`{task}/manifest.csv` and restart the app, e.g. `SECONDLOOK_DATA=/path/to/datasets make run`. "
+        "Everything that only needs the stored predictions keeps working without the images."
+    )
+
+
+def pct(v: float, digits: int = 1) -> str:
+    return op.fmt_pct(v, digits)
+
+
+def finite(v) -> bool:
+    try:
+        return bool(np.isfinite(v))
+    except TypeError:
+        return False

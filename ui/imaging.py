@@ -1,0 +1,77 @@
+"""Cached scoring and image rendering for the pages (memory only: nothing uploaded touches the disk)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import streamlit as st
+
+from core import scoring
+from core.tasks import get_task
+from ui import common
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def _scored(task: str, model_id: str, sha: str, digest: str, name: str, _data: bytes) -> scoring.Scored:
+    spec = get_task(task).model(model_id)
+    return scoring.score_bytes(common._model(task, model_id, sha), spec, _data, name)
+
+
+def score(task: str, model_id: str, data: bytes, name: str) -> scoring.Scored:
+    """Probability + Grad-CAM of one file, computed once per (model version, file content)."""
+    return _scored(task, model_id, common.version(task, model_id), scoring.digest(data), name, data)
+
+
+@st.cache_data(show_spinner=False, max_entries=2048)
+def _file_bytes(path: str, mtime: float) -> bytes:
+    return Path(path).read_bytes()
+
+
+def file_bytes(path: str) -> bytes:
+    return _file_bytes(path, os.stat(path).st_mtime)
+
+
+def score_file(task: str, model_id: str, path: str, name: str | None = None) -> scoring.Scored:
+    return score(task, model_id, file_bytes(path), name or Path(path).name)
+
+
+@st.cache_data(show_spinner=False, max_entries=1024)
+def _rendered(task: str, model_id: str, sha: str, digest: str, alpha: float, _scored: scoring.Scored) -> bytes:
+    from core.explain import overlay
+
+    if _scored.heatmap is None or alpha <= 0:
+        import numpy as np
+
+        img = overlay(_scored.display, np.zeros((2, 2), np.float32), alpha=0.0)
+    else:
+        img = overlay(_scored.display, _scored.heatmap, alpha=alpha)
+    return scoring.jpeg_bytes(img, quality=92)
+
+
+def rendered(task: str, model_id: str, s: scoring.Scored, alpha: float) -> bytes:
+    """JPEG of the image (alpha 0) or its Grad-CAM overlay at display size, cached per opacity."""
+    return _rendered(task, model_id, common.version(task, model_id), s.digest, round(float(alpha), 2), s)
+
+
+@st.cache_data(show_spinner=False, max_entries=4096)
+def _thumbnail(path: str, mtime: float, side: int) -> bytes:
+    import cv2
+
+    from core.imageio import read_image
+
+    img = read_image(path)
+    scale = side / max(img.shape[:2])
+    h, w = max(1, round(img.shape[0] * scale)), max(1, round(img.shape[1] * scale))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+    return scoring.jpeg_bytes(cv2.resize(img, (w, h), interpolation=interp), quality=88)
+
+
+def thumbnail(path: str, side: int = 256) -> bytes:
+    """Small JPEG of a dataset image for galleries (no model involved)."""
+    return _thumbnail(path, os.stat(path).st_mtime, side)
+
+
+def gradcam_caption(task: str) -> str:
+    t = get_task(task)
+    return (f"Grad-CAM: warm colours mark where the model found evidence **for {t.finding}**. It is shown even when "
+            "the call is negative, and it is not an outline of the lesion.")
