@@ -98,9 +98,9 @@ def detail(r: dict) -> None:
     decision = f"Flag: {task.positive}" if flagged else task.negative
     with st.container(border=True):
         st.markdown(f"#### {r['name']}")
-        left, right = st.columns([2, 3], gap="medium")
+        left, right = st.columns([5, 6], gap="medium")
         with left:
-            m1, m2 = st.columns(2)
+            m1 = m2 = st
             m1.metric(f"Probability of {task.finding}", f"{p:.1%}",
                       help="The model's output for this image (0–100%). It is not a calibrated risk for your patient population.")
             m2.metric("Decision at this operating point", decision,
@@ -117,6 +117,8 @@ def detail(r: dict) -> None:
                 right_call = (r["truth"] == task.positive) == flagged
                 st.caption(f"Example from the held-out test set — dataset label **{r['truth']}** "
                            f"({'the model agrees' if right_call else 'the model disagrees'}).")
+            for w in s.warnings:
+                st.warning(w, icon=":material/report:")
             for note in s.notes:
                 st.caption(f":material/info: {note}")
             if s.phi:
@@ -141,7 +143,8 @@ if len(ok) == 1:
     detail(ok[0])
 else:
     rows = [{"thumbnail": r["scored"].thumbnail, "file": r["name"], "probability": r["scored"].probability,
-             "truth": r["truth"] or ""} for r in ok]
+             "truth": r["truth"] or "", "note": r["scored"].caution}
+            for r in ok]
     wl = scoring.worklist(rows, thr, task.name)
     n_flag = int((wl["probability"] >= thr).sum())
     st.subheader(f"Worklist — {len(wl)} images, {n_flag} flagged")
@@ -149,7 +152,8 @@ else:
     show_truth = wl["truth"].astype(bool).any()
     st.dataframe(
         wl, hide_index=True, width="stretch", key="predict_worklist",
-        column_order=["rank", "thumbnail", "file", "probability", "decision"] + (["truth"] if show_truth else []),
+        column_order=["rank", "thumbnail", "file", "probability", "decision"] + (["truth"] if show_truth else [])
+        + (["note"] if wl["note"].astype(bool).any() else []),
         column_config={
             "rank": st.column_config.NumberColumn("#", width="small"),
             "thumbnail": st.column_config.ImageColumn("Image", width="small"),
@@ -159,6 +163,7 @@ else:
                 help="The model's output for the image."),
             "decision": st.column_config.TextColumn("Decision", help=f"Flagged when probability ≥ {thr:.4f}"),
             "truth": st.column_config.TextColumn("Dataset label", help="Only for test-set examples."),
+            "note": st.column_config.TextColumn("Caution", help="Input checks: wrong kind of image, or unusual for this model. Open the image for details."),
         },
     )
     st.download_button(

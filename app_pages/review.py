@@ -49,18 +49,20 @@ mis = _mistakes(task.name, mid, sha, float(thr))
 tags = reviews.latest_tags(task.name)
 
 # ---------------------------------------------------------------- filters --------------------------------------
-KINDS = {"both": "Both", "fn": f"Missed (false negatives, {point['fn']})", "fp": f"False alarms (false positives, {point['fp']})"}
-f1, f2, f3, f4 = st.columns([3, 2, 2, 1.2], vertical_alignment="bottom")
-with f1:
-    kind = st.segmented_control("Show", list(KINDS), format_func=KINDS.get, key="review_kind", default="both", required=True) or "both"
-with f2:
-    subtypes = sorted(s for s in mis.get("subtype", pd.Series(dtype=str)).dropna().unique() if s)
-    chosen_sub = st.multiselect("Subtype", subtypes, key=f"review_subtype_{task.name}", placeholder="All subtypes",
-                                disabled=not subtypes, help="Dataset subtype of the image (pneumonia: bacterial / viral / normal).")
-with f3:
+KINDS = {"both": f"Both ({point['fn'] + point['fp']})", "fn": f"Missed ({point['fn']})", "fp": f"False alarms ({point['fp']})"}
+subtypes = sorted(s for s in mis.get("subtype", pd.Series(dtype=str)).dropna().unique() if s)
+filters = st.columns([3, 2, 2] if subtypes else [3, 2], vertical_alignment="bottom")
+with filters[0]:
+    kind = st.segmented_control("Show", list(KINDS), format_func=KINDS.get, key="review_kind", default="both", required=True,
+                                help="Missed = false negatives (the finding was there, the model cleared the image). "
+                                     "False alarms = false positives (no finding, the model flagged it).") or "both"
+chosen_sub = []
+if subtypes:
+    with filters[1]:
+        chosen_sub = st.multiselect("Subtype", subtypes, key=f"review_subtype_{task.name}", placeholder="All subtypes",
+                                    help="Dataset subtype of the image (pneumonia: bacterial / viral; normal).")
+with filters[-1]:
     tag_filter = st.selectbox("Tag status", ["All cases", "Not yet tagged", *reviews.TAGS.values()], key="review_tagfilter")
-with f4:
-    cam_all = st.toggle("Grad-CAM on all", key="review_cam_all", help="Overlay the heat map of evidence for the finding on every card.")
 
 view = mis
 if kind != "both":
@@ -81,14 +83,17 @@ else:
     pkey = "review_page"
     if st.session_state.get(pkey, 1) > n_pages:
         st.session_state[pkey] = 1
-    p1, p2 = st.columns([4, 1], vertical_alignment="bottom")
+    p1, p2, p3 = st.columns([4, 2, 1.3], vertical_alignment="bottom")
     with p2:
+        cam_all = st.toggle("Heat maps on every card", key="review_cam_all",
+                            help="Overlay the Grad-CAM map of evidence for the finding on every card.")
+    with p3:
         page = st.number_input(f"Page (of {n_pages})", 1, n_pages, step=1, key=pkey)
     start = (page - 1) * PAGE_SIZE
     chunk = view.iloc[start:start + PAGE_SIZE]
     with p1:
-        st.caption(f"Showing {start + 1}–{start + len(chunk)} of {len(view)} cases. "
-                   "Confidence = how far on the wrong side the model was (100% = completely sure and wrong).")
+        st.caption(f"Showing {start + 1}–{start + len(chunk)} of {len(view)} cases, most confident mistakes first. "
+                   "Press :material/open_in_full: on a card to enlarge and tag it.")
 
     def _open(path: str) -> None:
         st.session_state["review_open"] = path
@@ -109,9 +114,10 @@ else:
             t = tags.get(row.path)
             if t:
                 st.caption(f":material/sell: {reviews.TAGS.get(t['tag'], t['tag'])}")
-            b1, b2 = st.columns([1, 1], vertical_alignment="center")
-            b1.toggle("Grad-CAM", key=f"review_cam_{row.path}", disabled=cam_all)
-            b2.button("Open", key=f"review_open_{row.path}", on_click=_open, args=(row.path,), width="stretch")
+            b1, b2 = st.columns([3, 1], vertical_alignment="center", gap="small")
+            b1.toggle("Heat map", key=f"review_cam_{row.path}", disabled=cam_all)
+            b2.button("", icon=":material/open_in_full:", key=f"review_open_{row.path}", on_click=_open, args=(row.path,),
+                      help="Enlarge, compare with the heat map, and tag this case")
 
 
 # ---------------------------------------------------------------- case dialog ----------------------------------
@@ -123,23 +129,26 @@ def _close() -> None:
 def case_dialog(row: dict) -> None:
     s = imaging.score_file(task.name, mid, row["file"], row["path"])
     label = "Missed case (false negative)" if row["error"] == "fn" else "False alarm (false positive)"
-    st.markdown(f"**{row['path']}**")
-    st.markdown(f"{label} · dataset label **{row['label']}** · probability **{row['score']:.4f}** "
-                f"vs threshold {thr:.4f}" + (f" · subtype {row['subtype']}" if isinstance(row.get("subtype"), str) else ""))
-    alpha = st.slider("Heat-map opacity", 0.0, 1.0, 0.4, 0.05, key="review_alpha")
-    c1, c2 = st.columns(2)
-    c1.image(imaging.rendered(task.name, mid, s, 0.0), caption="Original", width="stretch")
-    c2.image(imaging.rendered(task.name, mid, s, alpha), caption="Grad-CAM overlay", width="stretch")
-    st.caption(imaging.gradcam_caption(task.name))
-    st.markdown("**Your review**")
-    tag = st.radio("What went wrong?", list(reviews.TAGS), format_func=reviews.TAGS.get, horizontal=True, key="review_tag")
-    note = st.text_area("Note (optional)", key="review_note", height=80, placeholder="What do you see?")
-    if st.button("Save tag", type="primary", key="review_save"):
-        reviews.add_review(task.name, mid, row["path"], tag, note, true_label=row["label"], error_type=row["error"],
-                           probability=row["score"], threshold=thr)
-        st.session_state.pop("review_open", None)
-        st.session_state.pop("review_note", None)
-        st.rerun()
+    pics, form = st.columns([3, 2], gap="medium")
+    with form:
+        st.markdown(f"**{label}**")
+        st.markdown(f"Dataset label **{row['label']}** · probability **{row['score']:.4f}** vs threshold {thr:.4f}"
+                    + (f" · subtype {row['subtype']}" if isinstance(row.get("subtype"), str) and row["subtype"] else ""))
+        st.caption(row["path"])
+        alpha = st.slider("Heat-map opacity", 0.0, 1.0, 0.4, 0.05, key="review_alpha")
+        tag = st.radio("What went wrong?", list(reviews.TAGS), format_func=reviews.TAGS.get, key="review_tag")
+        note = st.text_area("Note (optional)", key="review_note", height=80, placeholder="What do you see?")
+        if st.button("Save tag", type="primary", key="review_save", width="stretch"):
+            reviews.add_review(task.name, mid, row["path"], tag, note, true_label=row["label"], error_type=row["error"],
+                               probability=row["score"], threshold=thr)
+            st.session_state.pop("review_open", None)
+            st.session_state.pop("review_note", None)
+            st.rerun()
+    with pics:
+        c1, c2 = st.columns(2, gap="small")
+        c1.image(imaging.rendered(task.name, mid, s, 0.0), caption="Original", width="stretch")
+        c2.image(imaging.rendered(task.name, mid, s, alpha), caption="Grad-CAM overlay", width="stretch")
+        st.caption(imaging.gradcam_caption(task.name))
     hist = reviews.list_reviews(task.name)
     hist = hist[hist["path"] == row["path"]]
     if not hist.empty:

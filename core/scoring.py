@@ -136,13 +136,40 @@ class Scored:
     metadata: dict = field(default_factory=dict)
     phi: object = None
     error: str | None = None
+    warnings: list[str] = field(default_factory=list)  # input guards: wrong kind of picture, unusual for the model
+
+    @property
+    def caution(self) -> str:
+        """Short worklist label for the warnings ('' when none)."""
+        labels = []
+        for w in self.warnings:
+            labels.append("Unusual for this model" if w.startswith("This image is unusual") else "Wrong kind of image?")
+        return "; ".join(labels)
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
 
-def score_bytes(model, spec: ModelSpec, data: bytes, name: str, with_heatmap: bool = True) -> Scored:
+def input_warnings(model_spec: ModelSpec, pixels: np.ndarray, ood=None) -> list[str]:
+    """Plain-language cautions from `core.guard`: wrong modality for the task, or features unlike validation."""
+    from .guard import modality_check
+
+    out = []
+    msg = modality_check(pixels, get_task(model_spec.task).modality)
+    if msg:
+        out.append(msg)
+    if ood is not None:
+        x = prepare(pixels, model_spec.input)
+        if ood.is_unusual(x):
+            out.append(
+                "This image is unusual for this model: what the network 'sees' in it is further from the validation "
+                f"images than {ood.quantile:.0%} of those images are. The probability may not be reliable here."
+            )
+    return out
+
+
+def score_bytes(model, spec: ModelSpec, data: bytes, name: str, with_heatmap: bool = True, ood=None) -> Scored:
     """Decode and score one file; an unreadable file comes back with `error` set instead of raising."""
     d = digest(data)
     try:
@@ -151,7 +178,8 @@ def score_bytes(model, spec: ModelSpec, data: bytes, name: str, with_heatmap: bo
         return Scored(name, d, error=str(exc))
     p = probability(model, spec, dec.pixels)
     cam = heatmap(model, spec, dec.pixels) if with_heatmap else None
-    return Scored(name, d, p, cam, display_image(dec.pixels), thumbnail_url(dec.pixels), dec.format, dec.notes, dec.metadata, dec.phi)
+    return Scored(name, d, p, cam, display_image(dec.pixels), thumbnail_url(dec.pixels), dec.format, dec.notes,
+                  dec.metadata, dec.phi, warnings=input_warnings(spec, dec.pixels, ood))
 
 
 def worklist(items: list[dict], threshold: float, task: str) -> pd.DataFrame:

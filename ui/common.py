@@ -64,6 +64,17 @@ def model(task: str, model_id: str):
     return _model(task, model_id, version(task, model_id))
 
 
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _ood(task: str, model_id: str, sha: str):
+    """The model's out-of-distribution statistics (models/<task>/<id>/ood.npz), attached to it; None if absent."""
+    from core.guard import load_ood
+
+    try:
+        return load_ood(task, model_id, model=_model(task, model_id, sha))
+    except Exception:  # a missing or stale statistics file must never stop scoring
+        return None
+
+
 @st.cache_data(show_spinner=False, max_entries=64)
 def _predictions(task: str, model_id: str, which: str, sha: str) -> pd.DataFrame | None:
     try:

@@ -14,7 +14,7 @@ from ui import common
 @st.cache_data(show_spinner=False, max_entries=512)
 def _scored(task: str, model_id: str, sha: str, digest: str, name: str, _data: bytes) -> scoring.Scored:
     spec = get_task(task).model(model_id)
-    return scoring.score_bytes(common._model(task, model_id, sha), spec, _data, name)
+    return scoring.score_bytes(common._model(task, model_id, sha), spec, _data, name, ood=common._ood(task, model_id, sha))
 
 
 def score(task: str, model_id: str, data: bytes, name: str) -> scoring.Scored:
