@@ -86,7 +86,7 @@ def _pneumonia() -> TaskSpec:
     models = (
         ModelSpec(
             "seed_reduced_nodes", "pneumonia", "Seed notebook: reduced-nodes CNN", True,
-            InputSpec(128, 1), TrainConfig(epochs=30, optimizer="sgd", learning_rate=0.01, early_stopping="val_loss", patience=5),
+            InputSpec(128, 1), TrainConfig(epochs=20, optimizer="sgd", learning_rate=0.01, early_stopping="val_loss", patience=5),
             "Conv 50/40/35/32 3x3 same, each with 2x2 max-pool; Dense 32/16/5 (L2 0.005); sigmoid; SGD; early stopping on validation loss.",
             deviations="Input 128x128 instead of the notebook's 256x256 (CPU budget); SGD momentum 0.9.",
         ),
