@@ -50,6 +50,27 @@ def last_conv_layer_name(model: keras.Model) -> str:
     raise ValueError(f"model {model.name!r} has no 4-D feature map to explain")
 
 
+def target_layer_names(model: keras.Model) -> list[str]:
+    """Feature maps to explain: the last one, or for an ensemble (layers prefixed `m<k>_`) each member's last one."""
+    import re
+
+    prefixes = sorted({m.group(0) for layer in model.layers if (m := re.match(r"m\d+_", layer.name))})
+    if not prefixes:
+        return [last_conv_layer_name(model)]
+    names = []
+    for p in prefixes:
+        member = [layer for layer in model.layers if layer.name.startswith(p)]
+        names.append(last_conv_layer_name(_LayerList(member, model.name)))
+    return names
+
+
+class _LayerList:
+    """Just enough of a model for `last_conv_layer_name` to scan one ensemble member's layers."""
+
+    def __init__(self, layers: list, name: str) -> None:
+        self.layers, self.name = layers, name
+
+
 class GradCam:
     """Probabilities and Grad-CAM heatmaps for a batch, from one forward and one backward pass.
 
@@ -58,12 +79,14 @@ class GradCam:
     """
 
     def __init__(self, model: keras.Model, layer_name: str | None = None) -> None:
-        self.layer_name = layer_name or last_conv_layer_name(model)
+        self.layer_names = [layer_name] if layer_name else target_layer_names(model)
+        self.layer_name = self.layer_names[0]
         self.input_shape: tuple[int, int, int] = tuple(int(d) for d in model.inputs[0].shape[1:])
-        # One sub-model with the three tensors we need, sharing the model's weights.
+        # One sub-model with the tensors we need, sharing the model's weights. An ensemble contributes one
+        # feature map per member; their gradient-weighted maps are summed in image space.
         self._grad_model = keras.Model(
             model.inputs[0],
-            [model.get_layer(self.layer_name).output, model.get_layer(LOGIT_LAYER).output, model.outputs[0]],
+            [[model.get_layer(n).output for n in self.layer_names], model.get_layer(LOGIT_LAYER).output, model.outputs[0]],
         )
         self._size = self.input_shape[:2]
         # Fixed signature (any batch size): traced once, then every call is a single graph execution.
@@ -74,13 +97,16 @@ class GradCam:
         with tf.GradientTape() as tape:
             # Watching the input records every op, so this also works for a frozen (non-trainable) model.
             tape.watch(x)
-            fmap, logit, prob = self._grad_model(x, training=False)
+            fmaps, logit, prob = self._grad_model(x, training=False)
             # Samples are independent in inference mode, so d(sum of logits)/d fmap is each sample's own gradient.
             target = tf.reduce_sum(logit[:, 0])
-        grads = tape.gradient(target, fmap)
-        weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)  # one importance per channel per image
-        cam = tf.nn.relu(tf.reduce_sum(fmap * weights, axis=-1, keepdims=True))
-        cam = tf.image.resize(cam, self._size, method="bilinear")[..., 0]  # same as cv2 INTER_LINEAR
+        grads = tape.gradient(target, fmaps)
+        cam = 0.0
+        for fmap, grad in zip(fmaps, grads):
+            weights = tf.reduce_mean(grad, axis=(1, 2), keepdims=True)  # one importance per channel per image
+            member = tf.reduce_sum(fmap * weights, axis=-1, keepdims=True)
+            cam = cam + tf.image.resize(member, self._size, method="bilinear")[..., 0]  # same as cv2 INTER_LINEAR
+        cam = tf.nn.relu(cam)
         peak = tf.reduce_max(cam, axis=(1, 2), keepdims=True)
         cam = tf.clip_by_value(tf.math.divide_no_nan(cam, peak), 0.0, 1.0)  # all-zero map stays zero
         return tf.reshape(prob, [-1]), cam

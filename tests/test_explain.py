@@ -232,3 +232,24 @@ def test_heatmap_peak():
     heat = np.zeros((10, 20), np.float32)
     heat[7, 3] = 1.0
     assert heatmap_peak(heat) == (7, 3)
+
+
+def test_ensemble_explains_every_member():
+    """An ensemble's map sums its members' gradient-weighted maps (gradients of the averaged logit)."""
+    from core.explain import GradCam, target_layer_names
+    from core.networks import build, ensemble
+    from core.tasks import TASKS
+
+    spec = TASKS["effusion"].model("secondlook_ensemble")
+    keras.utils.set_random_seed(3)
+    members = [build(spec), build(spec)]
+    ens = ensemble(members, "ens")
+    names = target_layer_names(ens)
+    assert len(names) == 2 and names[0].startswith("m0_") and names[1].startswith("m1_")
+    x = np.random.default_rng(0).normal(size=(2, 128, 128, 1)).astype(np.float32)
+    prob, cam = GradCam(ens)(x)
+    np.testing.assert_allclose(prob, np.asarray(ens(x, training=False)).ravel(), atol=1e-6)
+    assert cam.shape == (2, 128, 128) and cam.min() >= 0 and cam.max() <= 1
+    # One member alone gives a different map: both members contribute.
+    _, cam0 = GradCam(ens, layer_name=names[0])(x)
+    assert not np.allclose(cam, cam0)
