@@ -4,9 +4,15 @@ The entrypoint draws the shared sidebar (task, model, operating point) and route
 (The folder is not called `pages/`: Streamlit would treat that as the legacy multipage layout and run a page
 without this entrypoint, i.e. without the shared sidebar.)
 """
+import os
+import sys
+import time
+
 import streamlit as st
 
 from ui.common import sidebar
+
+_t0 = time.perf_counter()
 
 st.set_page_config(page_title="SecondLook", page_icon=":material/radiology:", layout="wide", initial_sidebar_state="expanded")
 # Tighter page margins so charts and tables keep their key numbers visible at 1280×800.
@@ -26,4 +32,8 @@ PAGES = [
 
 page = st.navigation(PAGES, position="sidebar")
 sidebar()
-page.run()
+try:
+    page.run()
+finally:
+    if os.environ.get("SECONDLOOK_TIMING"):  # performance checks: one line per script run on stderr
+        print(f"[timing] {page.url_path or 'home'} {(time.perf_counter() - _t0) * 1000:.0f} ms", file=sys.stderr, flush=True)

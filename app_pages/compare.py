@@ -9,6 +9,7 @@ import streamlit as st
 from core import charts, metrics
 from core import operating_point as op
 from core import samples, scoring
+from core.tasks import get_task
 from ui import common, imaging
 
 ctx = common.context()
@@ -47,33 +48,61 @@ aligned = {m: tests[m].set_index("path").loc[paths] for m in chosen}
 y = aligned[chosen[0]]["y"].to_numpy()
 st.caption(f"All figures on the same {len(paths)} held-out test images; each model at its own operating point.")
 
-# ---------------------------------------------------------------- ROC + table ----------------------------------
+# ---------------------------------------------------------------- curves ---------------------------------------
 colours = {m: charts.PALETTE[i % len(charts.PALETTE)] for i, m in enumerate(chosen)}
-roc_items = []
-for m in chosen:
-    roc_items.append({
-        "name": common.model_label(task.name, m), "curve": common.curve(task.name, m, "test"),
-        "auc": common.auc_ci(task.name, m, "test"), "colour": colours[m],
-        "points": [{"threshold": thresholds[m], "label": f"{common.model_label(task.name, m)} operating point",
-                    "colour": colours[m], "legend": False, "size": 12}],
-    })
+short = {m: common.short_model_label(task.name, m) for m in chosen}
+roc_items = [{
+    "name": short[m], "curve": common.curve(task.name, m, "test"), "auc": common.auc_ci(task.name, m, "test"),
+    "colour": colours[m],
+    "points": [{"threshold": thresholds[m], "label": f"{short[m]} operating point", "colour": colours[m],
+                "legend": False, "size": 12}],
+} for m in chosen]
+
+left, right = st.columns(2, gap="medium")
+with left:
+    st.plotly_chart(charts.roc_figure(roc_items, height=460), width="stretch", key="compare_roc")
+    st.caption("Ranking: a curve higher and further left separates cases with and without the finding better. "
+               "Each dot is that model's current operating point. AUC with its 95% CI (DeLong).")
+with right:
+    st.plotly_chart(charts.reliability_figure([
+        {"name": short[m], "y": y, "s": aligned[m]["score"].to_numpy(), "colour": colours[m]} for m in chosen],
+        height=460), width="stretch", key="compare_reliability")
+    st.caption("Calibration: a model that says 70% should be right 70 times in 100 (points on the diagonal). "
+               "**ECE** is the average gap (0.05 = off by 5 points); **Brier** is the squared error of the probability "
+               "(0 perfect, 0.25 = always saying 50%). Poor calibration leaves the ranking and the tuned yes/no calls "
+               "intact, but the probability should then not be read as a patient's risk.")
 
 
 @st.cache_data(show_spinner="Measuring speed…", max_entries=64)
 def _latency(task_name: str, model_id: str, sha: str) -> dict:
-    return scoring.measure_latency(common._model(task_name, model_id, sha), ctx.task.model(model_id))
+    return scoring.measure_latency(common._model(task_name, model_id, sha), get_task(task_name).model(model_id), repeats=10)
 
 
-rows = []
+# ---------------------------------------------------------------- table -----------------------------------------
+st.subheader("Each model at its operating point (held-out test set)")
+ROW_HELP = {
+    "AUC (95% CI)": "How well the model ranks cases with the finding above those without (1 = perfect, 0.5 = chance).",
+    "Threshold": "The model's current operating point (set in the sidebar when that model is selected).",
+    "Sensitivity": "Cases with the finding that were flagged.",
+    "Specificity": "Cases without the finding that were cleared.",
+    "PPV": "How often a flag was right.",
+    "NPV": "How often a clear call was right.",
+    "Accuracy": "All cases called correctly.",
+    "F1": "Balance of PPV and sensitivity (1 = perfect).",
+    "Parameters": "Number of learned weights: a rough measure of model size.",
+    "File size": "Size of the model file.",
+    "Time per image": "Median of 10 single-image runs on this machine now (shared with other work, so indicative).",
+}
+rows = {}
 for m in chosen:
-    df = aligned[m]
-    s = df["score"].to_numpy()
-    pt = metrics.metrics_at(y, s, thresholds[m])
+    pt = metrics.metrics_at(y, aligned[m]["score"].to_numpy(), thresholds[m])
     a = common.auc_ci(task.name, m, "test")
     card = common.card(task.name, m)
-    lat = _latency(task.name, m, common.version(task.name, m))
-    rows.append({
-        "Model": common.model_label(task.name, m),
+    try:
+        lat = f"{_latency(task.name, m, common.version(task.name, m))['median_ms']:.1f} ms"
+    except Exception:  # speed is informative only; never let it break the comparison
+        lat = "—"
+    rows[short[m]] = {
         "AUC (95% CI)": f"{a[0]:.3f} ({a[1]:.3f}–{a[2]:.3f})" if a else "—",
         "Threshold": f"{thresholds[m]:.4f}",
         "Sensitivity": op.fmt_pct(pt["sensitivity"]),
@@ -84,20 +113,11 @@ for m in chosen:
         "F1": f"{pt['f1']:.3f}" if not math.isnan(pt["f1"]) else "—",
         "Parameters": f"{card.get('parameters', 0):,}",
         "File size": f"{card.get('file_bytes', 0) / 1e6:.1f} MB",
-        "Time per image": f"{lat['median_ms']:.1f} ms",
-    })
-left, right = st.columns([1, 1], gap="medium")
-with left:
-    st.plotly_chart(charts.roc_figure(roc_items, height=460), width="stretch", key="compare_roc")
-with right:
-    st.markdown("**Each model at its operating point (test set)**")
-    st.dataframe(
-        pd.DataFrame(rows).set_index("Model").T, width="stretch", key="compare_table",
-        row_height=32, height=32 * 13 + 4,
-    )
-    st.caption("Sensitivity: cases with the finding that were flagged. Specificity: cases without it that were cleared. "
-               "PPV/NPV: how often a flag / a clear call was right. Time per image: median of 15 single-image runs "
-               "on this machine now (shared with other work, so indicative).")
+        "Time per image": lat,
+    }
+table = pd.DataFrame(rows)
+table.insert(0, "What it means", [ROW_HELP[i] for i in table.index])
+st.table(table, border="horizontal")
 
 # ---------------------------------------------------------------- paired tests ---------------------------------
 st.subheader("Are the differences real?")
@@ -106,42 +126,21 @@ for a_, b_ in itertools.combinations(chosen, 2):
     sa, sb = aligned[a_]["score"].to_numpy(), aligned[b_]["score"].to_numpy()
     d = metrics.delong_test(y, sa, sb)
     mc = metrics.mcnemar_test(y, (sa >= thresholds[a_]).astype(int), (sb >= thresholds[b_]).astype(int))
-    la, lb = common.model_label(task.name, a_), common.model_label(task.name, b_)
-    better = la if d["difference"] > 0 else lb
+    better = short[a_] if d["difference"] > 0 else short[b_]
     tests_rows.append({
-        "Pair": f"{la}  vs  {lb}",
-        "AUC difference": f"{d['difference']:+.3f}",
+        "A vs B": f"{short[a_]} vs {short[b_]}",
+        "AUC A − B": f"{d['difference']:+.3f}",
         "DeLong p": f"{d['p_value']:.3g}",
-        "Ranking (AUC)": (f"{better} ranks cases better" if d["p_value"] < 0.05 else "no clear difference"),
+        "Ranking": f"{better} ranks better" if d["p_value"] < 0.05 else "no clear difference",
         "Only A right / only B right": f"{mc['b']} / {mc['c']}",
         "McNemar p": f"{mc['p_value']:.3g}",
-        "Decisions": ("they disagree more than chance explains" if mc["p_value"] < 0.05 else "no clear difference"),
+        "Yes/no calls": ("A is right more often" if mc["b"] > mc["c"] else "B is right more often")
+        if mc["p_value"] < 0.05 else "no clear difference",
     })
-st.dataframe(pd.DataFrame(tests_rows), hide_index=True, width="stretch", key="compare_tests",
-             column_config={
-                 "DeLong p": st.column_config.TextColumn(help="Paired DeLong test: could the AUC difference be chance? Below 0.05 = unlikely."),
-                 "McNemar p": st.column_config.TextColumn(help="McNemar test on the yes/no calls at each model's operating point, using only cases where the two disagree."),
-                 "Only A right / only B right": st.column_config.TextColumn(help="Test images that only the first (A) / only the second (B) model called correctly."),
-             })
-st.caption("p below 0.05 means a difference this large would be unusual if the models were equally good. "
-           "With several pairs, treat a borderline p with caution.")
-
-# ---------------------------------------------------------------- calibration ----------------------------------
-st.subheader("Can the probabilities be taken at face value?")
-c1, c2 = st.columns([3, 2], gap="medium")
-with c1:
-    st.plotly_chart(charts.reliability_figure([
-        {"name": common.model_label(task.name, m), "y": y, "s": aligned[m]["score"].to_numpy(), "colour": colours[m]}
-        for m in chosen], height=420), width="stretch", key="compare_reliability")
-with c2:
-    st.markdown(
-        "A well-calibrated model that says **70%** is right about 70 times in 100, so points sit on the diagonal.\n\n"
-        "- **ECE** (expected calibration error): the average gap between what the model says and what happens — "
-        "0.05 means off by 5 percentage points on average.\n"
-        "- **Brier score**: mean squared error of the probability (0 is perfect; 0.25 is what always saying 50% gets).\n\n"
-        "Poor calibration does not change the ranking or the yes/no calls at a tuned threshold, but it means the "
-        "probability itself should not be read as a patient's risk."
-    )
+st.table(pd.DataFrame(tests_rows), hide_index=True, border="horizontal")
+st.caption("**DeLong p**: could the AUC difference be chance? **McNemar p**: do the two models' yes/no calls at their "
+           "operating points differ more than chance, counting only test images where exactly one of them is right. "
+           "Below 0.05 = unlikely to be chance; with several pairs, treat borderline values with caution.")
 
 # ---------------------------------------------------------------- one image, every model -----------------------
 st.subheader("One image through every model")
@@ -181,9 +180,13 @@ else:
     alpha = st.slider("Heat-map opacity", 0.0, 1.0, 0.4, 0.05, key="compare_alpha")
     cols = st.columns(len(chosen))
     for col, m in zip(cols, chosen):
-        s = imaging.score(task.name, m, item["data"], item["name"])
         with col:
-            st.markdown(f"**{common.model_label(task.name, m)}**")
+            st.markdown(f"**{short[m]}**")
+            try:
+                s = imaging.score(task.name, m, item["data"], item["name"])
+            except Exception as exc:  # one model failing must not hide the others
+                st.error(f"This model could not score the image ({type(exc).__name__}).")
+                continue
             if not s.ok:
                 st.error(s.error)
                 continue

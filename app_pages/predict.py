@@ -65,15 +65,26 @@ with col_ex:
         st.caption("No examples here: the dataset is not on this machine and `python -m core.samples` has not been run.")
 
 # ---------------------------------------------------------------- scoring --------------------------------------
-results = []  # dicts: name, scored, truth, source
+def _safe(name: str, data: bytes) -> scoring.Scored:
+    """Score one file; anything unexpected becomes that file's error so the other files still go through."""
+    try:
+        return imaging.score(task.name, mid, data, name)
+    except Exception as exc:
+        return scoring.Scored(name, scoring.digest(data), error=f"{name}: SecondLook could not score this file ({type(exc).__name__}: {exc}).")
+
+
+results = []  # dicts: name, scored, truth
 with st.spinner("Scoring…"):
     for f in uploads or []:
-        data = f.getvalue()
-        results.append({"name": f.name, "scored": imaging.score(task.name, mid, data, f.name), "truth": None})
+        results.append({"name": f.name, "scored": _safe(f.name, f.getvalue()), "truth": None})
     for ex in st.session_state[EX_KEY].get(task.name, []):
-        name = ex["path"]
-        results.append({"name": name, "scored": imaging.score_file(task.name, mid, ex["file"], name), "truth": ex["label"]})
+        results.append({"name": ex["path"], "scored": _safe(ex["path"], imaging.file_bytes(ex["file"])), "truth": ex["label"]})
 
+seen: dict[str, int] = {}
+for r in results:  # two files with the same name stay apart in the worklist
+    seen[r["name"]] = seen.get(r["name"], 0) + 1
+    if seen[r["name"]] > 1:
+        r["name"] = f"{r['name']} ({seen[r['name']]})"
 ok = [r for r in results if r["scored"].ok]
 for r in results:
     if not r["scored"].ok:

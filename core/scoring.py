@@ -212,7 +212,11 @@ def worklist_csv(df: pd.DataFrame, threshold: float, task: str, model_id: str) -
 
 def measure_latency(model, spec: ModelSpec, repeats: int = 15, warmup: int = 3) -> dict[str, float]:
     """Median wall time to score one prepared image (ms), measured on this machine right now."""
-    x = np.random.default_rng(0).random((1, spec.input.size, spec.input.size, spec.input.channels), dtype=np.float32)
+    try:  # the model's own input shape (the registry's spec describes the same thing for bundled models)
+        shape = tuple(int(d) for d in model.inputs[0].shape[1:])
+    except (AttributeError, TypeError, IndexError):
+        shape = (spec.input.size, spec.input.size, spec.input.channels)
+    x = np.random.default_rng(0).random((1, *shape), dtype=np.float32)
     for _ in range(warmup):
         predict_tensors(model, x)
     times = []

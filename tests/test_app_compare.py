@@ -5,6 +5,7 @@ import json
 
 from core import store
 from tests.app_support import plotly_specs, start, task_with_models
+from ui import common
 from tests.conftest import require_dataset
 
 
@@ -24,14 +25,15 @@ def test_compare_curves_tests_and_slider():
     roc = next(json.loads(s) for s in specs.values() if "ROC curve" in s)
     names = " ".join(t.get("name", "") for t in roc["data"])
     for m in models:
-        assert store.read_card(task, m)["title"] in names
-    assert "DeLong p" in at.dataframe[1].value.columns and "McNemar p" in at.dataframe[1].value.columns
+        assert common.short_model_label(task, m) in names
+    assert {"DeLong p", "McNemar p"} <= set(at.table[1].value.columns)
+    assert len(at.table[1].value) == len(models) * (len(models) - 1) // 2
     assert any("Reliability" in s for s in specs.values())
     # moving the sidebar slider moves the current model's operating point in the table and the ROC marker
-    table0 = at.dataframe[0].value.copy()
+    table0 = at.table[0].value.copy()
     at.sidebar.slider(key="op_sens").set_value(99.0).run()
     assert not at.exception
-    assert not at.dataframe[0].value.equals(table0)
+    assert not at.table[0].value.equals(table0)
     assert plotly_specs(at) != specs
     # dropping a model changes the curves
     at.multiselect(key=f"compare_models_{task}").set_value(models[:2]).run()

@@ -87,3 +87,25 @@ def test_worklist_sorted_bad_file_reported_and_others_continue():
     assert at.dataframe[0].value["decision"].str.startswith("Flag").all()
     use_threshold(at, 1.0)
     assert not at.dataframe[0].value["decision"].str.startswith("Flag").any()
+
+
+def test_dicom_upload_scores_like_the_png_and_keeps_identifiers_out_of_sight():
+    from core import imageio
+    from tests.imagegen import make_dicom
+
+    if not hasattr(imageio, "read_image_with_info"):
+        return  # DICOM support not present in this build
+    task = task_with_models()
+    require_dataset(task)
+    mid = _model(task)
+    file, path, csv_score = _cases(task, mid, 1)[0]
+    pixels = imageio.read_image(file)
+    if pixels.ndim != 2:
+        return  # colour cell crops are not DICOM material
+    at = start(task, mid, page="predict")
+    at.file_uploader(key="predict_files").set_value(("study.dcm", make_dicom(pixels), "application/dicom")).run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert abs(exact_probabilities(at)[0] - csv_score) <= 1e-6
+    shown = "\n".join(m.value for m in at.markdown) + "\n".join(c.value for c in at.caption)
+    assert "Doe^Jane" not in shown  # patient name only inside the on-request expander
+    assert any("Patient identifiers" in e.label for e in at.expander)

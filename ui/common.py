@@ -213,6 +213,13 @@ def model_label(task: str, model_id: str) -> str:
     return spec.title + (" · baseline" if spec.baseline else "")
 
 
+def short_model_label(task: str, model_id: str) -> str:
+    """Compact name for table headers: 'LeNet-5-inspired CNN (seed)', 'SecondLook CNN'."""
+    spec = get_task(task).model(model_id)
+    title = spec.title.replace("Seed notebook: ", "")
+    return f"{title} (seed)" if spec.baseline else title
+
+
 def sidebar() -> Context:
     """Render the shared sidebar and return the current context. Called once per run, by app.py."""
     ss = st.session_state

@@ -27,6 +27,8 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ARTIFACTS = REPO_ROOT / "artifacts"
+LOG = ARTIFACTS / "e2e_streamlit.log"
+RERUN_BUDGET_MS = 200  # a slider move must re-render within this (server-side script time, median)
 
 
 def _chromium() -> str:
@@ -47,8 +49,9 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def server():
     port = _free_port()
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    log = open(REPO_ROOT / "artifacts" / "e2e_streamlit.log", "w") if ARTIFACTS.mkdir(exist_ok=True) is None else None
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "SECONDLOOK_TIMING": "1"}
+    ARTIFACTS.mkdir(exist_ok=True)
+    log = open(LOG, "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address", "127.0.0.1",
          "--server.headless", "true", "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
@@ -158,5 +161,21 @@ def test_predict_upload_and_slider(server):
             after = _decision(page)
             assert after != before and after.startswith("Flag") != flagged, (before, after)
             page.screenshot(path=str(ARTIFACTS / "e2e_predict_after.png"))
+
+            # Every slider move re-renders without re-running the model: time a few moves on the server.
+            n_before = len(_timings())
+            for key in ["ArrowLeft", "ArrowRight"] * 3:
+                thumb.press(key)
+                _settle(page)
+            moves = _timings()[n_before:]
+            assert moves, "no timed reruns"
+            assert sorted(moves)[len(moves) // 2] < RERUN_BUDGET_MS, moves
         finally:
             browser.close()
+
+
+def _timings() -> list[float]:
+    """Server-side run times (ms) of the Predict page, from the app's SECONDLOOK_TIMING lines."""
+    lines = LOG.read_text().splitlines() if LOG.exists() else []
+    return [float(m.group(1)) for ln in lines if (m := re.match(r"\[timing\] predict (\d+) ms", ln))]
+
