@@ -84,8 +84,8 @@ with c1:
 ref = tp if tp is not None else vp
 with c2:
     if not (math.isnan(ref["sensitivity"]) or math.isnan(ref["specificity"])):
-        st.success(op.predictive_sentence(task, ref["sensitivity"], ref["specificity"], prev / 100)
-                   + f" (from the {'test' if tp is not None else 'validation'}-set sensitivity and specificity)",
+        st.success(op.predictive_sentence(task, ref["sensitivity"], ref["specificity"], prev / 100).rstrip(".")
+                   + f" (using the {'test' if tp is not None else 'validation'} set's sensitivity and specificity).",
                    icon=":material/calculate:")
 
 

@@ -109,3 +109,18 @@ def test_dicom_upload_scores_like_the_png_and_keeps_identifiers_out_of_sight():
     shown = "\n".join(m.value for m in at.markdown) + "\n".join(c.value for c in at.caption)
     assert "Doe^Jane" not in shown  # patient name only inside the on-request expander
     assert any("Patient identifiers" in e.label for e in at.expander)
+
+
+def test_wrong_kind_of_image_gets_a_plain_warning():
+    from core.tasks import get_task
+
+    task = next((t for t in ("pneumonia", "effusion") if store.bundled_models(t)), None)
+    if task is None:
+        task = task_with_models()  # skips/fails with the usual reason
+    require_dataset("malaria")
+    cell = load_task_manifest("malaria").query("split == 'test'").iloc[0]
+    at = start(task, _model(task), page="predict")
+    at.file_uploader(key="predict_files").set_value(("cell.png", Path(cell.file).read_bytes(), "image/png")).run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert get_task(task).modality == "xray"
+    assert any("colour image" in w.value for w in at.warning)

@@ -66,3 +66,11 @@ def test_switching_model_changes_curves():
     at.sidebar.selectbox(key="model").select(models[1]).run()
     assert not at.exception
     assert plotly_specs(at) != c0
+
+
+def test_works_from_prediction_csvs_without_images(tmp_path, monkeypatch):
+    monkeypatch.setenv("SECONDLOOK_DATA", str(tmp_path / "no-images-here"))
+    task = task_with_models()
+    at = start(task, page="threshold")
+    assert not at.exception
+    assert len(at.table[0].value) >= 6 and len(plotly_specs(at)) == 4
