@@ -195,5 +195,5 @@ else:
                       help=f"Exact output {s.probability:.8f}")
             call = f":red[:material/flag: **Flag: {task.positive}**]" if flagged else f":green[:material/check: **{task.negative}**]"
             st.markdown(f"{call} at threshold {thresholds[m]:.4f}")
-            st.image(imaging.rendered(task.name, m, s, alpha), width="stretch")
+            st.image(imaging.rendered(task.name, m, s, alpha, item["data"]), width="stretch")
     st.caption(imaging.gradcam_caption(task.name))

@@ -73,12 +73,14 @@ def _safe(name: str, data: bytes) -> scoring.Scored:
         return scoring.Scored(name, scoring.digest(data), error=f"{name}: SecondLook could not score this file ({type(exc).__name__}: {exc}).")
 
 
-results = []  # dicts: name, scored, truth
+results = []  # dicts: name, scored, truth, data
 with st.spinner("Scoring…"):
     for f in uploads or []:
-        results.append({"name": f.name, "scored": _safe(f.name, f.getvalue()), "truth": None})
+        data = f.getvalue()
+        results.append({"name": f.name, "scored": _safe(f.name, data), "truth": None, "data": data})
     for ex in st.session_state[EX_KEY].get(task.name, []):
-        results.append({"name": ex["path"], "scored": _safe(ex["path"], imaging.file_bytes(ex["file"])), "truth": ex["label"]})
+        data = imaging.file_bytes(ex["file"])
+        results.append({"name": ex["path"], "scored": _safe(ex["path"], data), "truth": ex["label"], "data": data})
 
 seen: dict[str, int] = {}
 for r in results:  # two files with the same name stay apart in the worklist
@@ -139,8 +141,8 @@ def detail(r: dict) -> None:
                               help="0 shows the plain image, 1 only the heat map.")
         with right:
             c1, c2 = st.columns(2, gap="small")
-            c1.image(imaging.rendered(task.name, mid, s, 0.0), caption="Original", width="stretch")
-            c2.image(imaging.rendered(task.name, mid, s, alpha), caption="Grad-CAM overlay", width="stretch")
+            c1.image(imaging.rendered(task.name, mid, s, 0.0, r["data"]), caption="Original", width="stretch")
+            c2.image(imaging.rendered(task.name, mid, s, alpha, r["data"]), caption="Grad-CAM overlay", width="stretch")
             st.caption(imaging.gradcam_caption(task.name))
         if s.metadata:
             with st.expander("File details"):

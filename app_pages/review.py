@@ -104,7 +104,7 @@ else:
             show_cam = cam_all or st.session_state.get(f"review_cam_{row.path}", False)
             if show_cam:
                 s = imaging.score_file(task.name, mid, row.file, row.path)
-                st.image(imaging.rendered(task.name, mid, s, 0.4), width="stretch")
+                st.image(imaging.rendered(task.name, mid, s, 0.4, imaging.file_bytes(row.file)), width="stretch")
             else:
                 st.image(imaging.thumbnail(row.file), width="stretch")
             label = "Missed" if row.error == "fn" else "False alarm"
@@ -146,8 +146,9 @@ def case_dialog(row: dict) -> None:
             st.rerun()
     with pics:
         c1, c2 = st.columns(2, gap="small")
-        c1.image(imaging.rendered(task.name, mid, s, 0.0), caption="Original", width="stretch")
-        c2.image(imaging.rendered(task.name, mid, s, alpha), caption="Grad-CAM overlay", width="stretch")
+        data = imaging.file_bytes(row["file"])
+        c1.image(imaging.rendered(task.name, mid, s, 0.0, data), caption="Original", width="stretch")
+        c2.image(imaging.rendered(task.name, mid, s, alpha, data), caption="Grad-CAM overlay", width="stretch")
         st.caption(imaging.gradcam_caption(task.name))
     hist = reviews.list_reviews(task.name)
     hist = hist[hist["path"] == row["path"]]

@@ -169,8 +169,13 @@ def input_warnings(model_spec: ModelSpec, pixels: np.ndarray, ood=None) -> list[
     return out
 
 
-def score_bytes(model, spec: ModelSpec, data: bytes, name: str, with_heatmap: bool = True, ood=None) -> Scored:
-    """Decode and score one file; an unreadable file comes back with `error` set instead of raising."""
+def score_bytes(model, spec: ModelSpec, data: bytes, name: str, with_heatmap: bool = True, ood=None,
+                with_display: bool = True) -> Scored:
+    """Decode and score one file; an unreadable file comes back with `error` set instead of raising.
+
+    `with_display=False` leaves out the display-size copy of the image (callers that cache many results keep
+    them small and render the picture on demand).
+    """
     d = digest(data)
     try:
         dec = decode(data, name)
@@ -178,7 +183,7 @@ def score_bytes(model, spec: ModelSpec, data: bytes, name: str, with_heatmap: bo
         return Scored(name, d, error=str(exc))
     p = probability(model, spec, dec.pixels)
     cam = heatmap(model, spec, dec.pixels) if with_heatmap else None
-    return Scored(name, d, p, cam, display_image(dec.pixels), thumbnail_url(dec.pixels), dec.format, dec.notes,
+    return Scored(name, d, p, cam, display_image(dec.pixels) if with_display else None, thumbnail_url(dec.pixels), dec.format, dec.notes,
                   dec.metadata, dec.phi, warnings=input_warnings(spec, dec.pixels, ood))
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from core import store
 from core.data import load_task_manifest
-from tests.app_support import exact_probabilities, metric, start, task_with_models, use_threshold
+from core.tasks import TASKS
+from tests.app_support import exact_probabilities, metric, need, start, task_with_models, use_threshold
 from tests.conftest import require_dataset
 
 
@@ -34,14 +36,16 @@ def test_predict_loads():
     assert at.file_uploader(key="predict_files") is not None
 
 
-def test_uploaded_test_image_matches_core_evaluate_and_slider_flips_decision():
-    task = task_with_models()
+@pytest.mark.parametrize("task", list(TASKS))
+def test_uploaded_test_image_matches_core_evaluate_and_slider_flips_decision(task):
+    need(bool(store.bundled_models(task)), f"no trained {task} model bundled yet")
     require_dataset(task)
     mid = _model(task)
     file, path, csv_score = _cases(task, mid, 1)[0]
     at = start(task, mid, page="predict")
     data = Path(file).read_bytes()
-    at.file_uploader(key="predict_files").set_value((Path(file).name, data, "image/png")).run()
+    mime = "image/jpeg" if file.lower().endswith((".jpg", ".jpeg")) else "image/png"
+    at.file_uploader(key="predict_files").set_value((Path(file).name, data, mime)).run()
     assert not at.exception, [e.message for e in at.exception]
     probs = exact_probabilities(at)
     assert len(probs) == 1

@@ -14,7 +14,8 @@ from ui import common
 @st.cache_data(show_spinner=False, max_entries=512)
 def _scored(task: str, model_id: str, sha: str, digest: str, name: str, _data: bytes) -> scoring.Scored:
     spec = get_task(task).model(model_id)
-    return scoring.score_bytes(common._model(task, model_id, sha), spec, _data, name, ood=common._ood(task, model_id, sha))
+    return scoring.score_bytes(common._model(task, model_id, sha), spec, _data, name, ood=common._ood(task, model_id, sha),
+                               with_display=False)
 
 
 def score(task: str, model_id: str, data: bytes, name: str) -> scoring.Scored:
@@ -35,22 +36,29 @@ def score_file(task: str, model_id: str, path: str, name: str | None = None) -> 
     return score(task, model_id, file_bytes(path), name or Path(path).name)
 
 
-@st.cache_data(show_spinner=False, max_entries=1024)
-def _rendered(task: str, model_id: str, sha: str, digest: str, alpha: float, _scored: scoring.Scored) -> bytes:
+@st.cache_data(show_spinner=False, max_entries=32)
+def _display(digest: str, name: str, _data: bytes):
+    """Display-size pixels of a file (decoded again on demand, so cached scores stay small)."""
+    return scoring.display_image(scoring.decode(_data, name).pixels)
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def _rendered(task: str, model_id: str, sha: str, digest: str, alpha: float, name: str, _data: bytes, _heatmap) -> bytes:
+    import numpy as np
+
     from core.explain import overlay
 
-    if _scored.heatmap is None or alpha <= 0:
-        import numpy as np
-
-        img = overlay(_scored.display, np.zeros((2, 2), np.float32), alpha=0.0)
-    else:
-        img = overlay(_scored.display, _scored.heatmap, alpha=alpha)
-    return scoring.jpeg_bytes(img, quality=92)
+    img = _display(digest, name, _data)
+    heat = _heatmap if (_heatmap is not None and alpha > 0) else np.zeros((2, 2), np.float32)
+    return scoring.jpeg_bytes(overlay(img, heat, alpha=alpha if _heatmap is not None else 0.0), quality=92)
 
 
-def rendered(task: str, model_id: str, s: scoring.Scored, alpha: float) -> bytes:
+def rendered(task: str, model_id: str, s: scoring.Scored, alpha: float, data: bytes) -> bytes:
     """JPEG of the image (alpha 0) or its Grad-CAM overlay at display size, cached per opacity."""
-    return _rendered(task, model_id, common.version(task, model_id), s.digest, round(float(alpha), 2), s)
+    alpha = round(float(alpha), 2)
+    if alpha <= 0:  # the plain picture does not depend on the model
+        return _rendered("", "", "", s.digest, 0.0, s.name, data, None)
+    return _rendered(task, model_id, common.version(task, model_id), s.digest, alpha, s.name, data, s.heatmap)
 
 
 @st.cache_data(show_spinner=False, max_entries=4096)
