@@ -28,6 +28,7 @@ class TrainConfig:
     early_stopping: str = "val_auc"  # monitored quantity, restores best weights
     patience: int = 6
     weight_decay: float = 0.0
+    label_smoothing: float = 0.0
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -99,14 +100,17 @@ def _pneumonia() -> TaskSpec:
         ModelSpec(
             "secondlook_cnn", "pneumonia", "SecondLook CNN", False,
             InputSpec(128, 1, "standardize"),
-            TrainConfig(epochs=24, learning_rate=2e-3, schedule="cosine", augment="xray", class_weight=True, patience=8, weight_decay=1e-4),
+            TrainConfig(epochs=20, learning_rate=2e-3, schedule="cosine", augment="xray_strong", class_weight=True, patience=8,
+                        weight_decay=1e-4, label_smoothing=0.05),
             "5 blocks of (Conv-BN-ReLU)x2 + max-pool (16-128 filters), global average pooling, dropout, sigmoid; "
-            "geometric and contrast augmentation; class weights; cosine learning-rate decay; early stopping on validation AUC.",
+            "geometric, gamma, exposure and noise augmentation; label smoothing; class weights; cosine learning-rate decay; "
+            "early stopping on validation AUC. Operating point: the highest threshold keeping validation sensitivity >= 0.97 "
+            "(the product's 0.95 screening target plus a margin for sampling error).",
         ),
     )
     return TaskSpec(
         "pneumonia", "Pneumonia (pediatric chest X-ray)", ("NORMAL", "PNEUMONIA"), "xray", "pneumonia",
-        ("patient_id", "subtype"), "youden_min_sensitivity_0.95", 0.15, models,
+        ("patient_id", "subtype"), "sensitivity_0.97", 0.15, models,
     )
 
 

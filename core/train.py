@@ -30,6 +30,15 @@ def _augmenter(kind: str, normalize: str):
     if kind == "none":
         return None
     fill = "constant" if normalize == "standardize" else "reflect"
+    if kind == "xray_strong":
+        fill = "reflect"  # applied to [0, 1] images before standardization
+        return keras.Sequential(
+            [
+                layers.RandomRotation(0.03, fill_mode=fill),  # ±11°
+                layers.RandomZoom((-0.15, 0.15), fill_mode=fill),
+                layers.RandomTranslation(0.08, 0.08, fill_mode=fill),
+            ]
+        )
     if kind in ("xray", "xray_flip"):
         ops = [
             layers.RandomRotation(0.02, fill_mode=fill),  # ±7°
@@ -62,7 +71,25 @@ def _contrast_jitter(x, rng_seed: int):
     return x * gain + offset
 
 
-def _dataset(x, y, batch: int, augment, seed: int, standardized: bool, weights=None):
+def _intensity_then_standardize(x):
+    """Exposure, gamma, blur-free noise on [0, 1] X-rays, then the same per-image z-score as core.preprocess.
+
+    Hospitals and machines differ in exposure and processing; a model that has seen gamma and contrast
+    variation is less surprised by a new site's normal films.
+    """
+    import tensorflow as tf
+
+    b = tf.shape(x)[0]
+    gamma = tf.exp(tf.random.uniform([b, 1, 1, 1], -0.35, 0.35))
+    x = tf.clip_by_value(x, 0.0, 1.0) ** gamma
+    x = x * tf.random.uniform([b, 1, 1, 1], 0.85, 1.15) + tf.random.uniform([b, 1, 1, 1], -0.08, 0.08)
+    x = x + tf.random.normal(tf.shape(x), stddev=tf.random.uniform([b, 1, 1, 1], 0.0, 0.03))
+    mean = tf.reduce_mean(x, axis=(1, 2, 3), keepdims=True)
+    std = tf.maximum(tf.math.reduce_std(x, axis=(1, 2, 3), keepdims=True), 1e-3)
+    return (x - mean) / std
+
+
+def _dataset(x, y, batch: int, augment, seed: int, standardized: bool, weights=None, strong: bool = False):
     import tensorflow as tf
 
     ds = tf.data.Dataset.from_tensor_slices((x, y) if weights is None else (x, y, weights))
@@ -70,7 +97,9 @@ def _dataset(x, y, batch: int, augment, seed: int, standardized: bool, weights=N
     if augment is not None:
         def aug(*t):
             xa = augment(t[0], training=True)
-            if standardized:
+            if strong:
+                xa = _intensity_then_standardize(xa)
+            elif standardized:
                 xa = _contrast_jitter(xa, seed)
             return (xa, *t[1:])
 
@@ -120,7 +149,12 @@ def train(task_name: str, model_id: str, epochs: int | None = None, limit: int =
         va_df = _subsample(va_df, max(limit // 4, 40), seed)
     print(f"[{task_name}/{model_id}] train {len(tr_df)} images ({tr_df.y.mean():.2f} positive), "
           f"val {len(va_df)} ({va_df.y.mean():.2f} positive); loading…", flush=True)
-    x_tr = load_arrays(tr_df.file.tolist(), spec.input)
+    strong = cfg.augment == "xray_strong"
+    if strong and spec.input.normalize != "standardize":
+        raise ValueError("xray_strong augmentation standardizes after augmenting; use a standardize input spec")
+    # Strong X-ray augmentation works on [0, 1] pixels and standardizes afterwards, exactly as prepare() would.
+    train_spec = type(spec.input)(spec.input.size, spec.input.channels, "unit") if strong else spec.input
+    x_tr = load_arrays(tr_df.file.tolist(), train_spec)
     x_va = load_arrays(va_df.file.tolist(), spec.input)
     y_tr = tr_df.y.to_numpy(np.float32)
     y_va = va_df.y.to_numpy(np.float32)
@@ -143,11 +177,11 @@ def train(task_name: str, model_id: str, epochs: int | None = None, limit: int =
         steps = n_epochs * int(np.ceil(len(x_tr) / cfg.batch_size))
         net.compile(
             optimizer=_optimizer(cfg, steps),
-            loss=keras.losses.BinaryCrossentropy(),
+            loss=keras.losses.BinaryCrossentropy(label_smoothing=cfg.label_smoothing),
             metrics=[keras.metrics.AUC(name="auc")],
         )
         augment = _augmenter(cfg.augment, spec.input.normalize)
-        ds = _dataset(x_tr, y_tr, cfg.batch_size, augment, member_seed, spec.input.normalize == "standardize", weights)
+        ds = _dataset(x_tr, y_tr, cfg.batch_size, augment, member_seed, spec.input.normalize == "standardize", weights, strong)
         monitor, mode = ("val_auc", "max") if cfg.early_stopping == "val_auc" else ("val_loss", "min")
         stopper = keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=cfg.patience, restore_best_weights=True)
         h = net.fit(ds, validation_data=(x_va, y_va), epochs=n_epochs, callbacks=[stopper], verbose=2)
