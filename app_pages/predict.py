@@ -161,10 +161,19 @@ else:
     wl = scoring.worklist(rows, thr, task.name)
     n_flag = int((wl["probability"] >= thr).sum())
     st.subheader(f"Worklist — {len(wl)} images, {n_flag} flagged")
-    st.caption("Sorted by probability, highest first: read the top of the list first. Decisions follow the sidebar's operating point.")
+    st.caption("Sorted by probability, highest first: read the top of the list first. Decisions follow the sidebar's "
+               "operating point. Click a row to see that image below.")
     show_truth = wl["truth"].astype(bool).any()
+    st.session_state["_worklist_files"] = wl["file"].tolist()
+
+    def _pick_row() -> None:
+        rows = st.session_state["predict_worklist"].selection.rows
+        files = st.session_state.get("_worklist_files", [])
+        if rows and rows[0] < len(files):
+            st.session_state["predict_pick"] = files[rows[0]]
+
     st.dataframe(
-        wl, hide_index=True, width="stretch", key="predict_worklist",
+        wl, hide_index=True, width="stretch", key="predict_worklist", on_select=_pick_row, selection_mode="single-row",
         column_order=["rank", "thumbnail", "file", "probability", "decision"] + (["truth"] if show_truth else [])
         + (["note"] if wl["note"].astype(bool).any() else []),
         column_config={
@@ -184,5 +193,7 @@ else:
         file_name=f"secondlook_{task.name}_{mid}_worklist.csv", mime="text/csv", key="predict_csv",
     )
     names = wl["file"].tolist()
+    if st.session_state.get("predict_pick") not in names:
+        st.session_state.pop("predict_pick", None)
     pick = st.selectbox("Show details for", names, key="predict_pick")
     detail(next(r for r in ok if r["name"] == pick))
