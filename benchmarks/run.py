@@ -1,0 +1,266 @@
+"""SecondLook benchmarks: speed and memory against the project's targets.
+
+    make bench                                   # = .venv/bin/python -m benchmarks.run
+    .venv/bin/python -m benchmarks.run --quick   # few repetitions: checks the harness end to end (~2-3 min)
+    .venv/bin/python -m benchmarks.run --models malaria/secondlook_cnn,pneumonia/secondlook_cnn --sections single,batch
+
+Needs the datasets (SECONDLOOK_DATA, for real test images) and, for the app-start section, Chromium at
+/usr/bin/chromium with Playwright. Prints a table (target, measured, PASS/MISS) and writes all raw numbers with the
+machine description to benchmarks/results/latest.json (git-ignored; `--out` to choose another file).
+
+Sections (all by default):
+  threshold  operating-point update for 100,000 scores: counts + rates per slider move and operating_table for a
+             1001-point grid (target < 5 ms, judged on p95), against scikit-learn recomputed on every move
+  single     per model: decode (encoded bytes of real test images) + prepare + probability + Grad-CAM,
+             p50/p95 after warm-up (target p50 <= 60 ms); cold first image; Keras model.predict() per image
+  batch      per model: core.inference.score_sources on the whole test split (target >= 1,000 images/s for the
+             64x64 cell models, >= 250 for X-ray models); model-only throughput on prepared tensors; outputs
+             checked against the stored test_predictions.csv
+  memory     RSS of a fresh process with every selected model loaded and one Grad-CAM each (target < 2 GB)
+  app        `streamlit run app.py` -> Home page heading shown in headless Chromium (target < 20 s); the app loads
+             no model at start, so also the time until Predict shows a probability for an example
+
+Numbers are only meaningful on an otherwise idle machine: the load average and any busy processes at start and
+end are recorded, and the table says when the machine was busy.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .common import RESULTS_DIR, busy_processes, clean, load_average, machine_info, select_models, test_split
+
+SECTIONS = ("threshold", "single", "batch", "memory", "app")
+FULL = {"single_warmup": 5, "single_reps": 50, "naive_reps": 20, "batch_repeats": 3,
+        "moves": 2000, "tables": 200, "naive_moves": 50}
+QUICK = {"single_warmup": 2, "single_reps": 10, "naive_reps": 5, "batch_repeats": 1,
+         "moves": 300, "tables": 30, "naive_moves": 8}
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _row(rows: list, bench: str, model: str, target: str, measured: str, status: str) -> None:
+    rows.append({"benchmark": bench, "model": model, "target": target, "measured": measured, "result": status})
+
+
+def _ok(flag: bool) -> str:
+    return "PASS" if flag else "MISS"
+
+
+def _ms(v: float) -> str:
+    return f"{v:.3f} ms" if v < 1 else f"{v:.1f} ms"
+
+
+# ------------------------------------------------------------------------------------------------ sections
+
+
+def run_threshold(p: dict, rows: list) -> dict:
+    from .threshold import TARGET_MS, bench_threshold
+
+    _log("[threshold] 100,000 scores ...")
+    r = bench_threshold(n_moves=p["moves"], n_tables=p["tables"], naive_moves=p["naive_moves"])
+    m, t, nv = r["move"], r["table"], r["naive_move"]
+    label = f"{r['n_scores']:,} scores"
+    _row(rows, "Operating point: counts + rates per slider move (p95)", label, f"< {TARGET_MS:g} ms",
+         f"{_ms(m['p95'])} (p50 {_ms(m['p50'])}, n={m['n']})", _ok(m["p95"] < TARGET_MS))
+    _row(rows, f"Operating point: operating_table, {t['grid_size']}-point grid (p95)", label, f"< {TARGET_MS:g} ms",
+         f"{_ms(t['p95'])} (p50 {_ms(t['p50'])})", _ok(t["p95"] < TARGET_MS))
+    _row(rows, "  naive: scikit-learn metrics recomputed per move (p50)", label, "-",
+         f"{_ms(nv['p50'])} = {r['naive_speedup_p50']:,.0f}x the curve; same counts: {r['counts_agree_with_sklearn']}",
+         "INFO")
+    _row(rows, "  OperatingCurve.from_scores (once per prediction set)", label, "-", _ms(r["curve_build_ms"]), "INFO")
+    return r
+
+
+def run_models(models: list, sections: set, p: dict, rows: list) -> dict:
+    from core import store
+
+    from .models import SINGLE_TARGET_MS, bench_batch, bench_single
+
+    out = {}
+    for task, mid in models:
+        key = f"{task}/{mid}"
+        test = test_split(task)
+        if test is None or not len(test):
+            out[key] = {"skipped": f"dataset for {task} not found under SECONDLOOK_DATA"}
+            _row(rows, "Single image / batch", key, "-", out[key]["skipped"], "SKIP")
+            continue
+        _log(f"[models] {key}: loading ...")
+        t0 = time.perf_counter()
+        model = store.load_model(task, mid)
+        res: dict = {"load_s": time.perf_counter() - t0}
+        if "single" in sections:
+            _log(f"[single] {key} ...")
+            s = bench_single(task, mid, model, test, p["single_warmup"], p["single_reps"], p["naive_reps"])
+            res["single"] = s
+            tot, st = s["total"], s["stages"]
+            _row(rows, "Single image: decode+prepare+predict+Grad-CAM (p50)", key, f"<= {SINGLE_TARGET_MS:g} ms",
+                 f"{_ms(tot['p50'])} (p95 {_ms(tot['p95'])}; decode {st['decode']['p50']:.1f} / prep "
+                 f"{st['prepare']['p50']:.1f} / predict {st['predict']['p50']:.1f} / cam {st['gradcam']['p50']:.1f})",
+                 _ok(tot["p50"] <= SINGLE_TARGET_MS))
+            cs = s["cold_stages_ms"]
+            _row(rows, "  cold: first image after loading the model", key, "-",
+                 f"{_ms(s['cold_first_image_ms'])} (predict {cs['predict']:.0f} / Grad-CAM {cs['gradcam']:.0f})", "INFO")
+            app = s["app_score_bytes"]
+            if "p50" in app:
+                _row(rows, "  app's scoring.score_bytes (+guards, thumbnails) (p50)", key, "-",
+                     f"{_ms(app['p50'])} (p95 {_ms(app['p95'])})", "INFO")
+            _row(rows, "  naive: model.predict(x[None]) per image (p50)", key, "-",
+                 f"{_ms(s['naive_model_predict']['p50'])} vs predict_tensors {_ms(s['fast_predict_tensors']['p50'])}"
+                 f" = {s['naive_over_fast_p50']:.1f}x (eager model(x): {_ms(s['eager_model_call']['p50'])})", "INFO")
+        if "batch" in sections:
+            _log(f"[batch] {key}: {len(test)} test images ...")
+            b = bench_batch(task, mid, model, test, p["batch_repeats"])
+            res["batch"] = b
+            tgt = b["target_images_per_s"]
+            _row(rows, f"Batch: score_sources on the test split (n={b['n_images']})", key, f">= {tgt:,.0f} img/s",
+                 f"{b['images_per_s']:,.0f} img/s (best {b['images_per_s_best']:,.0f}; first pass {b['first_pass_images_per_s']:,.0f})",
+                 _ok(b["images_per_s"] >= tgt))
+            _row(rows, "  model only, prepared tensors / decode+prepare only", key, "-",
+                 f"{b['model_only_images_per_s']:,.0f} / {b['decode_prepare_images_per_s']:,.0f} img/s", "INFO")
+            chk = b["matches_stored_test_predictions"]
+            if chk is not None:
+                _row(rows, "  scores identical to stored test_predictions.csv", key, "0 differ",
+                     f"{chk['n_different']} of {chk['n']} differ (max {chk['max_abs_diff']:.1e})", _ok(chk["n_different"] == 0))
+        out[key] = res
+        del model
+        gc.collect()
+    return out
+
+
+def run_memory(models: list, rows: list) -> dict:
+    from .memory_probe import TARGET_BYTES
+
+    _log("[memory] fresh process, every model loaded + one Grad-CAM each ...")
+    spec = ",".join(f"{t}/{m}" for t, m in models)
+    cmd = [sys.executable, "-m", "benchmarks.memory_probe"] + (["--models", spec] if spec else [])
+    proc = subprocess.run(cmd, cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        r = {"error": f"memory probe exited {proc.returncode}: {proc.stderr[-800:]}"}
+        _row(rows, "Memory: all models + one Grad-CAM each (RSS)", f"{len(models)} models", "< 2 GB", r["error"][:80], "MISS")
+        return r
+    r = json.loads(lines[-1])
+    rss = r["rss_after_gradcam_bytes"]
+    _row(rows, "Memory: all models loaded + one Grad-CAM each (RSS)", f"{len(models)} models",
+         f"< {TARGET_BYTES / 1e9:g} GB",
+         f"{rss / 1e9:.2f} GB (TF+Keras imports alone {r['rss_after_imports_bytes'] / 1e9:.2f} GB; peak {r['peak_rss_bytes'] / 1e9:.2f})",
+         _ok(rss < TARGET_BYTES))
+    for key, c in r.get("cold_start", {}).items():
+        _row(rows, "  cold start in a fresh process: load / first predict / first Grad-CAM", key, "-",
+             f"{c['load_model_s']:.2f} / {c['first_predict_s']:.2f} / {c['first_gradcam_s']:.2f} s "
+             f"(imports {r['import_tensorflow_keras_core_s']:.1f} s once)", "INFO")
+    return r
+
+
+def run_app(rows: list) -> dict:
+    from .app_start import TARGET_S, bench_app
+
+    _log("[app] streamlit run app.py + headless Chromium ...")
+    r = bench_app()
+    if "skipped" in r:
+        _row(rows, "App start", "", f"< {TARGET_S:g} s", r["skipped"], "SKIP")
+        return r
+    if "home_heading_s" in r:
+        _row(rows, "App: first page served (Home h1 shown in Chromium)", "", f"< {TARGET_S:g} s",
+             f"{r['home_heading_s']:.1f} s (healthy {r['health_s']:.1f} s; page complete {r.get('home_complete_s', float('nan')):.1f} s)",
+             _ok(r["home_heading_s"] < TARGET_S))
+        _row(rows, "  models loaded at start?", "", "-", "no: Home reads model cards only; models load on first use", "INFO")
+    if "first_probability_s" in r:
+        _row(rows, "App: first probability on Predict (model loaded)", r.get("scored_with", ""), f"< {TARGET_S:g} s",
+             f"{r['first_probability_s']:.1f} s (click -> probability {r['predict_click_to_probability_s']:.1f} s)",
+             _ok(r["first_probability_s"] < TARGET_S))
+    elif "predict_skipped" in r:
+        _row(rows, "App: first probability on Predict", "", f"< {TARGET_S:g} s", r["predict_skipped"], "SKIP")
+    if r.get("server_rss_after_probability_bytes"):
+        _row(rows, "  app server RSS after Home / after first probability", "", "-",
+             f"{(r.get('server_rss_after_home_bytes') or 0) / 1e9:.2f} / {r['server_rss_after_probability_bytes'] / 1e9:.2f} GB",
+             "INFO")
+    if "error" in r:
+        _row(rows, "App start", "", f"< {TARGET_S:g} s", r["error"][:100], "MISS")
+    return r
+
+
+# ------------------------------------------------------------------------------------------------ output
+
+
+def format_table(rows: list[dict]) -> str:
+    cols = [("benchmark", "Benchmark"), ("model", "Model"), ("target", "Target"), ("measured", "Measured"), ("result", "Result")]
+    widths = {k: max(len(h), *(len(str(r[k])) for r in rows)) if rows else len(h) for k, h in cols}
+    line = "  ".join(h.ljust(widths[k]) for k, h in cols)
+    out = [line, "  ".join("-" * widths[k] for k, _ in cols)]
+    out += ["  ".join(str(r[k]).ljust(widths[k]) for k, _ in cols) for r in rows]
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap.add_argument("--quick", action="store_true", help="few repetitions (smoke test of the harness)")
+    ap.add_argument("--models", default=None, help="restrict to task/id,task/id (default: every bundled model)")
+    ap.add_argument("--sections", default=",".join(SECTIONS), help=f"comma list of {', '.join(SECTIONS)}")
+    ap.add_argument("--out", default=str(RESULTS_DIR / "latest.json"), help="JSON output (default: %(default)s)")
+    ap.add_argument("--fail-on-miss", action="store_true", help="exit with status 1 when a target is missed")
+    args = ap.parse_args(argv)
+    sections = {s.strip() for s in args.sections.split(",") if s.strip()}
+    unknown = sections - set(SECTIONS)
+    if unknown:
+        ap.error(f"unknown section(s) {sorted(unknown)}; choose from {SECTIONS}")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    params = QUICK if args.quick else FULL
+    models = select_models(args.models)
+
+    started = time.time()
+    meta = machine_info()
+    meta.update({"quick": args.quick, "params": params, "sections": sorted(sections), "models": [f"{t}/{m}" for t, m in models],
+                 "load_average_start": load_average(), "busy_processes_start": busy_processes()})
+    _log(f"benchmarks: {len(models)} bundled model(s): {', '.join(meta['models']) or 'none'}; "
+         f"load average {meta['load_average_start']} on {meta['cpu_count']} CPUs")
+    rows: list[dict] = []
+    results: dict = {}
+    if "threshold" in sections:
+        results["threshold"] = run_threshold(params, rows)
+    if sections & {"single", "batch"}:
+        if not models:
+            _row(rows, "Single image / batch", "", "-", "no bundled model", "SKIP")
+        results["models"] = run_models(models, sections, params, rows)
+    if "memory" in sections:
+        results["memory"] = run_memory(models, rows) if models else {"skipped": "no bundled model"}
+    if "app" in sections:
+        results["app"] = run_app(rows)
+    meta["load_average_end"] = load_average()
+    meta["busy_processes_end"] = busy_processes()
+    meta["wall_seconds"] = time.time() - started
+
+    cpus = meta["cpu_count"] or 1
+    busy = max(meta["load_average_start"][:1] + meta["load_average_end"][:1] or [0]) > 0.5 * cpus
+    header = (f"SecondLook benchmarks  {meta['date']}  {'QUICK ' if args.quick else ''}"
+              f"{meta['cpu_count']} CPUs  TF {meta['tensorflow']}  load average start {meta['load_average_start']} "
+              f"end {meta['load_average_end']}")
+    print(header)
+    if busy:
+        others = ", ".join(f"{p['command'][:60]} ({p['cpu_percent']:.0f}%)" for p in meta["busy_processes_start"][:3])
+        print(f"NOTE: the machine was busy (load > half the CPUs{'; ' + others if others else ''}): "
+              "timings are contended, treat them as preliminary.")
+    print(format_table(rows))
+    misses = sum(r["result"] == "MISS" for r in rows)
+    print(f"{sum(r['result'] == 'PASS' for r in rows)} PASS, {misses} MISS, {sum(r['result'] == 'SKIP' for r in rows)} SKIP")
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(clean({"meta": meta, "results": results, "table": rows, "contended": busy}), indent=2) + "\n")
+    print(f"wrote {out}")
+    return 1 if (args.fail_on_miss and misses) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
