@@ -191,7 +191,7 @@ else:
                 st.error(s.error)
                 continue
             flagged = op.decide(s.probability, thresholds[m])
-            st.metric(f"Probability of {task.finding}", f"{s.probability:.1%}",
+            st.metric(f"Probability of {task.finding}", op.fmt_prob(s.probability),
                       help=f"Exact output {s.probability:.8f}")
             call = f":red[:material/flag: **Flag: {task.positive}**]" if flagged else f":green[:material/check: **{task.negative}**]"
             st.markdown(f"{call} at threshold {thresholds[m]:.4f}")

@@ -52,7 +52,7 @@ for name, task in TASKS.items():
         modality = "Chest X-ray" if task.modality == "xray" else "Thin blood smear, one red blood cell per image"
         data = "available on this machine" if dataset_available(name) else "not on this machine (set SECONDLOOK_DATA)"
         st.markdown(
-            f"**Question:** is there **{task.finding}**? · **Input:** {modality} · "
+            f"**Question:** does the image show **{task.finding}**? · **Input:** {modality} · "
             f"**Answers:** {task.positive} vs {task.negative} · **Dataset:** {data}"
         )
         models = store.bundled_models(name)

@@ -1,5 +1,6 @@
 """Predict: score uploaded images (or test-set examples); decisions follow the sidebar's operating point live."""
 import math
+from pathlib import Path
 
 import streamlit as st
 
@@ -16,7 +17,7 @@ pos_noun, neg_noun, unit = op.nouns(task)
 val_curve = common.curve(task.name, mid, "val")
 
 st.markdown(
-    f"**{common.model_label(task.name, mid)}** answers: *is there {task.finding}?* "
+    f"**{common.model_label(task.name, mid)}** answers: *does the image show {task.finding}?* "
     f"Images with a probability of **{thr:.4f}** or more are flagged (operating point in the sidebar)."
 )
 if val_curve is not None:
@@ -114,7 +115,7 @@ def detail(r: dict) -> None:
         left, right = st.columns([5, 6], gap="medium")
         with left:
             m1 = m2 = st
-            m1.metric(f"Probability of {task.finding}", f"{p:.1%}",
+            m1.metric(f"Probability of {task.finding}", op.fmt_prob(p),
                       help="The model's output for this image (0–100%). It is not a calibrated risk for your patient population.")
             m2.metric("Decision at this operating point", decision,
                       help=f"Flagged when the probability is at least the threshold {thr:.4f} (sidebar). "
@@ -122,7 +123,7 @@ def detail(r: dict) -> None:
             side = "at or above" if flagged else "below"
             colour = "red" if flagged else "green"
             st.markdown(
-                f"The probability **{p:.4f}** is {side} the threshold **{thr:.4f}**, so the model "
+                f"The probability **{op.fmt_prob(p)}** is {side} the threshold **{thr:.1%}** ({thr:.4f}), so the model "
                 + (f":{colour}[**flags**] this {unit} for {task.finding}." if flagged else f":{colour}[does **not** flag] this {unit}.")
             )
             st.caption(f"Exact model output: {p:.8f}")
@@ -155,7 +156,8 @@ def detail(r: dict) -> None:
 if len(ok) == 1:
     detail(ok[0])
 else:
-    rows = [{"thumbnail": r["scored"].thumbnail, "file": r["name"], "probability": r["scored"].probability,
+    rows = [{"thumbnail": r["scored"].thumbnail, "file": r["name"], "shown": Path(r["name"]).name,
+             "probability": r["scored"].probability,
              "truth": r["truth"] or "", "note": r["scored"].caution}
             for r in ok]
     wl = scoring.worklist(rows, thr, task.name)
@@ -174,12 +176,12 @@ else:
 
     st.dataframe(
         wl, hide_index=True, width="stretch", key="predict_worklist", on_select=_pick_row, selection_mode="single-row",
-        column_order=["rank", "thumbnail", "file", "probability", "decision"] + (["truth"] if show_truth else [])
+        column_order=["rank", "thumbnail", "shown", "probability", "decision"] + (["truth"] if show_truth else [])
         + (["note"] if wl["note"].astype(bool).any() else []),
         column_config={
             "rank": st.column_config.NumberColumn("#", width="small"),
             "thumbnail": st.column_config.ImageColumn("Image", width="small"),
-            "file": st.column_config.TextColumn("File", width="large"),
+            "shown": st.column_config.TextColumn("File", width="medium", help="File name (the CSV has the full name)."),
             "probability": st.column_config.ProgressColumn(
                 f"Probability of {task.finding}", min_value=0.0, max_value=1.0, format="percent",
                 help="The model's output for the image."),

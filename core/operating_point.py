@@ -199,6 +199,17 @@ def _bootstrap_pv_ci(point: dict, prevalence: float, idx: int, n_boot: int, seed
     return float(np.quantile(vals, alpha / 2)), float(np.quantile(vals, 1 - alpha / 2))
 
 
+def fmt_prob(p: float) -> str:
+    """A model probability for people: never '100%' or '0%' for a value that is not exactly that."""
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return "—"
+    if 0.999 <= p < 1:
+        return ">99.9%"
+    if 0 < p < 0.001:
+        return "<0.1%"
+    return f"{p:.1%}"
+
+
 def fmt_pct(v: float, digits: int = 1) -> str:
     return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v * 100:.{digits}f}%"
 

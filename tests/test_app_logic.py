@@ -160,3 +160,9 @@ def test_write_samples_copies_test_images(tmp_path):
         assert (tmp_path / "malaria" / p).is_file()
     ex = samples.bundled_examples("malaria", tmp_path)
     assert len(ex) == 2 and all(e["path"].startswith("images/") for e in ex)
+
+
+def test_probabilities_are_never_shown_as_certain():
+    assert op.fmt_prob(0.99996) == ">99.9%" and op.fmt_prob(1.0) == "100.0%"
+    assert op.fmt_prob(0.00004) == "<0.1%" and op.fmt_prob(0.0) == "0.0%"
+    assert op.fmt_prob(0.5) == "50.0%"
