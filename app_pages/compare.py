@@ -129,7 +129,7 @@ for a_, b_ in itertools.combinations(chosen, 2):
     better = short[a_] if d["difference"] > 0 else short[b_]
     tests_rows.append({
         "A vs B": f"{short[a_]} vs {short[b_]}",
-        "AUC A − B": f"{d['difference']:+.3f}",
+        "AUC A − B": f"{round(d['difference'], 3) + 0.0:+.3f}",
         "DeLong p": f"{d['p_value']:.3g}",
         "Ranking": f"{better} ranks better" if d["p_value"] < 0.05 else "no clear difference",
         "Only A right / only B right": f"{mc['b']} / {mc['c']}",

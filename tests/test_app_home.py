@@ -72,3 +72,37 @@ def test_task_without_models_says_so():
         at.switch_page(f"app_pages/{page}.py").run()
         assert not at.exception
         assert any("no trained model" in i.value.lower() for i in at.info), page
+
+
+def test_model_still_being_evaluated_is_handled(tmp_path, monkeypatch):
+    """A model whose card exists but whose test predictions are not written yet (training just finished)."""
+    import shutil
+
+    import streamlit as st
+
+    import core.config
+    import core.store
+
+    task = task_with_models()
+    mid = store.bundled_models(task)[0]
+    dest = tmp_path / "models" / task / mid
+    dest.mkdir(parents=True)
+    for name in ("model.keras", "card.json", "val_predictions.csv"):
+        shutil.copy(store.model_dir(task, mid) / name, dest / name)
+    card = store.read_card(task, mid)
+    card.pop("test", None)
+    store.write_card(task, mid, card, root=tmp_path / "models")
+    monkeypatch.setattr(core.store, "MODELS_DIR", tmp_path / "models")
+    monkeypatch.setattr(core.config, "MODELS_DIR", tmp_path / "models")
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    try:
+        at = start(task)
+        assert "not yet evaluated on test" in "\n".join(df.value.to_string() for df in at.dataframe)
+        for page in ("predict", "threshold", "compare", "review"):
+            at.switch_page(f"app_pages/{page}.py").run()
+            assert not at.exception, (page, [e.message for e in at.exception])
+        assert "Validation (95% CI)" in at.switch_page("app_pages/threshold.py").run().table[0].value.columns
+    finally:
+        st.cache_data.clear()
+        st.cache_resource.clear()
