@@ -29,6 +29,8 @@ class TrainConfig:
     patience: int = 6
     weight_decay: float = 0.0
     label_smoothing: float = 0.0
+    pretrain_task: str | None = None  # first train on this task's training split, then fine-tune
+    pretrain_epochs: int = 0
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -132,6 +134,15 @@ def _effusion() -> TaskSpec:
             TrainConfig(epochs=60, learning_rate=2e-3, schedule="cosine", augment="xray_flip", class_weight=True, patience=15, weight_decay=1e-4),
             "5 blocks of (Conv-BN-ReLU)x2 + max-pool (16-128 filters), global average pooling, dropout, sigmoid; "
             "geometric and contrast augmentation incl. horizontal flip; cosine learning-rate decay; early stopping on validation AUC.",
+        ),
+        ModelSpec(
+            "secondlook_transfer", "effusion", "SecondLook CNN pretrained on pediatric CXR", False,
+            InputSpec(128, 1, "standardize"),
+            TrainConfig(epochs=40, learning_rate=1e-3, schedule="cosine", augment="xray_flip", class_weight=True, patience=12,
+                        weight_decay=1e-4, pretrain_task="pneumonia", pretrain_epochs=4),
+            "The secondlook_cnn architecture, first trained for 4 epochs on the pneumonia training split (5k chest X-rays, "
+            "our own weights, no download), then fine-tuned on effusion. Chest-X-ray features learned on more images help a "
+            "task with only ~800 training images.",
         ),
         ModelSpec(
             "secondlook_ensemble", "effusion", "SecondLook ensemble (3 CNNs)", False,

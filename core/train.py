@@ -167,6 +167,19 @@ def train(task_name: str, model_id: str, epochs: int | None = None, limit: int =
 
     from .networks import build, ensemble
 
+    pretrain = None
+    if cfg.pretrain_task:
+        # Learn chest-X-ray features on a larger task's TRAINING split first (never its test split), then fine-tune.
+        ptask = get_task(cfg.pretrain_task)
+        p_tr, _ = split_train_val(load_task_manifest(cfg.pretrain_task), ptask)
+        if limit:
+            p_tr = _subsample(p_tr, limit, seed)
+        print(f"pretraining data: {cfg.pretrain_task} train split without its validation groups, {len(p_tr)} images", flush=True)
+        x_p = load_arrays(p_tr.file.tolist(), train_spec)
+        y_p = p_tr.y.to_numpy(np.float32)
+        w_p = np.where(y_p == 1, 0.5 / y_p.mean(), 0.5 / (1 - y_p.mean())).astype(np.float32)
+        pretrain = (x_p, y_p, w_p)
+
     members, histories, best_epochs, member_val_auc = [], [], [], []
     for k in range(spec.members):
         member_seed = seed + 1000 * k
@@ -174,6 +187,12 @@ def train(task_name: str, model_id: str, epochs: int | None = None, limit: int =
         if spec.members > 1:
             print(f"member {k + 1}/{spec.members} (seed {member_seed})", flush=True)
         net = build(spec)
+        if pretrain is not None:
+            x_p, y_p, w_p = pretrain
+            net.compile(optimizer=keras.optimizers.AdamW(1e-3, weight_decay=cfg.weight_decay), loss=keras.losses.BinaryCrossentropy())
+            ds_p = _dataset(x_p, y_p, cfg.batch_size, _augmenter(cfg.augment, spec.input.normalize), member_seed,
+                            spec.input.normalize == "standardize", w_p, strong)
+            net.fit(ds_p, epochs=cfg.pretrain_epochs, verbose=2)
         steps = n_epochs * int(np.ceil(len(x_tr) / cfg.batch_size))
         net.compile(
             optimizer=_optimizer(cfg, steps),
@@ -225,6 +244,7 @@ def train(task_name: str, model_id: str, epochs: int | None = None, limit: int =
             "epochs_run": len(histories[0]["loss"]) if spec.members == 1 else [len(h["loss"]) for h in histories],
             "best_epoch": best_epochs[0] if spec.members == 1 else best_epochs,
             "members": spec.members,
+            "pretrained_on": f"{cfg.pretrain_task} train split, {cfg.pretrain_epochs} epochs" if cfg.pretrain_task else None,
             "member_val_auc": member_val_auc if spec.members > 1 else None,
             "seed": seed,
             "limit": limit,
