@@ -157,7 +157,6 @@ BUILDERS = {
     ("pneumonia", "secondlook_cnn"): lambda s: secondlook_cnn(s, (16, 32, 64, 96, 128)),
     ("effusion", "secondlook_cnn"): lambda s: secondlook_cnn(s, (16, 32, 64, 96, 128), dropout=0.4),
     ("malaria", "secondlook_cnn"): lambda s: secondlook_cnn(s, (24, 48, 96, 128)),
-    ("malaria", "secondlook_ensemble"): lambda s: secondlook_cnn(s, (24, 48, 96, 128)),  # one member
     ("effusion", "secondlook_transfer"): lambda s: secondlook_cnn(s, (16, 32, 64, 96, 128), dropout=0.4),
     ("effusion", "secondlook_ensemble"): lambda s: secondlook_cnn(s, (16, 32, 64, 96, 128), dropout=0.4),  # one member
 }

@@ -180,13 +180,6 @@ def _malaria() -> TaskSpec:
             "4 blocks of (Conv-BN-ReLU)x2 + max-pool (24-128 filters), global average pooling, dropout, sigmoid; "
             "flip/rotate/colour augmentation; cosine learning-rate decay; early stopping on validation AUC.",
         ),
-        ModelSpec(
-            "secondlook_ensemble", "malaria", "SecondLook ensemble (3 CNNs)", False,
-            InputSpec(64, 3, "unit"),
-            TrainConfig(epochs=14, learning_rate=2e-3, schedule="cosine", augment="cell", patience=5, weight_decay=1e-4),
-            "Three SecondLook CNNs (the secondlook_cnn recipe) trained with different seeds; their logits are averaged.",
-            members=3,
-        ),
     )
     return TaskSpec(
         "malaria", "Malaria (thin-smear red blood cell)", ("Uninfected", "Parasitized"), "smear", "malaria parasites",
