@@ -174,11 +174,19 @@ OOD_FILE = "ood.npz"
 
 
 def feature_model(model):
-    """Keras model image -> penultimate representation (the input of the `logit` Dense layer)."""
+    """Keras model image -> penultimate representation (the input of the `logit` Dense layer).
+
+    For an ensemble (`logit` averages the members' `m<k>_logit` layers) it is the members' penultimate
+    features side by side.
+    """
     import keras
 
     inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
-    return keras.Model(inputs, model.get_layer("logit").input, name=f"{model.name}_features")
+    logit = model.get_layer("logit")
+    if isinstance(logit, keras.layers.Dense):
+        return keras.Model(inputs, logit.input, name=f"{model.name}_features")
+    members = [layer.input for layer in model.layers if layer.name.startswith("m") and layer.name.endswith("_logit")]
+    return keras.Model(inputs, keras.layers.Concatenate()(members), name=f"{model.name}_features")
 
 
 class FeatureOOD:
