@@ -97,3 +97,40 @@ def read_predictions(task: str, model_id: str, which: str, root: str | Path | No
     df = pd.read_csv(model_dir(task, model_id, root) / f"{which}_predictions.csv", dtype={"path": str, "label": str})
     df["y"] = (df["label"] == get_task(task).positive).astype(np.int8)
     return df
+
+
+def save_for_inference(model, path: str | Path) -> None:
+    """Save weights and graph only: optimizer state would double or triple the file and is never needed."""
+    import keras
+
+    if getattr(model, "optimizer", None) is not None:
+        clean = keras.models.clone_model(model)
+        clean.set_weights(model.get_weights())
+        model = clean
+    model.save(path)
+
+
+def resave_without_optimizer(task: str, model_id: str) -> tuple[int, int]:
+    """Rewrite a bundled model file without optimizer state; same weights, so same scores. Updates the card."""
+    import keras
+
+    path = model_path(task, model_id)
+    before = path.stat().st_size
+    model = load_model(task, model_id)
+    x = np.random.default_rng(0).random((4, *model.inputs[0].shape[1:]), dtype=np.float32)
+    expected = np.asarray(model(x, training=False))
+    save_for_inference(model, path)
+    again = keras.saving.load_model(path, safe_mode=True, compile=False)
+    np.testing.assert_array_equal(np.asarray(again(x, training=False)), expected)
+    card = read_card(task, model_id)
+    card["sha256"], card["file_bytes"] = sha256_file(path), path.stat().st_size
+    write_card(task, model_id, card)
+    return before, card["file_bytes"]
+
+
+if __name__ == "__main__":
+    import sys
+
+    for tm in sys.argv[1:]:
+        t, m = tm.split("/")
+        print(tm, *resave_without_optimizer(t, m))

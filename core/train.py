@@ -19,7 +19,7 @@ import numpy as np
 from . import metrics
 from .data import SPLIT_SEED, group_keys, load_arrays, load_task_manifest, manifest_sha256, split_train_val
 from .inference import predict_tensors
-from .store import model_dir, model_path, sha256_file, write_card, write_predictions
+from .store import model_dir, model_path, save_for_inference, sha256_file, write_card, write_predictions
 from .tasks import ModelSpec, get_model_spec, get_task
 
 
@@ -218,7 +218,7 @@ def train(task_name: str, model_id: str, epochs: int | None = None, limit: int =
     out = out_dir or model_dir(task_name, model_id)
     out.mkdir(parents=True, exist_ok=True)
     mpath = out / "model.keras"
-    model.save(mpath)
+    save_for_inference(model, mpath)
     write_predictions(out / "val_predictions.csv", va_df.path.tolist(), va_df.label.tolist(), val_scores)
 
     card = {
