@@ -352,11 +352,38 @@ def load_ood(task: str, model_id: str, root: str | Path | None = None, model=Non
     return ood.attach(model) if model is not None else ood
 
 
+def measure_ood(split: str = "test") -> list[dict]:
+    """How often each bundled model's OOD flag fires on its own task's images and on the other tasks' images.
+
+    Other tasks' images go through the model's own preprocessing (grey <-> RGB, resize), as an upload would.
+    """
+    from .data import load_arrays, load_task_manifest
+    from .store import bundled_models, load_model
+    from .tasks import TASKS, get_model_spec
+
+    rows = []
+    for task in TASKS:
+        for model_id in bundled_models(task):
+            model = load_model(task, model_id)
+            ood = load_ood(task, model_id, model=model)
+            if ood is None:
+                continue
+            spec = get_model_spec(task, model_id)
+            row = {"task": task, "model": model_id}
+            for other in TASKS:
+                df = load_task_manifest(other)
+                files = df[df["split"] == split]["file"].tolist()
+                row[other] = float(np.mean(ood.is_unusual(load_arrays(files, spec.input))))
+            rows.append(row)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m core.guard", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     m = sub.add_parser("measure", help="modality-guard warning rates on the real datasets")
     m.add_argument("--split", default="test")
+    sub.add_parser("measure-ood", help="OOD flag rates of every bundled model on each task's test images")
     f = sub.add_parser("fit-ood", help="fit and cache OOD statistics for trained models")
     f.add_argument("--task", required=True)
     f.add_argument("--model", help="model id (default: every bundled model of the task)")
@@ -364,6 +391,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if a.cmd == "measure":
         print(json.dumps(measure_modality_guard(a.split), indent=2))
+        return 0
+    if a.cmd == "measure-ood":
+        for row in measure_ood():
+            print(json.dumps(row))
         return 0
     from .store import bundled_models
 
