@@ -1,5 +1,4 @@
 """Predict: score uploaded images (or test-set examples); decisions follow the sidebar's operating point live."""
-import math
 from pathlib import Path
 
 import streamlit as st

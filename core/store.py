@@ -41,7 +41,11 @@ def read_card(task: str, model_id: str, root: str | Path | None = None) -> dict:
 
 
 def write_card(task: str, model_id: str, card: dict, root: str | Path | None = None) -> None:
-    path = model_dir(task, model_id, root) / "card.json"
+    write_card_file(model_dir(task, model_id, root) / "card.json", card)
+
+
+def write_card_file(path: str | Path, card: dict) -> None:
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(card, indent=2, sort_keys=False, default=_json_default) + "\n")
 

@@ -15,11 +15,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from . import metrics
 from .data import SPLIT_SEED, group_keys, load_arrays, load_task_manifest, manifest_sha256, split_train_val
 from .inference import predict_tensors
-from .store import model_dir, model_path, save_for_inference, sha256_file, write_card, write_predictions
+from .store import model_dir, save_for_inference, sha256_file, write_card_file, write_predictions
 from .tasks import ModelSpec, get_model_spec, get_task
 
 
@@ -61,7 +62,7 @@ def _augmenter(kind: str, normalize: str):
     raise ValueError(f"unknown augmentation {kind!r}")
 
 
-def _contrast_jitter(x, rng_seed: int):
+def _contrast_jitter(x):
     """Random gain and offset for standardized X-rays (exposure varies between machines)."""
     import tensorflow as tf
 
@@ -100,7 +101,7 @@ def _dataset(x, y, batch: int, augment, seed: int, standardized: bool, weights=N
             if strong:
                 xa = _intensity_then_standardize(xa)
             elif standardized:
-                xa = _contrast_jitter(xa, seed)
+                xa = _contrast_jitter(xa)
             return (xa, *t[1:])
 
         ds = ds.map(aug, num_parallel_calls=tf.data.AUTOTUNE)
@@ -126,7 +127,7 @@ def _subsample(df, n: int, seed: int):
         return df
     frac = n / len(df)
     parts = [g.sample(max(1, round(frac * len(g))), random_state=seed) for _, g in df.groupby("y")]
-    return __import__("pandas").concat(parts).reset_index(drop=True)
+    return pd.concat(parts).reset_index(drop=True)
 
 
 def train(task_name: str, model_id: str, epochs: int | None = None, limit: int = 0, seed: int = 42,
@@ -270,7 +271,7 @@ def train(task_name: str, model_id: str, epochs: int | None = None, limit: int =
         "sha256": sha256_file(mpath),
         "file_bytes": mpath.stat().st_size,
     }
-    write_card(task_name, model_id, card) if out_dir is None else (out / "card.json").write_text(__import__("json").dumps(card, indent=2, default=float))
+    write_card_file(out / "card.json", card)
     print(f"val AUC {val_summary['auc']:.4f}, threshold {threshold:.4f} ({task.threshold_rule}); "
           f"sens {val_summary['sensitivity']:.3f} spec {val_summary['specificity']:.3f}; {train_seconds:.0f}s", flush=True)
     if evaluate_test and out_dir is None:
