@@ -10,6 +10,7 @@ from ui import common, imaging
 ctx = common.context()
 st.title("Predict")
 common.require_model(ctx)
+common.require_intact_model(ctx)
 
 task, mid, thr = ctx.task, ctx.model_id, ctx.threshold
 pos_noun, neg_noun, unit = op.nouns(task)

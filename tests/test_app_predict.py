@@ -128,3 +128,20 @@ def test_wrong_kind_of_image_gets_a_plain_warning():
     assert not at.exception, [e.message for e in at.exception]
     assert get_task(task).modality == "xray"
     assert any("colour image" in w.value for w in at.warning)
+
+
+def test_tampered_model_is_refused_with_a_clear_message(monkeypatch):
+    """A model file whose checksum differs from its card stops Predict with one readable message."""
+    import streamlit as st
+
+    task = task_with_models()
+    monkeypatch.setattr(store, "sha256_file", lambda path: "0" * 64)
+    st.cache_resource.clear()
+    try:
+        at = start(task, page="predict")
+        assert not at.exception, [e.message for e in at.exception]
+        errors = [e.value for e in at.error]
+        assert any("does not match its card" in e and "refuses to use it" in e for e in errors), errors
+        assert not exact_probabilities(at)
+    finally:
+        st.cache_resource.clear()

@@ -306,6 +306,16 @@ def require_model(ctx: Context) -> None:
         st.stop()
 
 
+def require_intact_model(ctx: Context) -> None:
+    """Load the model now; a file that fails its checksum stops the page with one clear message."""
+    try:
+        model(ctx.task.name, ctx.model_id)
+    except store.ModelIntegrityError as exc:
+        st.error(f"{exc} Restore `models/{ctx.task.name}/{ctx.model_id}/` from the repository or retrain it.",
+                 icon=":material/gpp_bad:")
+        st.stop()
+
+
 def data_missing_message(task: str) -> str:
     return (
         f"The **{task}** images are not on this machine (looked for `{task_data_dir(task) / 'manifest.csv'}`). "
