@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from . import metrics
-from .data import load_task_manifest, read_manifest
+from .data import load_task_manifest, read_manifest, split_train_val
 from .inference import score_sources
 from .store import load_model, model_dir, read_card, write_card, write_predictions
 from .tasks import get_model_spec, get_task
@@ -68,6 +68,29 @@ def evaluate_bundled(task: str, model_id: str, split: str = "test", update_card:
     return summ
 
 
+def refresh_records(task: str, model_id: str) -> dict:
+    """Re-score validation and test with the current inference path and re-derive the operating point.
+
+    For when the inference path changes numerically (e.g. a new graph optimisation moves scores by float rounding):
+    the threshold is chosen again by the card's rule on the new *validation* scores, then test is re-evaluated at it,
+    exactly as training does. Returns {"threshold_before", "threshold", "validation_auc", "test": summary}.
+    """
+    t = get_task(task)
+    model = load_model(task, model_id)
+    card = read_card(task, model_id)
+    _, va = split_train_val(load_task_manifest(task), t)
+    val_scores, _ = evaluate_frame(task, model_id, va, model, threshold=0.5)
+    rule = card.get("threshold_rule", t.threshold_rule)
+    threshold = metrics.choose_threshold(rule, va["y"].to_numpy(), val_scores)
+    write_predictions(model_dir(task, model_id) / "val_predictions.csv", va["path"].tolist(), va["label"].tolist(), val_scores)
+    before = card["threshold"]
+    card["threshold"] = threshold
+    card["validation"] = metrics.summary(va["y"].to_numpy(), val_scores, threshold)
+    write_card(task, model_id, card)
+    test = evaluate_bundled(task, model_id, update_card=True, model=model)
+    return {"threshold_before": before, "threshold": threshold, "validation_auc": card["validation"]["auc"], "test": test}
+
+
 def _headline(summ: dict) -> dict:
     keys = ("n", "n_positive", "auc", "auc_ci", "accuracy", "sensitivity", "specificity", "ppv", "npv", "f1", "threshold", "tp", "fp", "fn", "tn")
     return {k: summ[k] for k in keys if k in summ}
@@ -82,9 +105,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="write per-image scores (path,label,score) here")
     p.add_argument("--threshold", type=float, help="operating point (default: the model card's)")
     p.add_argument("--update-card", action="store_true", help="store the test metrics in the model card")
+    p.add_argument("--refresh", action="store_true",
+                   help="re-score validation and test with the current inference code, re-choose the threshold on validation, update the card")
     a = p.parse_args(argv)
     task = get_task(a.task)
     model_id = a.model or task.default_model
+    if a.refresh:
+        res = refresh_records(a.task, model_id)
+        print(json.dumps({"task": a.task, "model": model_id, "threshold_before": res["threshold_before"],
+                          "validation_auc": res["validation_auc"], **_headline(res["test"])}, default=float))
+        return 0
     if a.manifest:
         df = read_manifest(a.manifest, task)
         if a.split:

