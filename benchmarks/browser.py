@@ -1,0 +1,100 @@
+"""A real `streamlit run app.py` and the headless Chromium that drives it: shared by the app benchmark and the e2e test."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from core.config import REPO_ROOT
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's package; .ci/run installs it with apt
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def find_chromium() -> str | None:
+    if Path(CHROMIUM).exists():
+        return CHROMIUM
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    url: str
+    proc: subprocess.Popen
+    t0: float  # perf_counter() just before the process was started
+    health_s: float = float("nan")
+
+
+@contextmanager
+def streamlit_app(log_path: Path, timeout_s: float = 90.0, env: dict | None = None) -> Iterator[Server]:
+    """Start the app on a free localhost port; yield once `/_stcore/health` answers 200; always stop it."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address",
+           "127.0.0.1", "--server.headless", "true", "--server.fileWatcherType", "none",
+           "--browser.gatherUsageStats", "false"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"), **(env or {})}
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w") as log:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        server = Server(f"http://127.0.0.1:{port}", proc, t0)
+        try:
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"streamlit exited with code {proc.returncode}; see {log_path}")
+                if time.perf_counter() - t0 > timeout_s:
+                    raise TimeoutError(f"streamlit was not healthy after {timeout_s:.0f} s; see {log_path}")
+                try:
+                    with urllib.request.urlopen(server.url + "/_stcore/health", timeout=2) as r:
+                        if r.status == 200:
+                            break
+                except OSError:
+                    time.sleep(0.05)
+            server.health_s = time.perf_counter() - t0
+            yield server
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=15)
+
+
+def settle(page, timeout_s: float = 60.0) -> None:
+    """Wait until Streamlit's 'running' status widget has been gone for a moment (the current run finished)."""
+    deadline = time.time() + timeout_s
+    page.wait_for_timeout(250)
+    while time.time() < deadline:
+        if page.locator('[data-testid="stStatusWidget"]').count() == 0:
+            page.wait_for_timeout(300)
+            if page.locator('[data-testid="stStatusWidget"]').count() == 0:
+                return
+        page.wait_for_timeout(150)
+
+
+def opening_model() -> tuple[str, str] | None:
+    """The task/model the sidebar opens with: the first task with a bundled model, and its default model."""
+    from core import store
+    from core.tasks import TASKS
+
+    task = next((t for t in TASKS if store.bundled_models(t)), None)
+    if task is None:
+        return None
+    models = store.bundled_models(task)
+    return task, (TASKS[task].default_model if TASKS[task].default_model in models else models[0])
