@@ -108,10 +108,18 @@ def seed_malaria_model3(spec: ModelSpec) -> keras.Model:
     return _head(x, spec.id, inp)
 
 
-def secondlook_cnn(spec: ModelSpec, filters: tuple[int, ...], dropout: float = 0.3) -> keras.Model:
-    """VGG-style BN blocks + global average pooling: few parameters, stable from scratch, clean Grad-CAM."""
+def secondlook_cnn(spec: ModelSpec, filters: tuple[int, ...], dropout: float = 0.3, stem: int = 0) -> keras.Model:
+    """VGG-style BN blocks + global average pooling: few parameters, stable from scratch, clean Grad-CAM.
+
+    `stem` > 0 puts a stride-2 5x5 convolution with that many filters first, so a full-resolution input costs
+    little more than a half-resolution one while the first layer still sees every pixel.
+    """
     inp = _input(spec)
     x = inp
+    if stem:
+        x = layers.Conv2D(stem, 5, strides=2, padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.Activation("relu")(x)
     for f in filters:
         for _ in range(2):
             x = layers.Conv2D(f, 3, padding="same", use_bias=False)(x)
@@ -157,6 +165,9 @@ BUILDERS = {
     ("pneumonia", "secondlook_cnn"): lambda s: secondlook_cnn(s, (16, 32, 64, 96, 128)),
     ("effusion", "secondlook_cnn"): lambda s: secondlook_cnn(s, (16, 32, 64, 96, 128), dropout=0.4),
     ("malaria", "secondlook_cnn"): lambda s: secondlook_cnn(s, (24, 48, 96, 128)),
+    ("malaria", "secondlook_long"): lambda s: secondlook_cnn(s, (24, 48, 96, 128)),
+    ("pneumonia", "secondlook_hires"): lambda s: secondlook_cnn(s, (16, 32, 64, 96, 128), stem=16),
+    ("effusion", "secondlook_hires"): lambda s: secondlook_cnn(s, (16, 32, 64, 96, 128), dropout=0.4, stem=16),
     ("effusion", "secondlook_transfer"): lambda s: secondlook_cnn(s, (16, 32, 64, 96, 128), dropout=0.4),
     ("effusion", "secondlook_ensemble"): lambda s: secondlook_cnn(s, (16, 32, 64, 96, 128), dropout=0.4),  # one member
 }

@@ -108,7 +108,9 @@ def save_for_inference(model, path: str | Path) -> None:
     import keras
 
     if getattr(model, "optimizer", None) is not None:
-        clean = keras.models.clone_model(model)
+        # Rebuilt from the bare layer config. keras.models.clone_model and model_from_json both come back compiled
+        # with the original's optimizer (Keras 3.15), whose moment estimates would then be saved too (3x the file).
+        clean = type(model).from_config(model.get_config())
         clean.set_weights(model.get_weights())
         model = clean
     model.save(path)

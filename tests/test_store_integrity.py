@@ -68,3 +68,27 @@ def test_card_without_checksum_is_refused(root):
 def test_missing_model_file(tmp_path):
     with pytest.raises(FileNotFoundError):
         load_model(TASK, MODEL_ID, root=tmp_path)
+
+
+def test_saved_for_inference_without_optimizer_state(tmp_path):
+    """A trained, compiled model is saved with its weights only: same scores, no optimizer moments in the file."""
+    import io
+    import zipfile
+
+    import h5py
+    import keras
+
+    from core.store import save_for_inference
+    from tests.modelgen import bn_model
+
+    def stored_groups(path):
+        return set(h5py.File(io.BytesIO(zipfile.ZipFile(path).read("model.weights.h5"))).keys())
+
+    trained = bn_model((16, 16, 1))
+    trained.compile(optimizer=keras.optimizers.AdamW(1e-3), loss="binary_crossentropy")
+    trained.fit(np.random.default_rng(0).random((8, 16, 16, 1)), np.array([0, 1] * 4, np.float32), verbose=0)
+    save_for_inference(trained, tmp_path / "trained.keras")
+    assert "optimizer" not in stored_groups(tmp_path / "trained.keras"), stored_groups(tmp_path / "trained.keras")
+    again = keras.saving.load_model(tmp_path / "trained.keras", safe_mode=True, compile=False)
+    x = np.random.default_rng(1).random((3, 16, 16, 1)).astype(np.float32)
+    np.testing.assert_array_equal(np.asarray(again(x, training=False)), np.asarray(trained(x, training=False)))
