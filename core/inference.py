@@ -6,6 +6,7 @@ import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from scipy.special import expit
 
 from .imageio import ImageSource, read_image
 from .preprocess import prepare
@@ -14,14 +15,32 @@ from .tasks import InputSpec
 SCORE_DECIMALS = 8  # scores are stored in CSVs with this many decimals; rounding here keeps files and cards identical
 
 
+def _logit_head(model):
+    """The sub-model up to the `logit` layer when the model's output is sigmoid(logit) (every SecondLook model), else None."""
+    import keras
+
+    try:
+        logit, prob = model.get_layer("logit"), model.get_layer("probability")
+    except ValueError:
+        return None
+    if model.layers[-1] is not prob or prob.get_config().get("activation") != "sigmoid":
+        return None
+    return keras.Model(model.inputs, logit.output)
+
+
 class _Forward:
     """The model's inference function as one traced graph, with BatchNorm folded into the convolutions.
 
     An eager Keras call dispatches every layer from Python: ~15 ms for one image through the SecondLook CNN on
     2 cores, against ~3 ms for the same ops run as one graph. Folding (core.fold) saves another 15-20% on the
     BatchNorm CNNs and lets Grappler fuse each Conv + bias + ReLU into one oneDNN kernel. Both move outputs by float
-    rounding only (< 1e-6); every score the product stores, shows or compares comes from this one function, so
-    evaluation, the CLI and the app still agree exactly.
+    rounding only (< 1e-6).
+
+    A score must not depend on how many images were scored with it (the app scores one upload, evaluation scores
+    batches of 128), but float32 kernels are not batch-invariant: oneDNN takes another path for a batch of one, and
+    Eigen's vectorised sigmoid differs from its scalar tail. So the graph stops at the logit, a lone image is run as
+    a batch of two, and the sigmoid is applied in float64 outside the graph: every image gets the same score in any
+    batch (tests/test_inference.py).
     """
 
     def __init__(self, model) -> None:
@@ -35,26 +54,34 @@ class _Forward:
 
         from .fold import fold_batchnorm, weights_fingerprint
 
-        folded = fold_batchnorm(model)
-        if folded is model:
+        net = fold_batchnorm(model)
+        # A folded copy is a snapshot of the weights (checked on every call); an unfolded model is used live.
+        self._fingerprint = None if net is model else weights_fingerprint(model)
+        head = _logit_head(net)
+        self.returns_logit = head is not None
+        if head is not None:
+            fn = lambda x: head(x, training=False)  # noqa: E731 - head shares the layers, not the model object
+        elif net is model:
             ref = self._ref
-            fn = lambda x: ref()(x, training=False)  # noqa: E731 - live weights, nothing to refresh
-            self._fingerprint = None
+            fn = lambda x: ref()(x, training=False)  # noqa: E731
         else:
-            fn = lambda x: folded(x, training=False)  # noqa: E731 - the folded copy holds no reference to the model
-            self._fingerprint = weights_fingerprint(model)
+            fn = lambda x: net(x, training=False)  # noqa: E731
         spec = tf.TensorSpec((None, *self.input_shape), tf.float32)
         self._fn = tf.function(fn, input_signature=[spec])
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        # The folded copy is a snapshot of the weights: if the model was trained since, fold again.
+        """Probabilities (n,) float64."""
         if self._fingerprint is not None:
             from .fold import weights_fingerprint
 
             model = self._ref()
             if weights_fingerprint(model) != self._fingerprint:
                 self._build(model)
-        return np.asarray(self._fn(x))
+        n = len(x)
+        if n == 1:
+            x = np.concatenate([x, x])
+        out = np.asarray(self._fn(x)).reshape(-1)[:n].astype(np.float64)
+        return expit(out) if self.returns_logit else out
 
 
 _FORWARD: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -84,7 +111,7 @@ def _call(model, x: np.ndarray) -> np.ndarray:
     fwd = _forward(model)
     if fwd is not None and x.shape[1:] == fwd.input_shape:
         return fwd(x)
-    return np.asarray(model(x, training=False))
+    return np.asarray(model(x, training=False)).reshape(-1).astype(np.float64)
 
 
 def predict_tensors(model, x: np.ndarray, batch_size: int = 128) -> np.ndarray:
@@ -94,7 +121,7 @@ def predict_tensors(model, x: np.ndarray, batch_size: int = 128) -> np.ndarray:
     for i in range(0, len(x), batch_size):
         out.append(_call(model, x[i : i + batch_size]).reshape(-1))
     p = np.concatenate(out) if out else np.zeros(0)
-    return np.round(p.astype(np.float64), SCORE_DECIMALS)
+    return np.round(p, SCORE_DECIMALS)
 
 
 def score_sources(model, spec: InputSpec, sources: list[ImageSource], batch_size: int = 128, workers: int = 4) -> np.ndarray:

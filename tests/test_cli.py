@@ -45,7 +45,7 @@ def test_predict_scores_good_files_and_explains_bad_ones(tmp_path):
     # Same probabilities as the evaluation run that wrote test_predictions.csv.
     preds = pd.read_csv(model_dir("effusion", get_task("effusion").default_model) / "test_predictions.csv").set_index("path")
     for row, path in ((rows[0], test.path.iloc[0]), (rows[4], test.path.iloc[1])):
-        assert row["probability"] == pytest.approx(preds.score[path], abs=1e-7)
+        assert row["probability"] == preds.score[path]  # one image alone scores exactly as in a batch of 128
         thr = read_card("effusion", get_task("effusion").default_model)["threshold"]
         assert row["decision"] == ("EFFUSION" if row["probability"] >= thr else "NORMAL")
 

@@ -27,6 +27,23 @@ def test_fast_path_matches_eager(n, make):
     assert got.dtype == np.float64 and np.array_equal(got, np.round(got, inference.SCORE_DECIMALS))
 
 
+@pytest.mark.parametrize("make", [tiny_model, bn_model, "ensemble"])
+def test_a_score_does_not_depend_on_the_batch_it_was_scored_in(make):
+    """The app scores one upload, evaluation scores batches of 128: the same image must get the same number."""
+    if make == "ensemble":
+        from core.networks import ensemble
+
+        model = ensemble([bn_model((32, 32, 3), seed=s) for s in (1, 2, 3)], "ens")
+    else:
+        model = make((32, 32, 3), seed=5)
+    x = np.random.default_rng(7).normal(size=(45, 32, 32, 3)).astype(np.float32)
+    whole = inference.predict_tensors(model, x)
+    one_by_one = np.concatenate([inference.predict_tensors(model, x[i : i + 1]) for i in range(len(x))])
+    np.testing.assert_array_equal(one_by_one, whole)
+    for bs in (2, 7, 16, 44):
+        np.testing.assert_array_equal(inference.predict_tensors(model, x, batch_size=bs), whole)
+
+
 def test_float64_input_takes_the_same_path_as_float32():
     model = bn_model((32, 32, 3), seed=1)
     x = np.random.default_rng(0).random((3, 32, 32, 3))
