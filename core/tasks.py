@@ -1,7 +1,7 @@
 """Task and model registry: labels, modality, input spec and training recipe for every model id."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,8 @@ class TaskSpec:
 
 
 def _pneumonia() -> TaskSpec:
+    recipe = TrainConfig(epochs=20, learning_rate=2e-3, schedule="cosine", augment="xray_strong", class_weight=True, patience=8,
+                         weight_decay=1e-4, label_smoothing=0.05)  # the SecondLook recipe for this task
     models = (
         ModelSpec(
             "seed_reduced_nodes", "pneumonia", "Seed notebook: reduced-nodes CNN", True,
@@ -102,8 +104,7 @@ def _pneumonia() -> TaskSpec:
         ModelSpec(
             "secondlook_cnn", "pneumonia", "SecondLook CNN", False,
             InputSpec(128, 1, "standardize"),
-            TrainConfig(epochs=20, learning_rate=2e-3, schedule="cosine", augment="xray_strong", class_weight=True, patience=8,
-                        weight_decay=1e-4, label_smoothing=0.05),
+            recipe,
             "5 blocks of (Conv-BN-ReLU)x2 + max-pool (16-128 filters), global average pooling, dropout, sigmoid; "
             "geometric, gamma, exposure and noise augmentation; label smoothing; class weights; cosine learning-rate decay; "
             "early stopping on validation AUC. Operating point: the highest threshold keeping validation sensitivity >= 0.97 "
@@ -112,8 +113,7 @@ def _pneumonia() -> TaskSpec:
         ModelSpec(
             "secondlook_hires", "pneumonia", "SecondLook CNN at full resolution", False,
             InputSpec(224, 1, "standardize"),
-            TrainConfig(epochs=20, learning_rate=2e-3, schedule="cosine", augment="xray_strong", class_weight=True, patience=8,
-                        weight_decay=1e-4, label_smoothing=0.05),
+            recipe,
             "The secondlook_cnn recipe on the full 224x224 image: a stride-2 5x5 stem (16 filters) then the same 5 blocks, "
             "so the first layer sees every pixel at little extra cost. Same operating-point rule.",
         ),
@@ -125,6 +125,8 @@ def _pneumonia() -> TaskSpec:
 
 
 def _effusion() -> TaskSpec:
+    recipe = TrainConfig(epochs=60, learning_rate=2e-3, schedule="cosine", augment="xray_flip", class_weight=True, patience=15,
+                         weight_decay=1e-4)  # the SecondLook recipe for this task
     models = (
         ModelSpec(
             "seed_lenet", "effusion", "Seed notebook: LeNet-5-inspired CNN", True,
@@ -139,14 +141,14 @@ def _effusion() -> TaskSpec:
         ModelSpec(
             "secondlook_cnn", "effusion", "SecondLook CNN", False,
             InputSpec(128, 1, "standardize"),
-            TrainConfig(epochs=60, learning_rate=2e-3, schedule="cosine", augment="xray_flip", class_weight=True, patience=15, weight_decay=1e-4),
+            recipe,
             "5 blocks of (Conv-BN-ReLU)x2 + max-pool (16-128 filters), global average pooling, dropout, sigmoid; "
             "geometric and contrast augmentation incl. horizontal flip; cosine learning-rate decay; early stopping on validation AUC.",
         ),
         ModelSpec(
             "secondlook_hires", "effusion", "SecondLook CNN at full resolution", False,
             InputSpec(256, 1, "standardize"),
-            TrainConfig(epochs=60, learning_rate=2e-3, schedule="cosine", augment="xray_flip", class_weight=True, patience=15, weight_decay=1e-4),
+            recipe,
             "The secondlook_cnn recipe on the full 256x256 image: a stride-2 5x5 stem (16 filters) then the same 5 blocks. "
             "Blunted costophrenic angles and thin fluid layers are a few pixels wide at 128x128.",
         ),
@@ -162,7 +164,7 @@ def _effusion() -> TaskSpec:
         ModelSpec(
             "secondlook_ensemble", "effusion", "SecondLook ensemble (3 CNNs)", False,
             InputSpec(128, 1, "standardize"),
-            TrainConfig(epochs=60, learning_rate=2e-3, schedule="cosine", augment="xray_flip", class_weight=True, patience=15, weight_decay=1e-4),
+            recipe,
             "Three SecondLook CNNs (the secondlook_cnn recipe) trained with different seeds; their logits are averaged. "
             "Small data makes single networks noisy; averaging reduces variance.",
             members=3,
@@ -175,6 +177,7 @@ def _effusion() -> TaskSpec:
 
 
 def _malaria() -> TaskSpec:
+    recipe = TrainConfig(epochs=14, learning_rate=2e-3, schedule="cosine", augment="cell", patience=5, weight_decay=1e-4)
     models = (
         ModelSpec(
             "seed_base_cnn", "malaria", "Seed notebook: base CNN", True,
@@ -191,14 +194,14 @@ def _malaria() -> TaskSpec:
         ModelSpec(
             "secondlook_cnn", "malaria", "SecondLook CNN", False,
             InputSpec(64, 3, "unit"),
-            TrainConfig(epochs=14, learning_rate=2e-3, schedule="cosine", augment="cell", patience=5, weight_decay=1e-4),
+            recipe,
             "4 blocks of (Conv-BN-ReLU)x2 + max-pool (24-128 filters), global average pooling, dropout, sigmoid; "
             "flip/rotate/colour augmentation; cosine learning-rate decay; early stopping on validation AUC.",
         ),
         ModelSpec(
             "secondlook_long", "malaria", "SecondLook CNN, longer schedule", False,
             InputSpec(64, 3, "unit"),
-            TrainConfig(epochs=30, learning_rate=2e-3, schedule="cosine", augment="cell", patience=8, weight_decay=1e-4),
+            replace(recipe, epochs=30, patience=8),
             "The secondlook_cnn architecture and augmentation with a 30-epoch cosine schedule: the 14-epoch run was "
             "still improving on validation in its last epochs.",
         ),
