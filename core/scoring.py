@@ -215,6 +215,15 @@ def worklist_csv(df: pd.DataFrame, threshold: float, task: str, model_id: str) -
     return out.to_csv(index=False, float_format="%.8f").encode("utf-8")
 
 
+def warm_up(model) -> None:
+    """Trace the probability and Grad-CAM graphs once, so the first upload is not the one that waits (~0.1-0.7 s)."""
+    from .explain import gradcam
+
+    x = np.zeros(tuple(int(d) for d in model.inputs[0].shape[1:]), np.float32)
+    predict_tensors(model, x[None])
+    gradcam(model, x)
+
+
 def measure_latency(model, spec: ModelSpec, repeats: int = 15, warmup: int = 3) -> dict[str, float]:
     """Median wall time to score one prepared image (ms), measured on this machine right now."""
     try:  # the model's own input shape (the registry's spec describes the same thing for bundled models)

@@ -70,3 +70,12 @@ def test_cache_does_not_keep_the_model_alive(make):
     del model
     gc.collect()
     assert ref() is None
+
+
+def test_warm_up_traces_both_graphs_before_the_first_upload():
+    from core import explain, scoring
+
+    model = bn_model((32, 32, 1), seed=9)
+    assert model not in inference._FORWARD and model not in explain._CACHE
+    scoring.warm_up(model)
+    assert model in inference._FORWARD and model in explain._CACHE

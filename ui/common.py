@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import metrics, store
+from core import metrics, scoring, store
 from core import operating_point as op
 from core.config import dataset_available, task_data_dir
 from core.metrics import OperatingCurve
@@ -56,7 +56,9 @@ def version(task: str, model_id: str) -> str:
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=16)
 def _model(task: str, model_id: str, sha: str):
-    return store.load_model(task, model_id)
+    m = store.load_model(task, model_id)
+    scoring.warm_up(m)  # inside the "Loading the model…" spinner rather than on the first upload
+    return m
 
 
 def model(task: str, model_id: str):
