@@ -67,7 +67,7 @@ class _Forward:
         else:
             fn = lambda x: net(x, training=False)  # noqa: E731
         spec = tf.TensorSpec((None, *self.input_shape), tf.float32)
-        self._fn = tf.function(fn, input_signature=[spec])
+        self._fn = tf.function(fn, input_signature=[spec], autograph=False)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Probabilities (n,) float64."""
