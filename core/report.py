@@ -21,8 +21,9 @@ def results_table() -> str:
             t = c.get("test")
             if not t:
                 continue
+            role = " (baseline)" if c["baseline"] else " (**default**: best on validation)" if mid == TASKS[task].default_model else ""
             rows.append(
-                f"| {task} | `{mid}`{' (baseline)' if c['baseline'] else ''} | {c['parameters']:,} | {c['validation']['auc']:.3f} | "
+                f"| {task} | `{mid}`{role} | {c['parameters']:,} | {c['validation']['auc']:.4f} | "
                 f"{_ci(t, 'auc')} | {c['threshold']:.3f} | {_ci(t, 'sensitivity')} | {_ci(t, 'specificity')} | {_ci(t, 'accuracy')} |"
             )
     return "\n".join(rows)
