@@ -133,3 +133,11 @@ def test_effusion_reports_the_known_patient_subset():
     card = read_card("effusion", TASKS["effusion"].default_model)
     sub = card["test_patient_id_known"]
     assert sub["n"] == 28 and 0 <= sub["auc"] <= 1
+
+
+def test_readme_results_table_matches_the_cards():
+    """The README's Results table is core.report's rendering of the bundled cards (regenerate it, never hand-edit)."""
+    from core.config import REPO_ROOT
+    from core.report import results_table
+
+    assert results_table() in (REPO_ROOT / "README.md").read_text(), "README results are stale: paste python -m core.report"
