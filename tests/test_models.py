@@ -47,6 +47,10 @@ def test_bundle_is_complete(task, model_id):
     with zipfile.ZipFile(model_path(task, model_id)) as z:
         groups = set(h5py.File(io.BytesIO(z.read("model.weights.h5"))).keys())
     assert "optimizer" not in groups, "optimizer state bundled: re-save with python -m core.store task/model_id"
+    from core.guard import OOD_FILE, FeatureOOD
+
+    _, info = FeatureOOD.load(d / OOD_FILE)
+    assert info.get("model_sha256") == card["sha256"], f"{OOD_FILE} is stale: python -m core.guard fit-ood --task {task} --model {model_id}"
     assert card["training"]["limit"] == 0, "bundled models are trained on the full training split"
     assert card["threshold_chosen_on"].startswith("validation")
 
