@@ -9,8 +9,9 @@ Everything happens in memory on the uploaded bytes (no temporary files). What th
 3. MONOCHROME1 (high values are dark) is inverted so dense tissue is bright, as in MONOCHROME2.
 
 Multi-frame files give their first frame, colour files (RGB, YBR, palette) give RGB. Compressed transfer
-syntaxes are decoded when pydicom has a working decoder for them here (RLE always; JPEG baseline/extended
-and JPEG 2000 through Pillow); others are refused with an `InputError` naming the syntax.
+syntaxes are decoded when pydicom has a working decoder for them here (RLE always; JPEG Lossless (Process 14),
+JPEG-LS and 12-bit JPEG through pylibjpeg-libjpeg; JPEG baseline and JPEG 2000 through Pillow); others (e.g.
+HTJ2K) are refused with an `InputError` naming the syntax.
 
 Patient-identifying tags are returned apart from the technical ones (`phi`), so the UI can hide them and
 nothing logs them. pydicom's read-time value validation is switched off (`reading_validation_mode =

@@ -137,3 +137,40 @@ def make_encapsulated_dicom(frame_bytes: list[bytes], syntax, rows: int, cols: i
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
     return buf.getvalue()
+
+
+def encode_lossless_jpeg(img: np.ndarray, precision: int) -> bytes:
+    """A greyscale image as a JPEG Lossless, Process 14, Selection Value 1 bitstream (ITU T.81 annex H).
+
+    No library we use writes this format (PACS exports use it a lot), so the test builds it: predictor 1 (left
+    neighbour; top neighbour in the first column; 2**(P-1) for the first pixel), differences modulo 2**16 coded by
+    their bit-length category with one Huffman table in which every category 0..16 has a 5-bit code.
+    """
+    h, w = img.shape
+    x = img.astype(np.int64)
+    pred = np.empty_like(x)
+    pred[0, 0] = 1 << (precision - 1)
+    pred[0, 1:] = x[0, :-1]
+    pred[1:, 0] = x[:-1, 0]
+    pred[1:, 1:] = x[1:, :-1]
+    diffs = ((x - pred + 32768) % 65536 - 32768).ravel()
+
+    bits: list[str] = []
+    for d in diffs.tolist():
+        size = 16 if d == -32768 else int(abs(d)).bit_length()
+        bits.append(format(size, "05b"))  # category s has code s (5 bits): canonical for 17 codes of length 5
+        if 0 < size < 16:
+            bits.append(format(d if d > 0 else d + (1 << size) - 1, f"0{size}b"))
+    stream = "".join(bits)
+    stream += "1" * (-len(stream) % 8)  # pad with 1-bits
+    data = int(stream, 2).to_bytes(len(stream) // 8, "big") if stream else b""
+    data = data.replace(b"\xff", b"\xff\x00")  # byte stuffing
+
+    def segment(marker: int, payload: bytes) -> bytes:
+        return bytes([0xFF, marker]) + (len(payload) + 2).to_bytes(2, "big") + payload
+
+    counts = bytes([0, 0, 0, 0, 17] + [0] * 11)  # number of codes of length 1..16
+    dht = segment(0xC4, bytes([0x00]) + counts + bytes(range(17)))  # class 0 (DC/lossless), table 0
+    sof3 = segment(0xC3, bytes([precision]) + h.to_bytes(2, "big") + w.to_bytes(2, "big") + bytes([1, 1, 0x11, 0]))
+    sos = segment(0xDA, bytes([1, 1, 0x00, 1, 0, 0]))  # 1 component, table 0; Ss = predictor 1, Se = 0, Ah/Al = 0
+    return b"\xff\xd8" + dht + sof3 + sos + data + b"\xff\xd9"

@@ -12,6 +12,7 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.uid import (
+    HTJ2KLossless,
     JPEG2000Lossless,
     JPEGBaseline8Bit,
     JPEGLosslessSV1,
@@ -21,7 +22,7 @@ from pydicom.uid import (
 
 from core.dicom import META_KEYWORDS, PHI_KEYWORDS, has_preamble, looks_like_dicom
 from core.imageio import InputError, read_image, read_image_with_info
-from tests.imagegen import PATIENT, colour, encode, gradient, make_dicom, make_encapsulated_dicom
+from tests.imagegen import PATIENT, colour, encode, encode_lossless_jpeg, gradient, make_dicom, make_encapsulated_dicom
 
 RAW12 = gradient(64, 48, np.uint16, 4095)
 
@@ -173,12 +174,38 @@ def test_jpeg_baseline_colour_is_decoded_to_rgb():
     assert d.pixels.shape == c.shape and np.abs(d.pixels.astype(int) - c).mean() < 4
 
 
-@pytest.mark.parametrize("syntax", [JPEGLSLossless, JPEGLosslessSV1])
-def test_compressed_syntax_without_decoder_is_refused_by_name(syntax):
-    data = make_encapsulated_dicom([b"\xff\xd8\xff\xf7 not decodable here"], syntax, 64, 48)
+@pytest.mark.parametrize("bits", [8, 12, 16])
+def test_jpeg_lossless_process14_is_decoded_exactly(bits):
+    """The syntax most PACS exports use for radiographs (pylibjpeg-libjpeg decodes it)."""
+    img = np.random.default_rng(bits).integers(0, 2**bits, size=(48, 64)).astype(np.uint8 if bits == 8 else np.uint16)
+    img[:, :8] = 0  # a flat band: long runs of zero differences
+    data = make_encapsulated_dicom([encode_lossless_jpeg(img, bits)], JPEGLosslessSV1, 48, 64, bits=bits)
+    d = _read(data)
+    np.testing.assert_array_equal(d.pixels, _read(make_dicom(img, bits_stored=bits)).pixels)  # as if uncompressed
+    assert any(JPEGLosslessSV1.name in n for n in d.notes)
+
+
+def test_jpeg_ls_lossless_is_decoded_exactly():
+    ds = pydicom.dcmread(io.BytesIO(make_dicom(RAW12)))
+    ds.compress(JPEGLSLossless)
+    buf = io.BytesIO()
+    ds.save_as(buf)
+    d = _read(buf.getvalue())
+    np.testing.assert_array_equal(d.pixels, _read(make_dicom(RAW12)).pixels)
+    assert d.metadata["TransferSyntax"] == JPEGLSLossless.name
+
+
+def test_damaged_lossless_jpeg_is_refused_as_damaged():
+    data = make_encapsulated_dicom([b"\xff\xd8\xff\xc3 not a real bitstream"], JPEGLosslessSV1, 64, 48, bits=12)
+    with pytest.raises(InputError, match="damaged or incomplete"):
+        read_image(data, "broken.dcm")
+
+
+def test_compressed_syntax_without_decoder_is_refused_by_name():
+    data = make_encapsulated_dicom([b"\xff\x4f\xff\x51 not decodable here"], HTJ2KLossless, 64, 48)
     with pytest.raises(InputError) as e:
-        read_image(data, "ls.dcm")
-    assert f"{syntax.name} is not supported" in str(e.value)
+        read_image(data, "htj2k.dcm")
+    assert f"{HTJ2KLossless.name} is not supported" in str(e.value)
 
 
 def test_missing_jpeg2000_handler_gives_the_named_message(monkeypatch):
