@@ -33,3 +33,18 @@ def test_stats_and_table_helpers():
     rows = [{"benchmark": "b", "model": "m", "target": "< 5 ms", "measured": "1 ms", "result": "PASS"}]
     text = format_table(rows)
     assert "Benchmark" in text.splitlines()[0] and "PASS" in text.splitlines()[-1]
+
+
+def test_memory_probe_peak_is_its_own_not_the_parents():
+    """ru_maxrss survives fork + exec; the probe must report the peak of its own address space."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from core.config import REPO_ROOT
+
+    ballast = np.ones(600 * 2**20 // 8)  # the parent holds 600 MB while it starts the child
+    code = "from benchmarks.memory_probe import _peak_rss; print(_peak_rss())"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    assert int(out.stdout) < 300 * 2**20, (int(out.stdout), ballast.nbytes)
