@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Callable
 
 
 @dataclass(frozen=True)
@@ -80,8 +81,12 @@ class TaskSpec:
         """The SecondLook model with the best validation AUC among those bundled (model choice on validation)."""
         from .store import read_card
 
+        return self.best_on_validation(lambda m: read_card(self.name, m))
+
+    def best_on_validation(self, card_of: Callable[[str], dict]) -> str:
+        """The rule behind `default_model`, with the card reader passed in (the app passes its cached one)."""
         ours = [m.id for m in self.models if not m.baseline]
-        scored = [(read_card(self.name, m).get("validation", {}).get("auc", -1.0), -i, m) for i, m in enumerate(ours)]
+        scored = [(card_of(m).get("validation", {}).get("auc", -1.0), -i, m) for i, m in enumerate(ours)]
         return max(scored)[2]
 
 

@@ -166,3 +166,14 @@ def test_probabilities_are_never_shown_as_certain():
     assert op.fmt_prob(0.99996) == ">99.9%" and op.fmt_prob(1.0) == "100.0%"
     assert op.fmt_prob(0.00004) == "<0.1%" and op.fmt_prob(0.0) == "0.0%"
     assert op.fmt_prob(0.5) == "50.0%"
+
+
+def test_recommended_model_is_the_registry_default_and_is_labelled():
+    from core.tasks import TASKS
+    from ui import common
+
+    for task in TASKS:
+        rec = common.recommended_model(task)
+        assert rec == TASKS[task].default_model
+        assert common.model_label(task, rec).endswith("· recommended")
+        assert sum(common.model_label(task, m.id).endswith("· recommended") for m in TASKS[task].models) == 1

@@ -210,9 +210,16 @@ def short_task_title(task: str) -> str:
     return TASKS[task].title.split(" (")[0]
 
 
+def recommended_model(task: str) -> str:
+    """The task's default model (best validation AUC among SecondLook's), from the cached cards."""
+    return get_task(task).best_on_validation(lambda m: card(task, m))
+
+
 def model_label(task: str, model_id: str) -> str:
     spec = get_task(task).model(model_id)
-    return spec.title + (" · baseline" if spec.baseline else "")
+    if spec.baseline:
+        return spec.title + " · baseline"
+    return spec.title + (" · recommended" if model_id == recommended_model(task) else "")
 
 
 def short_model_label(task: str, model_id: str) -> str:
@@ -242,9 +249,10 @@ def sidebar() -> Context:
             _footer()
             return ctx
         if ss.get("model") not in models:
-            ss["model"] = task.default_model if task.default_model in models else models[0]
+            ss["model"] = recommended_model(task_name) if recommended_model(task_name) in models else models[0]
         model_id = st.selectbox("Model", models, format_func=lambda m: model_label(task_name, m), key="model",
-                                help="Bundled models for this task. Seed baselines are the notebooks' original networks.")
+                                help="Bundled models for this task. Seed baselines are the notebooks' original networks; "
+                                     "'recommended' marks SecondLook's model with the best AUC on validation images.")
         _operating_point_widgets(task, model_id)
         thr = threshold(task_name, model_id)
         ctx = Context(task, models, model_id, thr, card(task_name, model_id))
