@@ -170,6 +170,7 @@ BUILDERS = {
     ("effusion", "secondlook_hires"): lambda s: secondlook_cnn(s, (16, 32, 64, 96, 128), dropout=0.4, stem=16),
     ("effusion", "secondlook_transfer"): lambda s: secondlook_cnn(s, (16, 32, 64, 96, 128), dropout=0.4),
     ("effusion", "secondlook_ensemble"): lambda s: secondlook_cnn(s, (16, 32, 64, 96, 128), dropout=0.4),  # one member
+    ("effusion", "secondlook_slim_ensemble"): lambda s: secondlook_cnn(s, (8, 16, 32, 48, 64), dropout=0.4),  # one member
 }
 
 

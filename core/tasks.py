@@ -174,6 +174,15 @@ def _effusion() -> TaskSpec:
             "Small data makes single networks noisy; averaging reduces variance.",
             members=3,
         ),
+        ModelSpec(
+            "secondlook_slim_ensemble", "effusion", "SecondLook ensemble (4 slim CNNs)", False,
+            InputSpec(128, 1, "standardize"),
+            recipe,
+            "Four half-width SecondLook CNNs (8-64 filters; the secondlook_cnn recipe, different seeds), logits averaged. "
+            "On validation, averaging networks helped every effusion model; four slim members cost about as much as one "
+            "full-width CNN, so the ensemble keeps the X-ray speed target.",
+            members=4,
+        ),
     )
     return TaskSpec(
         "effusion", "Pleural effusion (adult chest X-ray)", ("NORMAL", "EFFUSION"), "xray", "pleural effusion",
