@@ -16,7 +16,7 @@ SCORE_DECIMALS = 8  # scores are stored in CSVs with this many decimals; roundin
 
 
 def _logit_head(model):
-    """The sub-model up to the `logit` layer when the model's output is sigmoid(logit) (every SecondLook model), else None."""
+    """The sub-model up to the `logit` layer when the model's output is sigmoid(logit) (every bundled model), else None."""
     import keras
 
     try:
