@@ -2,7 +2,7 @@
 
 In inference mode BatchNorm is a fixed per-channel affine map, y = s * (conv(x) + b) + t, so it can be written into the
 convolution's kernel and bias: one op instead of two passes over every feature map. On this 2-core CPU that makes the
-SecondLook CNNs ~15-20% faster (the effusion ensemble 234 -> 290 images/s, model only). The arithmetic is done in
+SecondLook CNNs 13-25% faster (the effusion ensemble 231 -> 285 images/s, model only). The arithmetic is done in
 float64 and rounded once, so outputs move by rounding only (< 1e-6 in a probability on every bundled model). The stored model is never
 changed: training needs the BatchNorm layers, and Grad-CAM keeps using the original.
 """
