@@ -79,7 +79,7 @@ def refresh_records(task: str, model_id: str) -> dict:
     model = load_model(task, model_id)
     card = read_card(task, model_id)
     _, va = split_train_val(load_task_manifest(task), t)
-    val_scores, _ = evaluate_frame(task, model_id, va, model, threshold=0.5)
+    val_scores = score_sources(model, get_model_spec(task, model_id).input, va["file"].tolist())
     rule = card.get("threshold_rule", t.threshold_rule)
     threshold = metrics.choose_threshold(rule, va["y"].to_numpy(), val_scores)
     write_predictions(model_dir(task, model_id) / "val_predictions.csv", va["path"].tolist(), va["label"].tolist(), val_scores)

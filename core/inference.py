@@ -32,7 +32,7 @@ class _Forward:
     """The model's inference function as one traced graph, with BatchNorm folded into the convolutions.
 
     An eager Keras call dispatches every layer from Python: ~15 ms for one image through the SecondLook CNN on
-    2 cores, against ~3 ms for the same ops run as one graph. Folding (core.fold) saves another 15-20% on the
+    2 cores, against ~3 ms for the same ops run as one graph. Folding (core.fold) saves another 13-25% on the
     BatchNorm CNNs and lets Grappler fuse each Conv + bias + ReLU into one oneDNN kernel. Both move outputs by float
     rounding only (< 1e-6).
 
@@ -56,6 +56,7 @@ class _Forward:
 
         net = fold_batchnorm(model)
         # A folded copy is a snapshot of the weights (checked on every call); an unfolded model is used live.
+        self._fingerprint_of = weights_fingerprint
         self._fingerprint = None if net is model else weights_fingerprint(model)
         head = _logit_head(net)
         self.returns_logit = head is not None
@@ -72,10 +73,8 @@ class _Forward:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Probabilities (n,) float64."""
         if self._fingerprint is not None:
-            from .fold import weights_fingerprint
-
             model = self._ref()
-            if weights_fingerprint(model) != self._fingerprint:
+            if self._fingerprint_of(model) != self._fingerprint:
                 self._build(model)
         n = len(x)
         if n == 1:

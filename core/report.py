@@ -16,12 +16,13 @@ def results_table() -> str:
         "|---|---|---:|---:|---|---:|---|---|---|",
     ]
     for task in TASKS:
+        default = TASKS[task].default_model
         for mid in bundled_models(task):
             c = read_card(task, mid)
             t = c.get("test")
             if not t:
                 continue
-            role = " (baseline)" if c["baseline"] else " (**default**: best on validation)" if mid == TASKS[task].default_model else ""
+            role = " (baseline)" if c["baseline"] else " (**default**: best on validation)" if mid == default else ""
             rows.append(
                 f"| {task} | `{mid}`{role} | {c['parameters']:,} | {c['validation']['auc']:.4f} | "
                 f"{_ci(t, 'auc')} | {c['threshold']:.3f} | {_ci(t, 'sensitivity')} | {_ci(t, 'specificity')} | {_ci(t, 'accuracy')} |"

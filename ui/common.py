@@ -249,7 +249,8 @@ def sidebar() -> Context:
             _footer()
             return ctx
         if ss.get("model") not in models:
-            ss["model"] = recommended_model(task_name) if recommended_model(task_name) in models else models[0]
+            rec = recommended_model(task_name)
+            ss["model"] = rec if rec in models else models[0]
         model_id = st.selectbox("Model", models, format_func=lambda m: model_label(task_name, m), key="model",
                                 help="Bundled models for this task. Seed baselines are the notebooks' original networks; "
                                      "'recommended' marks SecondLook's model with the best AUC on validation images.")
