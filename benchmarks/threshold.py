@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from .common import stats_ms
+from .common import stats_ms, time_calls
 
 TARGET_MS = 5.0
 
@@ -76,20 +76,11 @@ def bench_threshold(
 
     for t in thresholds[:warmup]:
         move(float(t))
-    move_ms = []
-    for t in thresholds[warmup : warmup + n_moves]:
-        t1 = time.perf_counter()
-        move(float(t))
-        move_ms.append((time.perf_counter() - t1) * 1000.0)
+    timed = thresholds[warmup : warmup + n_moves]
+    move_ms = time_calls(lambda i: move(float(timed[i])), 0, len(timed))
 
     grid = np.linspace(0.0, 1.0, grid_size)
-    for _ in range(min(warmup, 5)):
-        operating_table(curve, grid)
-    table_ms = []
-    for _ in range(n_tables):
-        t1 = time.perf_counter()
-        operating_table(curve, grid)
-        table_ms.append((time.perf_counter() - t1) * 1000.0)
+    table_ms = time_calls(lambda i: operating_table(curve, grid), min(warmup, 5), n_tables)
 
     naive_ms = []
     agree = True
