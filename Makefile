@@ -7,10 +7,11 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: run test venv samples models bench clean
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -e .  # the `secondlook` console script
 	touch $@
 
 venv: $(VENV)/.installed
@@ -25,7 +26,7 @@ samples: venv  ## copy a few test images per task and class into sample_images/ 
 	$(PY) -m core.samples
 
 models: venv  ## retrain every bundled model (hours on 2 CPU cores)
-	for tm in $$($(PY) -c "from core.tasks import TASKS; print(' '.join(f'{t}/{m.id}' for t in TASKS.values() for m in t.models))"); do \
+	for tm in $$($(PY) -c "from core.models import TASKS; print(' '.join(f'{t}/{m.id}' for t in TASKS.values() for m in t.models))"); do \
 	  $(PY) -m core.train --task $${tm%%/*} --model $${tm##*/} || exit 1; done
 
 bench: venv  ## speed and memory benchmarks, table + benchmarks/results/latest.json

@@ -6,10 +6,11 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core import charts, metrics
-from core import operating_point as op
-from core import samples, scoring
-from core.tasks import get_task
+from core.data import samples
+from core.evaluation import charts, metrics
+from core.evaluation import operating_point as op
+from core.inference import scoring
+from core.models.registry import get_task
 from ui import common, imaging
 
 ctx = common.context()

@@ -2,9 +2,9 @@
 import pandas as pd
 import streamlit as st
 
-from core import store
 from core.config import dataset_available
-from core.tasks import TASKS
+from core.models import store
+from core.models.registry import TASKS
 from ui import common
 
 ctx = common.context()

@@ -3,8 +3,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import operating_point as op
-from core import samples, scoring
+from core.data import samples
+from core.evaluation import operating_point as op
+from core.inference import scoring
 from ui import common, imaging
 
 ctx = common.context()

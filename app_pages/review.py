@@ -5,9 +5,9 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core import operating_point as op
-from core import reviews
 from core.config import dataset_available
+from core.evaluation import operating_point as op
+from core.evaluation import reviews
 from ui import common, imaging
 
 PAGE_SIZE = 12

@@ -4,8 +4,8 @@ import math
 import pandas as pd
 import streamlit as st
 
-from core import charts
-from core import operating_point as op
+from core.evaluation import charts
+from core.evaluation import operating_point as op
 from ui import common
 
 ctx = common.context()

@@ -23,7 +23,14 @@ from __future__ import annotations
 import re
 import time
 
-from .browser import CHROMIUM, CHROMIUM_ARGS, find_chromium, opening_model, settle, streamlit_app
+from .browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    find_chromium,
+    opening_model,
+    settle,
+    streamlit_app,
+)
 from .common import RESULTS_DIR
 
 TARGET_S = 20.0

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Iterator
 
 from core.config import REPO_ROOT
+from core.models.selection import default_model
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package; .ci/run installs it with apt
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -90,11 +91,11 @@ def settle(page, timeout_s: float = 60.0) -> None:
 
 def opening_model() -> tuple[str, str] | None:
     """The task/model the sidebar opens with: the first task with a bundled model, and its default model."""
-    from core import store
-    from core.tasks import TASKS
+    from core.models import store
+    from core.models.registry import TASKS
 
     task = next((t for t in TASKS if store.bundled_models(t)), None)
     if task is None:
         return None
     models = store.bundled_models(task)
-    return task, (TASKS[task].default_model if TASKS[task].default_model in models else models[0])
+    return task, (default_model(task) if default_model(task) in models else models[0])

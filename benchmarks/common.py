@@ -132,8 +132,8 @@ def _cpu_model() -> str:
 
 
 def all_bundled(root=None) -> list[tuple[str, str]]:
-    from core import store
-    from core.tasks import TASKS
+    from core.models import store
+    from core.models.registry import TASKS
 
     return [(t, m) for t in TASKS for m in store.bundled_models(t, root)]
 

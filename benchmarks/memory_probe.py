@@ -48,11 +48,12 @@ def probe(models: list[tuple[str, str]]) -> dict:
     import keras  # noqa: F401
     import tensorflow  # noqa: F401
 
-    from core import explain, store
-    from core.imageio import read_image
-    from core.inference import predict_tensors
-    from core.preprocess import prepare
-    from core.tasks import get_model_spec
+    from core.inference import explain
+    from core.inference.forward import predict_tensors
+    from core.inference.preprocess import prepare
+    from core.io.images import read_image
+    from core.models import store
+    from core.models.registry import get_model_spec
 
     from .common import test_split
 

@@ -1,12 +1,12 @@
 """Per-model benchmarks: one image end to end (decode -> prepare -> probability -> Grad-CAM) and batch scoring.
 
-Single image, the path the app's Predict page takes for an upload (core.scoring.probability + heatmap):
+Single image, the path the app's Predict page takes for an upload (core.inference.scoring.probability + heatmap):
 `read_image(bytes)` -> `prepare` -> `predict_tensors(model, x[None])` (the probability the app shows, identical to
 the evaluation path) -> `explain.gradcam(model, x)` (the cached GradCam of the model). The images are real test
 images, held as encoded bytes in memory and used in turn, so file-system time is not counted and the decoder
 does the real work. The first call after loading is reported separately as the cold start (tracing).
 
-Batch: `core.inference.score_sources` on the model's whole test split (files on disk, warm page cache: decode +
+Batch: `core.inference.forward.score_sources` on the model's whole test split (files on disk, warm page cache: decode +
 prepare + predict) after one untimed warm-up pass over the same files, and model-only throughput of `predict_tensors` on already-prepared tensors. The scores are
 compared with the model's stored test_predictions.csv, so the fast path is also checked for identical outputs.
 
@@ -28,11 +28,11 @@ BATCH_TARGET_IPS = {"smear": 1000.0, "xray": 250.0}  # 64x64 cell models; chest 
 
 def bench_single(task: str, model_id: str, model, test, warmup: int = 5, reps: int = 50, naive_reps: int = 20,
                  n_images: int = 8) -> dict:
-    from core import explain
-    from core.imageio import read_image
-    from core.inference import predict_tensors
-    from core.preprocess import prepare
-    from core.tasks import get_model_spec, get_task
+    from core.inference import explain
+    from core.inference.forward import predict_tensors
+    from core.inference.preprocess import prepare
+    from core.io.images import read_image
+    from core.models.registry import get_model_spec, get_task
 
     spec = get_model_spec(task, model_id)
     files = varied_examples(test, get_task(task).labels, n_images)
@@ -72,7 +72,7 @@ def bench_single(task: str, model_id: str, model, test, warmup: int = 5, reps: i
     # The app's full per-upload function (also: display copy, thumbnail, modality guard), for context.
     app_fn = None
     try:
-        from core import scoring
+        from core.inference import scoring
 
         app_fn = lambda i: scoring.score_bytes(model, spec, encoded[i % len(encoded)][1], encoded[i % len(encoded)][0])  # noqa: E731
         score_bytes = stats_ms(time_calls(app_fn, max(1, warmup // 2), max(5, reps // 2)))
@@ -101,7 +101,7 @@ def bench_single(task: str, model_id: str, model, test, warmup: int = 5, reps: i
 
 
 def _stored_scores(task: str, model_id: str, test, root=None) -> np.ndarray | None:
-    from core import store
+    from core.models import store
 
     try:
         df = store.read_predictions(task, model_id, "test", root)
@@ -114,10 +114,10 @@ def _stored_scores(task: str, model_id: str, test, root=None) -> np.ndarray | No
 
 
 def bench_batch(task: str, model_id: str, model, test, repeats: int = 3, workers: int = 4, root=None) -> dict:
-    from core.imageio import read_image
-    from core.inference import predict_tensors, score_sources
-    from core.preprocess import prepare
-    from core.tasks import get_model_spec, get_task
+    from core.inference.forward import predict_tensors, score_sources
+    from core.inference.preprocess import prepare
+    from core.io.images import read_image
+    from core.models.registry import get_model_spec, get_task
 
     spec = get_model_spec(task, model_id)
     files = test["file"].tolist()

@@ -13,7 +13,7 @@ Sections (all by default):
              1001-point grid (target < 5 ms, judged on p95), against scikit-learn recomputed on every move
   single     per model: decode (encoded bytes of real test images) + prepare + probability + Grad-CAM,
              p50/p95 after warm-up (target p50 <= 60 ms); cold first image; Keras model.predict() per image
-  batch      per model: core.inference.score_sources on the whole test split (target >= 1,000 images/s for the
+  batch      per model: core.inference.forward.score_sources on the whole test split (target >= 1,000 images/s for the
              64x64 cell models, >= 250 for X-ray models); model-only throughput on prepared tensors; outputs
              checked against the stored test_predictions.csv
   memory     RSS of a fresh process with every selected model loaded and one Grad-CAM each (target < 2 GB)
@@ -34,7 +34,15 @@ import sys
 import time
 from pathlib import Path
 
-from .common import RESULTS_DIR, busy_processes, clean, load_average, machine_info, select_models, test_split
+from .common import (
+    RESULTS_DIR,
+    busy_processes,
+    clean,
+    load_average,
+    machine_info,
+    select_models,
+    test_split,
+)
 
 SECTIONS = ("threshold", "single", "batch", "memory", "app")
 FULL = {"single_warmup": 5, "single_reps": 50, "naive_reps": 20, "batch_repeats": 3,
@@ -81,7 +89,7 @@ def run_threshold(p: dict, rows: list) -> dict:
 
 
 def run_models(models: list, sections: set, p: dict, rows: list) -> dict:
-    from core import store
+    from core.models import store
 
     from .models import SINGLE_TARGET_MS, bench_batch, bench_single
 

@@ -60,7 +60,7 @@ def bench_threshold(
 ) -> dict:
     """Time slider moves on `n_scores` scores. Returns raw stats in ms plus the naive comparison and a check that
     both paths give the same counts. No timing assertion: the caller compares with `TARGET_MS`."""
-    from core.metrics import OperatingCurve, operating_table, rates
+    from core.evaluation.metrics import OperatingCurve, operating_table, rates
 
     y, s = synthetic_scores(n_scores, seed)
     t0 = time.perf_counter()

@@ -12,88 +12,9 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
-from . import metrics
-from .data import load_task_manifest, read_manifest, split_train_val
-from .inference import score_sources
-from .store import load_model, model_dir, read_card, write_card, write_predictions
-from .tasks import get_model_spec, get_task
-
-DEGENERATE_MAX_ONE_CLASS = 0.95
-DEGENERATE_MIN_AUC = 0.6
-
-
-class DegenerateModelError(RuntimeError):
-    """A model that calls almost everything one class, or ranks no better than chance."""
-
-
-def check_not_degenerate(y: np.ndarray, scores: np.ndarray, threshold: float, what: str) -> None:
-    share_pos = float(np.mean(scores >= threshold))
-    auc = metrics.roc_auc(y, scores)
-    if max(share_pos, 1 - share_pos) >= DEGENERATE_MAX_ONE_CLASS:
-        raise DegenerateModelError(f"{what}: {max(share_pos, 1 - share_pos):.1%} of images fall in one class at threshold {threshold:.4f}")
-    if not auc >= DEGENERATE_MIN_AUC:
-        raise DegenerateModelError(f"{what}: AUC {auc:.3f} is below {DEGENERATE_MIN_AUC}")
-
-
-def evaluate_frame(task: str, model_id: str, frame: pd.DataFrame, model=None, threshold: float | None = None) -> tuple[np.ndarray, dict]:
-    """Score every row of a manifest frame (`file`, `y`) and summarise at the card's threshold."""
-    spec = get_model_spec(task, model_id)
-    model = model or load_model(task, model_id)
-    thr = read_card(task, model_id)["threshold"] if threshold is None else threshold
-    scores = score_sources(model, spec.input, frame["file"].tolist())
-    y = frame["y"].to_numpy()
-    return scores, metrics.summary(y, scores, thr)
-
-
-def evaluate_bundled(task: str, model_id: str, split: str = "test", update_card: bool = False, model=None) -> dict:
-    """Evaluate on the task's own dataset split; on test, write test_predictions.csv and check for degeneracy."""
-    df = load_task_manifest(task)
-    df = df[df["split"] == split].reset_index(drop=True)
-    scores, summ = evaluate_frame(task, model_id, df, model)
-    if split == "test":
-        write_predictions(model_dir(task, model_id) / "test_predictions.csv", df["path"].tolist(), df["label"].tolist(), scores)
-        card = read_card(task, model_id)
-        extra = {}
-        if "patient_id_known" in df.columns:
-            known = df["patient_id_known"].str.lower() == "true"
-            extra["test_patient_id_known"] = metrics.summary(df.y[known].to_numpy(), scores[known.to_numpy()], card["threshold"])
-        if update_card:
-            card["test"] = summ
-            card.update(extra)
-            write_card(task, model_id, card)
-        check_not_degenerate(df["y"].to_numpy(), scores, card["threshold"], f"{task}/{model_id} on test")
-    return summ
-
-
-def refresh_records(task: str, model_id: str) -> dict:
-    """Re-score validation and test with the current inference path and re-derive the operating point.
-
-    For when the inference path changes numerically (e.g. a new graph optimisation moves scores by float rounding):
-    the threshold is chosen again by the card's rule on the new *validation* scores, then test is re-evaluated at it,
-    exactly as training does. Returns {"threshold_before", "threshold", "validation_auc", "test": summary}.
-    """
-    t = get_task(task)
-    model = load_model(task, model_id)
-    card = read_card(task, model_id)
-    _, va = split_train_val(load_task_manifest(task), t)
-    val_scores = score_sources(model, get_model_spec(task, model_id).input, va["file"].tolist())
-    rule = card.get("threshold_rule", t.threshold_rule)
-    threshold = metrics.choose_threshold(rule, va["y"].to_numpy(), val_scores)
-    write_predictions(model_dir(task, model_id) / "val_predictions.csv", va["path"].tolist(), va["label"].tolist(), val_scores)
-    before = card["threshold"]
-    card["threshold"] = threshold
-    card["validation"] = metrics.summary(va["y"].to_numpy(), val_scores, threshold)
-    write_card(task, model_id, card)
-    test = evaluate_bundled(task, model_id, update_card=True, model=model)
-    return {"threshold_before": before, "threshold": threshold, "validation_auc": card["validation"]["auc"], "test": test}
-
-
-def _headline(summ: dict) -> dict:
-    keys = ("n", "n_positive", "auc", "auc_ci", "accuracy", "sensitivity", "specificity", "ppv", "npv", "f1", "threshold", "tp", "fp", "fn", "tn")
-    return {k: summ[k] for k in keys if k in summ}
+from core.evaluation.records import evaluate_split, headline, refresh_records
+from core.models.selection import default_model
+from core.models.store import write_predictions
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,32 +29,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--refresh", action="store_true",
                    help="re-score validation and test with the current inference code, re-choose the threshold on validation, update the card")
     a = p.parse_args(argv)
-    task = get_task(a.task)
-    model_id = a.model or task.default_model
+    model_id = a.model or default_model(a.task)
     if a.refresh:
         res = refresh_records(a.task, model_id)
         print(json.dumps({"task": a.task, "model": model_id, "threshold_before": res["threshold_before"],
-                          "validation_auc": res["validation_auc"], **_headline(res["test"])}, default=float))
+                          "validation_auc": res["validation_auc"], **headline(res["test"])}, default=float))
         return 0
-    if a.manifest:
-        df = read_manifest(a.manifest, task)
-        if a.split:
-            df = df[df["split"] == a.split].reset_index(drop=True)
-        own_test = False
-    else:
-        split = a.split or "test"
-        df = load_task_manifest(a.task)
-        df = df[df["split"] == split].reset_index(drop=True)
-        own_test = split == "test" and a.threshold is None
-    if own_test:
-        summ = evaluate_bundled(a.task, model_id, update_card=a.update_card)
-        scores = pd.read_csv(model_dir(a.task, model_id) / "test_predictions.csv")["score"].to_numpy()
-    else:
-        scores, summ = evaluate_frame(a.task, model_id, df, threshold=a.threshold)
+    df, scores, summ = evaluate_split(a.task, model_id, a.manifest, a.split, a.threshold, a.update_card)
     if a.out:
         write_predictions(a.out, df["path"].tolist(), df["label"].tolist(), scores)
-    out = {"task": a.task, "model": model_id, **_headline(summ)}
-    print(json.dumps(out, default=float))
+    print(json.dumps({"task": a.task, "model": model_id, **headline(summ)}, default=float))
     return 0
 
 

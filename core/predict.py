@@ -11,12 +11,12 @@ import argparse
 import json
 import sys
 
-
-from .imageio import InputError, read_image
-from .inference import predict_tensors
-from .preprocess import prepare
-from .store import load_model, read_card
-from .tasks import get_task
+from core.inference.forward import predict_tensors
+from core.inference.preprocess import prepare
+from core.io.images import InputError, read_image
+from core.models.registry import get_task
+from core.models.selection import default_model
+from core.models.store import load_model, read_card
 
 
 def predict_file(model, task: str, model_id: str, path: str, threshold: float) -> dict:
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     try:
         task = get_task(a.task)
-        model_id = a.model or task.default_model
+        model_id = a.model or default_model(a.task)
         task.model(model_id)
     except KeyError as exc:
         p.error(str(exc.args[0]))

@@ -6,9 +6,9 @@ import re
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import store
 from core.config import REPO_ROOT
-from core.tasks import TASKS
+from core.models import store
+from core.models.registry import TASKS
 from tests.conftest import IN_CI
 
 TIMEOUT = 240  # first run imports TensorFlow and loads a model; the machine may be busy training

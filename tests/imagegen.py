@@ -68,7 +68,7 @@ def make_dicom(
 ) -> bytes:
     """Uncompressed DICOM from an array (frames first for multi-frame; (H, W, 3) for RGB)."""
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import ExplicitVRLittleEndian
 
     ds = Dataset()
     ds.file_meta = FileMetaDataset()

@@ -1,7 +1,7 @@
 """Tiny untrained Keras models in the project's shape (Dense `logit` -> sigmoid `probability`), saved in temp dirs."""
 from __future__ import annotations
 
-from core.store import model_path, sha256_file, write_card
+from core.models.store import model_path, sha256_file, write_card
 
 
 def tiny_model(input_shape=(32, 32, 3), width: int = 4, seed: int = 0):

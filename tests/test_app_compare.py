@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import json
 
-from core import store
+from core.models import store
 from tests.app_support import plotly_specs, start, task_with_models
-from ui import common
 from tests.conftest import require_dataset
+from ui import common
 
 
 def test_compare_loads_or_explains_single_model():

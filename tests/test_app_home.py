@@ -1,8 +1,8 @@
 """AppTest: app.py (router + shared sidebar) and the Home page."""
 from __future__ import annotations
 
-from core import store
-from core.tasks import TASKS
+from core.models import store
+from core.models.registry import TASKS
 from tests.app_support import need, start, task_with_models, texts, use_threshold
 
 
@@ -81,7 +81,7 @@ def test_model_still_being_evaluated_is_handled(tmp_path, monkeypatch):
     import streamlit as st
 
     import core.config
-    import core.store
+    import core.models.store
 
     task = task_with_models()
     mid = store.bundled_models(task)[0]
@@ -92,7 +92,7 @@ def test_model_still_being_evaluated_is_handled(tmp_path, monkeypatch):
     card = store.read_card(task, mid)
     card.pop("test", None)
     store.write_card(task, mid, card, root=tmp_path / "models")
-    monkeypatch.setattr(core.store, "MODELS_DIR", tmp_path / "models")
+    monkeypatch.setattr(core.models.store, "MODELS_DIR", tmp_path / "models")
     monkeypatch.setattr(core.config, "MODELS_DIR", tmp_path / "models")
     st.cache_data.clear()
     st.cache_resource.clear()

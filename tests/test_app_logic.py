@@ -7,9 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import charts, metrics, reviews, samples, scoring
-from core import operating_point as op
-from core.metrics import OperatingCurve
+from core.data import samples
+from core.evaluation import charts, metrics, reviews
+from core.evaluation import operating_point as op
+from core.evaluation.metrics import OperatingCurve
+from core.inference import scoring
+from core.models.selection import default_model
 
 
 def _scores(n=400, seed=0):
@@ -169,11 +172,11 @@ def test_probabilities_are_never_shown_as_certain():
 
 
 def test_recommended_model_is_the_registry_default_and_is_labelled():
-    from core.tasks import TASKS
+    from core.models.registry import TASKS
     from ui import common
 
     for task in TASKS:
         rec = common.recommended_model(task)
-        assert rec == TASKS[task].default_model
+        assert rec == default_model(task)
         assert common.model_label(task, rec).endswith("· recommended")
         assert sum(common.model_label(task, m.id).endswith("· recommended") for m in TASKS[task].models) == 1

@@ -6,10 +6,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import store
 from core.data import load_task_manifest
-from core.tasks import TASKS
-from tests.app_support import exact_probabilities, metric, need, start, task_with_models, use_threshold
+from core.models import store
+from core.models.registry import TASKS
+from core.models.selection import default_model
+from tests.app_support import (
+    exact_probabilities,
+    metric,
+    need,
+    start,
+    task_with_models,
+    use_threshold,
+)
 from tests.conftest import require_dataset
 
 
@@ -23,10 +31,9 @@ def _cases(task: str, model_id: str, n: int = 3):
 
 
 def _model(task: str) -> str:
-    from core.tasks import get_task
 
     models = store.bundled_models(task)
-    return get_task(task).default_model if get_task(task).default_model in models else models[0]
+    return default_model(task) if default_model(task) in models else models[0]
 
 
 def test_predict_loads():
@@ -94,7 +101,7 @@ def test_worklist_sorted_bad_file_reported_and_others_continue():
 
 
 def test_dicom_upload_scores_like_the_png_and_keeps_identifiers_out_of_sight():
-    from core import imageio
+    from core.io import images as imageio
     from tests.imagegen import make_dicom
 
     if not hasattr(imageio, "read_image_with_info"):
@@ -116,7 +123,7 @@ def test_dicom_upload_scores_like_the_png_and_keeps_identifiers_out_of_sight():
 
 
 def test_wrong_kind_of_image_gets_a_plain_warning():
-    from core.tasks import get_task
+    from core.models.registry import get_task
 
     task = next((t for t in ("pneumonia", "effusion") if store.bundled_models(t)), None)
     if task is None:

@@ -8,11 +8,10 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
-from core import store
 from core.config import REPO_ROOT
+from core.models import store
 from tests.app_support import exact_probabilities, need, start, task_with_models
 
 MARKER = "zz_private_patient_upload_4711"

@@ -1,7 +1,7 @@
 """AppTest: Misclassified review — gallery at the operating point, filters, tags in SQLite, no-data message."""
 from __future__ import annotations
 
-from core import reviews, store
+from core.evaluation import reviews
 from tests.app_support import start, task_with_models, texts, use_threshold
 from tests.conftest import require_dataset
 

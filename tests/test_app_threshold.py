@@ -1,7 +1,7 @@
 """AppTest: Threshold tuning — works from the prediction CSVs, reacts to the slider, presets and model switches."""
 from __future__ import annotations
 
-from core import store
+from core.models import store
 from tests.app_support import plotly_specs, start, task_with_models
 
 
@@ -36,7 +36,7 @@ def test_preset_and_use_this_operating_point():
     if not use.disabled:
         use.click().run()
         assert not at.exception
-        from core import operating_point as op
+        from core.evaluation import operating_point as op
 
         v = store.read_predictions(task, mid, "val")
         want = op.preset_threshold("spec95", v["y"], v["score"])

@@ -8,13 +8,11 @@ import sys
 
 import numpy as np
 import pandas as pd
-import pytest
-from PIL import Image
 
 from core.config import REPO_ROOT
 from core.data import load_task_manifest
-from core.store import model_dir, read_card
-from core.tasks import get_task
+from core.models.selection import default_model
+from core.models.store import model_dir, read_card
 from tests.conftest import require_dataset
 
 
@@ -43,10 +41,10 @@ def test_predict_scores_good_files_and_explains_bad_ones(tmp_path):
     for row in rows[1:4]:
         assert row["error"] and "Traceback" not in row["error"]
     # Same probabilities as the evaluation run that wrote test_predictions.csv.
-    preds = pd.read_csv(model_dir("effusion", get_task("effusion").default_model) / "test_predictions.csv").set_index("path")
+    preds = pd.read_csv(model_dir("effusion", default_model("effusion")) / "test_predictions.csv").set_index("path")
     for row, path in ((rows[0], test.path.iloc[0]), (rows[4], test.path.iloc[1])):
         assert row["probability"] == preds.score[path]  # one image alone scores exactly as in a batch of 128
-        thr = read_card("effusion", get_task("effusion").default_model)["threshold"]
+        thr = read_card("effusion", default_model("effusion"))["threshold"]
         assert row["decision"] == ("EFFUSION" if row["probability"] >= thr else "NORMAL")
 
 
@@ -71,7 +69,7 @@ def test_evaluate_on_a_custom_manifest_prints_json_last(tmp_path):
     scores = pd.read_csv(out)
     assert list(scores.columns) == ["path", "label", "score"] and len(scores) == 30
     # The custom-manifest scores agree with the bundled test predictions for the same images.
-    preds = pd.read_csv(model_dir("malaria", get_task("malaria").default_model) / "test_predictions.csv").set_index("path")
+    preds = pd.read_csv(model_dir("malaria", default_model("malaria")) / "test_predictions.csv").set_index("path")
     np.testing.assert_allclose(scores.score.to_numpy(), preds.score[sub.path].to_numpy(), atol=1e-7)
 
 
@@ -84,3 +82,15 @@ def test_train_smoke_run(tmp_path):
     assert card["training"]["epochs_run"] == 1 and card["data"]["n_train"] == 200
     assert (out / "model.keras").is_file() and (out / "val_predictions.csv").is_file()
     assert 0 <= card["threshold"] <= 1
+
+
+def test_secondlook_script_runs_the_same_commands(capsys):
+    from core.cli import VERBS, main
+    from core.evaluation.report import results_table
+
+    assert main(["report"]) == 0
+    assert capsys.readouterr().out.strip() == results_table().strip()
+    assert main(["no-such-verb"]) == 2
+    assert "verbs: " + ", ".join(VERBS) in capsys.readouterr().err
+    for verb, module in VERBS.items():  # every verb is a command module with a main()
+        assert callable(__import__(module, fromlist=["main"]).main), verb

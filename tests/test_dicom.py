@@ -20,9 +20,17 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from core.dicom import META_KEYWORDS, PHI_KEYWORDS, has_preamble, looks_like_dicom
-from core.imageio import InputError, read_image, read_image_with_info
-from tests.imagegen import PATIENT, colour, encode, encode_lossless_jpeg, gradient, make_dicom, make_encapsulated_dicom
+from core.io.dicom import META_KEYWORDS, PHI_KEYWORDS, has_preamble, looks_like_dicom
+from core.io.images import InputError, read_image, read_image_with_info
+from tests.imagegen import (
+    PATIENT,
+    colour,
+    encode,
+    encode_lossless_jpeg,
+    gradient,
+    make_dicom,
+    make_encapsulated_dicom,
+)
 
 RAW12 = gradient(64, 48, np.uint16, 4095)
 

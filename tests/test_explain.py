@@ -7,9 +7,15 @@ import keras
 import numpy as np
 import pytest
 
-from core.explain import GradCam, gradcam, heatmap_peak, last_conv_layer_name, overlay
-from core.networks import build, secondlook_cnn
-from core.tasks import TASKS, InputSpec, ModelSpec, TrainConfig
+from core.inference.explain import (
+    GradCam,
+    gradcam,
+    heatmap_peak,
+    last_conv_layer_name,
+    overlay,
+)
+from core.models.networks import build, secondlook_cnn
+from core.models.registry import TASKS, InputSpec, ModelSpec, TrainConfig
 
 ALL_SPECS = [m for t in TASKS.values() for m in t.models]
 
@@ -237,9 +243,9 @@ def test_heatmap_peak():
 
 def test_ensemble_explains_every_member():
     """An ensemble's map sums its members' gradient-weighted maps (gradients of the averaged logit)."""
-    from core.explain import GradCam, target_layer_names
-    from core.networks import build, ensemble
-    from core.tasks import TASKS
+    from core.inference.explain import GradCam, target_layer_names
+    from core.models.networks import build, ensemble
+    from core.models.registry import TASKS
 
     spec = TASKS["effusion"].model("secondlook_ensemble")
     keras.utils.set_random_seed(3)

@@ -1,4 +1,4 @@
-"""core.fold: BatchNorm folded into the preceding convolution computes the same function, and only where it may."""
+"""core.models.fold: BatchNorm folded into the preceding convolution computes the same function, and only where it may."""
 from __future__ import annotations
 
 import keras
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from keras import layers
 
-from core.fold import _PassThrough, fold_batchnorm
-from core.networks import ensemble
+from core.models.fold import _PassThrough, fold_batchnorm
+from core.models.networks import ensemble
 from tests.modelgen import bn_model, tiny_model
 
 

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from core.imageio import InputError, read_image
+from core.io.images import InputError, read_image
 from tests.conftest import require_dataset
 from tests.imagegen import colour, encode, gradient, make_dicom, make_encapsulated_dicom
 

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from core.guard import (
+from core.inference.guard import (
     OOD_FILE,
     FeatureOOD,
     extract_features,
@@ -16,7 +16,7 @@ from core.guard import (
     modality_check,
     modality_stats,
 )
-from core.store import model_dir, model_path, read_card, write_card
+from core.models.store import model_dir, model_path, read_card, write_card
 from tests.conftest import require_dataset
 from tests.imagegen import gradient
 from tests.modelgen import install, tiny_model
@@ -207,7 +207,7 @@ def test_fit_and_save_ood_end_to_end_in_temp_dirs(tmp_path, monkeypatch):
     assert info["model_sha256"] == read_card(task, mid, models)["sha256"]
     assert info["n_val"] == ood.n_fit >= 3 and info["dim"] == 5
 
-    from core.store import load_model
+    from core.models.store import load_model
 
     loaded = load_ood(task, mid, root=models, model=load_model(task, mid, root=models))
     assert loaded is not None
@@ -221,7 +221,7 @@ def test_fit_and_save_ood_end_to_end_in_temp_dirs(tmp_path, monkeypatch):
 
 
 def test_fit_and_save_ood_refuses_a_tampered_model(tmp_path, monkeypatch):
-    from core.store import ModelIntegrityError
+    from core.models.store import ModelIntegrityError
 
     data, models = tmp_path / "data", tmp_path / "models"
     _synthetic_effusion_dataset(data, 10)

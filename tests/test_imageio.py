@@ -15,19 +15,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core import imageio
 from core.config import REPO_ROOT
-from core.imageio import (
+from core.io import base
+from core.io import images as imageio
+from core.io.base import (
     MAX_PIXELS,
     MAX_UPLOAD_BYTES,
     MIN_SIDE,
     DecodedImage,
     InputError,
-    decode_bytes,
-    read_image,
-    read_image_with_info,
-    read_many,
 )
+from core.io.images import decode_bytes, read_image, read_image_with_info, read_many
 from tests.imagegen import colour, encode, gradient, jpeg_with_orientation, make_dicom
 
 
@@ -325,7 +323,7 @@ def test_pixel_limit_is_checked_before_decoding(monkeypatch):
     from PIL import ImageFile
 
     data = encode(np.zeros((120, 120), np.uint8), "PNG")
-    monkeypatch.setattr(imageio, "MAX_PIXELS", 100 * 100)
+    monkeypatch.setattr(base, "MAX_PIXELS", 100 * 100)
     loaded = []
     real_load = ImageFile.ImageFile.load
     monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: loaded.append(1) or real_load(self))
@@ -334,7 +332,7 @@ def test_pixel_limit_is_checked_before_decoding(monkeypatch):
     assert not loaded  # refused from the header: no pixel was decoded
     with pytest.raises(InputError, match="pixel limit"):
         read_image(make_dicom(np.zeros((120, 120), np.uint16)), "big.dcm")
-    monkeypatch.setattr(imageio, "MAX_PIXELS", 200 * 200)
+    monkeypatch.setattr(base, "MAX_PIXELS", 200 * 200)
     read_image(data, "fine.png")
     assert loaded  # the probe does see decoding when it happens
 
@@ -346,7 +344,7 @@ def test_upload_limit_comes_from_streamlit_config():
 
 def test_upload_over_size_limit(monkeypatch, tmp_path):
     data = encode(colour(128, 128), "PNG")
-    monkeypatch.setattr(imageio, "MAX_UPLOAD_BYTES", len(data) - 1)
+    monkeypatch.setattr(base, "MAX_UPLOAD_BYTES", len(data) - 1)
     with pytest.raises(InputError, match="upload limit"):
         read_image(data, "big.png")
     p = tmp_path / "big.png"
@@ -401,4 +399,4 @@ def test_sample_outputs_are_valid_arrays():
     for data, name in [(encode(gradient(), "PNG"), "a.png"), (encode(colour(), "JPEG"), "b.jpg"),
                        (make_dicom(colour(), "RGB"), "c.dcm")]:
         _ok(read_image(data, name))
-    assert Path(imageio.__file__).name == "imageio.py"
+    assert Path(imageio.__file__).name == "images.py"

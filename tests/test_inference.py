@@ -7,7 +7,7 @@ import weakref
 import numpy as np
 import pytest
 
-from core import inference
+from core.inference import forward as inference
 from tests.modelgen import bn_model, tiny_model
 
 
@@ -31,7 +31,7 @@ def test_fast_path_matches_eager(n, make):
 def test_a_score_does_not_depend_on_the_batch_it_was_scored_in(make):
     """The app scores one upload, evaluation scores batches of 128: the same image must get the same number."""
     if make == "ensemble":
-        from core.networks import ensemble
+        from core.models.networks import ensemble
 
         model = ensemble([bn_model((32, 32, 3), seed=s) for s in (1, 2, 3)], "ens")
     else:
@@ -73,7 +73,7 @@ def test_cache_does_not_keep_the_model_alive(make):
 
 
 def test_warm_up_traces_both_graphs_before_the_first_upload():
-    from core import explain, scoring
+    from core.inference import explain, scoring
 
     model = bn_model((32, 32, 1), seed=9)
     assert model not in inference._FORWARD and model not in explain._CACHE

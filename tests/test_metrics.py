@@ -1,10 +1,9 @@
-"""core.metrics against scikit-learn/scipy references, hand-worked cases and direct O(n²) formulas.
+"""core.evaluation.metrics against scikit-learn/scipy references, hand-worked cases and direct O(n²) formulas.
 
 Pure-array tests: no dataset, no model, no training. Property tests use small inputs and few examples
 so the suite stays light on a shared machine.
 """
 from __future__ import annotations
-
 
 import numpy as np
 import pytest
@@ -14,7 +13,7 @@ from scipy.stats import binomtest, chi2, norm
 from sklearn import calibration as skcal
 from sklearn import metrics as skm
 
-from core import metrics as M
+from core.evaluation import metrics as M
 
 PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

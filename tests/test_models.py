@@ -6,21 +6,20 @@ the SecondLook model misses the product's bars.
 from __future__ import annotations
 
 import io
-import json
 import zipfile
 
 import h5py
-
 import numpy as np
 import pandas as pd
 import pytest
 
-from core import metrics
 from core.config import MODELS_DIR
 from core.data import load_task_manifest
-from core.evaluate import DEGENERATE_MAX_ONE_CLASS, evaluate_frame
-from core.store import load_model, model_dir, model_path, read_card, sha256_file
-from core.tasks import TASKS
+from core.evaluation import metrics
+from core.evaluation.records import DEGENERATE_MAX_ONE_CLASS, evaluate_frame
+from core.models.registry import TASKS
+from core.models.selection import default_model
+from core.models.store import load_model, model_dir, model_path, read_card, sha256_file
 from tests.conftest import require_dataset
 
 ALL = [(t.name, m.id) for t in TASKS.values() for m in t.models]
@@ -46,8 +45,8 @@ def test_bundle_is_complete(task, model_id):
     assert model_path(task, model_id).stat().st_size < 10 * 2**20
     with zipfile.ZipFile(model_path(task, model_id)) as z:
         groups = set(h5py.File(io.BytesIO(z.read("model.weights.h5"))).keys())
-    assert "optimizer" not in groups, "optimizer state bundled: re-save with python -m core.store task/model_id"
-    from core.guard import OOD_FILE, FeatureOOD
+    assert "optimizer" not in groups, "optimizer state bundled: re-save with python -m core.models.store task/model_id"
+    from core.inference.guard import OOD_FILE, FeatureOOD
 
     _, info = FeatureOOD.load(d / OOD_FILE)
     assert info.get("model_sha256") == card["sha256"], f"{OOD_FILE} is stale: python -m core.guard fit-ood --task {task} --model {model_id}"
@@ -96,11 +95,11 @@ def test_card_reproduced_on_test_split(task, model_id):
 
 @pytest.mark.parametrize("task,model_id", ALL)
 def test_fast_inference_path_agrees_with_keras_on_real_images(task, model_id):
-    """Scores come from a traced graph with BatchNorm folded (core.fold); it must be the trained model's function."""
+    """Scores come from a traced graph with BatchNorm folded (core.models.fold); it must be the trained model's function."""
     require_dataset(task)
     from core.data import load_arrays
-    from core.inference import predict_tensors
-    from core.tasks import get_model_spec
+    from core.inference.forward import predict_tensors
+    from core.models.registry import get_model_spec
 
     df = load_task_manifest(task)
     files = df[df.split == "test"].file.tolist()[::max(1, len(df[df.split == "test"]) // 48)][:48]
@@ -129,12 +128,12 @@ def _bar_cases():
 @pytest.mark.parametrize("task,metric,bar", list(_bar_cases()))
 def test_secondlook_model_meets_bars(task, metric, bar):
     """The task's SecondLook model chosen on validation (best validation AUC) against the product's bars on test."""
-    card = read_card(task, TASKS[task].default_model)
+    card = read_card(task, default_model(task))
     assert card["test"][metric] >= bar, f"{task}: test {metric} {card['test'][metric]:.4f} < {bar}"
 
 
 def test_effusion_reports_the_known_patient_subset():
-    card = read_card("effusion", TASKS["effusion"].default_model)
+    card = read_card("effusion", default_model("effusion"))
     sub = card["test_patient_id_known"]
     assert sub["n"] == 28 and 0 <= sub["auc"] <= 1
 
@@ -142,6 +141,6 @@ def test_effusion_reports_the_known_patient_subset():
 def test_readme_results_table_matches_the_cards():
     """The README's Results table is core.report's rendering of the bundled cards (regenerate it, never hand-edit)."""
     from core.config import REPO_ROOT
-    from core.report import results_table
+    from core.evaluation.report import results_table
 
     assert results_table() in (REPO_ROOT / "README.md").read_text(), "README results are stale: paste python -m core.report"

@@ -5,8 +5,8 @@ import keras
 import numpy as np
 import pytest
 
-from core.networks import build, ensemble
-from core.tasks import TASKS
+from core.models.networks import build, ensemble
+from core.models.registry import TASKS
 
 ALL = [m for t in TASKS.values() for m in t.models]
 

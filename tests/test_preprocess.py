@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.preprocess import prepare, preprocess
-from core.tasks import InputSpec
+from core.inference.preprocess import preprocess
+from core.models.registry import InputSpec
 
 
 def _png(arr: np.ndarray) -> bytes:

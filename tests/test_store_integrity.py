@@ -7,7 +7,15 @@ import numpy as np
 import pytest
 
 from core.config import MODELS_DIR
-from core.store import ModelIntegrityError, bundled_models, load_model, model_dir, model_path, read_card, write_card
+from core.models.store import (
+    ModelIntegrityError,
+    bundled_models,
+    load_model,
+    model_dir,
+    model_path,
+    read_card,
+    write_card,
+)
 from tests.modelgen import install as _install
 from tests.modelgen import tiny_model
 
@@ -78,7 +86,7 @@ def test_saved_for_inference_without_optimizer_state(tmp_path):
     import h5py
     import keras
 
-    from core.store import save_for_inference
+    from core.models.store import save_for_inference
     from tests.modelgen import bn_model
 
     def stored_groups(path):

@@ -15,11 +15,14 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import metrics, scoring, store
-from core import operating_point as op
 from core.config import dataset_available, task_data_dir
-from core.metrics import OperatingCurve
-from core.tasks import TASKS, TaskSpec, get_task
+from core.evaluation import metrics
+from core.evaluation import operating_point as op
+from core.evaluation.metrics import OperatingCurve
+from core.inference import scoring
+from core.models import store
+from core.models.registry import TASKS, TaskSpec, get_task
+from core.models.selection import best_on_validation, default_model
 
 DISCLAIMER = (
     "SecondLook is decision support for trained clinicians, **not a diagnostic device**. It has not been "
@@ -69,7 +72,7 @@ def model(task: str, model_id: str):
 @st.cache_resource(show_spinner=False, max_entries=16)
 def _ood(task: str, model_id: str, sha: str):
     """The model's out-of-distribution statistics (models/<task>/<id>/ood.npz), attached to it; None if absent."""
-    from core.guard import load_ood
+    from core.inference.guard import load_ood
 
     try:
         return load_ood(task, model_id, model=_model(task, model_id, sha))
@@ -212,7 +215,7 @@ def short_task_title(task: str) -> str:
 
 def recommended_model(task: str) -> str:
     """The task's default model (best validation AUC among SecondLook's), from the cached cards."""
-    return get_task(task).best_on_validation(lambda m: card(task, m))
+    return best_on_validation(get_task(task), lambda m: card(task, m))
 
 
 def model_label(task: str, model_id: str) -> str:
@@ -242,7 +245,7 @@ def sidebar() -> Context:
         if not models:
             st.info(
                 f"No trained model for **{task.title}** is bundled yet. Models appear here as soon as training "
-                f"(`python -m core.train --task {task_name} --model {task.default_model}`) has finished."
+                f"(`python -m core.train --task {task_name} --model {default_model(task_name)}`) has finished."
             )
             ctx = Context(task, models)
             ss["_ctx"] = ctx

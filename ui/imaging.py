@@ -6,8 +6,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import scoring
-from core.tasks import get_task
+from core.inference import scoring
+from core.models.registry import get_task
 from ui import common
 
 
@@ -46,7 +46,7 @@ def _display(digest: str, name: str, _data: bytes):
 def _rendered(task: str, model_id: str, sha: str, digest: str, alpha: float, name: str, _data: bytes, _heatmap) -> bytes:
     import numpy as np
 
-    from core.explain import overlay
+    from core.inference.explain import overlay
 
     img = _display(digest, name, _data)
     heat = _heatmap if (_heatmap is not None and alpha > 0) else np.zeros((2, 2), np.float32)
@@ -65,7 +65,7 @@ def rendered(task: str, model_id: str, s: scoring.Scored, alpha: float, data: by
 def _thumbnail(path: str, mtime: float, side: int) -> bytes:
     import cv2
 
-    from core.imageio import read_image
+    from core.io.images import read_image
 
     img = read_image(path)
     scale = side / max(img.shape[:2])

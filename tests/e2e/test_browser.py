@@ -12,7 +12,14 @@ import re
 
 import pytest
 
-from benchmarks.browser import CHROMIUM, CHROMIUM_ARGS, find_chromium, opening_model, settle, streamlit_app
+from benchmarks.browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    find_chromium,
+    opening_model,
+    settle,
+    streamlit_app,
+)
 from core.config import REPO_ROOT
 from tests.conftest import IN_CI, require_dataset
 
@@ -38,8 +45,8 @@ def server():
 
 def _pick_case():
     """The task/model the sidebar opens with, and a test image whose probability is clear of 0 and 1."""
-    from core import store
     from core.data import load_task_manifest
+    from core.models import store
 
     opening = opening_model()
     if opening is None:

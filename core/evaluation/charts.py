@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from . import metrics
-from .metrics import OperatingCurve
+from core.evaluation import metrics
+from core.evaluation.metrics import OperatingCurve
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf"]
 POINT_COLOUR = "#d62728"

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from . import imageio
-from .imageio import InputError
-from .inference import predict_tensors
-from .preprocess import prepare
-from .tasks import ModelSpec, get_task
+from core.inference.forward import predict_tensors
+from core.inference.preprocess import prepare
+from core.io import images as imageio
+from core.io.images import InputError
+from core.models.registry import ModelSpec, get_task
 
 BASE_TYPES = ("png", "jpg", "jpeg", "tif", "tiff", "bmp", "webp")
 DICOM_TYPES = ("dcm", "dicom")
@@ -76,7 +76,7 @@ def probability(model, spec: ModelSpec, pixels: np.ndarray) -> float:
 
 def heatmap(model, spec: ModelSpec, pixels: np.ndarray) -> np.ndarray:
     """Grad-CAM map (model input size, 0..1) of evidence FOR the finding."""
-    from .explain import gradcam
+    from core.inference.explain import gradcam
 
     _, cam = gradcam(model, prepare(pixels, spec.input))
     return np.asarray(cam, dtype=np.float32)
@@ -153,7 +153,7 @@ class Scored:
 
 def input_warnings(model_spec: ModelSpec, pixels: np.ndarray, ood=None) -> list[str]:
     """Plain-language cautions from `core.guard`: wrong modality for the task, or features unlike validation."""
-    from .guard import modality_check
+    from core.inference.guard import modality_check
 
     out = []
     msg = modality_check(pixels, get_task(model_spec.task).modality)
@@ -217,7 +217,7 @@ def worklist_csv(df: pd.DataFrame, threshold: float, task: str, model_id: str) -
 
 def warm_up(model) -> None:
     """Trace the probability and Grad-CAM graphs once, so the first upload is not the one that waits (~0.1-0.7 s)."""
-    from .explain import gradcam
+    from core.inference.explain import gradcam
 
     x = np.zeros(tuple(int(d) for d in model.inputs[0].shape[1:]), np.float32)
     predict_tensors(model, x[None])

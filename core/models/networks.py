@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import layers, regularizers
 
-from .tasks import ModelSpec
+from core.models.registry import ModelSpec
 
 
 def _head(x, name: str, inputs) -> keras.Model:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Callable
 
 
 @dataclass(frozen=True)
@@ -32,6 +31,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     pretrain_task: str | None = None  # first train on this task's training split, then fine-tune
     pretrain_epochs: int = 0
+    second_site: str = ""  # "malaria_fields": add cells cut from the training fields (core.data.field_crops)
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -75,19 +75,6 @@ class TaskSpec:
             if m.id == model_id:
                 return m
         raise KeyError(f"unknown model {model_id!r} for task {self.name!r}; known: {[m.id for m in self.models]}")
-
-    @property
-    def default_model(self) -> str:
-        """The SecondLook model with the best validation AUC among those bundled (model choice on validation)."""
-        from .store import read_card
-
-        return self.best_on_validation(lambda m: read_card(self.name, m))
-
-    def best_on_validation(self, card_of: Callable[[str], dict]) -> str:
-        """The rule behind `default_model`, with the card reader passed in (the app passes its cached one)."""
-        ours = [m.id for m in self.models if not m.baseline]
-        scored = [(card_of(m).get("validation", {}).get("auc", -1.0), -i, m) for i, m in enumerate(ours)]
-        return max(scored)[2]
 
 
 def _pneumonia() -> TaskSpec:

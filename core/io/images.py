@@ -4,7 +4,7 @@ Everything that reads pixels goes through `read_image` / `read_image_with_info`,
 and by `core.evaluate` is decoded the same way.
 
 Formats: PNG (8/16-bit, palette, alpha), JPEG (CMYK, EXIF orientation), TIFF, BMP, WebP (Pillow, restricted
-to those formats), and DICOM (`core.dicom`, detected by the 'DICM' marker at byte 128 or a .dcm name).
+to those formats), and DICOM (`core.io.dicom`, detected by the 'DICM' marker at byte 128 or a .dcm name).
 Decoding happens in memory only. Every failure a user can cause (empty, truncated, not an image, too small,
 too large a file, too many pixels, non-finite values, unsupported DICOM compression) is one `InputError`
 whose message can be shown as is. The pixel-count limit is checked from the header, before decoding.
@@ -13,36 +13,15 @@ from __future__ import annotations
 
 import io
 import logging
-import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .config import REPO_ROOT
+from core.io import base
+from core.io.base import DecodedImage, ImageSource, InputError  # noqa: F401  (ImageSource: public type)
 
 log = logging.getLogger(__name__)
-
-ImageSource = Union[str, Path, bytes, bytearray, memoryview, np.ndarray, IO[bytes]]
-
-MIN_SIDE = 32
-MAX_PIXELS = 50_000_000  # decompression-bomb guard; far above any radiograph we expect
-STREAMLIT_CONFIG = REPO_ROOT / ".streamlit" / "config.toml"
-_STREAMLIT_DEFAULT_MB = 200  # Streamlit's own default for server.maxUploadSize
-
-
-def _max_upload_bytes(path: Path = STREAMLIT_CONFIG) -> int:
-    """`server.maxUploadSize` (MB, as Streamlit counts them: MiB) from the app's config, in bytes."""
-    try:
-        mb = float(tomllib.loads(path.read_text())["server"]["maxUploadSize"])
-    except (OSError, KeyError, TypeError, ValueError, tomllib.TOMLDecodeError):
-        mb = _STREAMLIT_DEFAULT_MB
-    return int(mb * 1024 * 1024)
-
-
-MAX_UPLOAD_BYTES = _max_upload_bytes()
 
 SUPPORTED = "PNG, JPEG, TIFF, BMP, WebP or DICOM"
 _PIL_FORMATS = ("PNG", "JPEG", "TIFF", "BMP", "DIB", "WEBP")  # JPEG also opens phone MPO files
@@ -52,30 +31,6 @@ _SUFFIX_FORMAT = {
 }
 _FORMAT_FAMILY = {"MPO": "JPEG", "DIB": "BMP"}
 
-
-class InputError(ValueError):
-    """An input we cannot use, with a message written for the person who uploaded it."""
-
-
-@dataclass
-class DecodedImage:
-    """Decoded pixels plus what the user should know about how they were obtained.
-
-    `metadata`: technical tags (DICOM) or basic facts (size, mode). `phi`: patient-identifying DICOM tags,
-    kept apart so the UI shows them only when asked; deliberately left out of `repr` so it never lands in
-    a log line by accident.
-    """
-
-    pixels: np.ndarray
-    format: str
-    notes: list[str] = field(default_factory=list)
-    metadata: dict = field(default_factory=dict)
-    phi: dict = field(default_factory=dict, repr=False)
-    name: str = ""
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self.pixels.shape
 
 
 # ---------------------------------------------------------------------------------------------- arrays
@@ -118,9 +73,9 @@ def _check_array(arr: np.ndarray, name: str | None = None) -> np.ndarray:
         arr = arr[:, :, :3]
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] != 3):
         raise InputError(_msg(name, f"expected a grey or colour image, got an array of shape {arr.shape}."))
-    if min(arr.shape[:2]) < MIN_SIDE:
+    if min(arr.shape[:2]) < base.MIN_SIDE:
         raise InputError(_msg(
-            name, f"the image is {arr.shape[1]}×{arr.shape[0]} pixels; at least {MIN_SIDE}×{MIN_SIDE} is needed to read it."
+            name, f"the image is {arr.shape[1]}×{arr.shape[0]} pixels; at least {base.MIN_SIDE}×{base.MIN_SIDE} is needed to read it."
         ))
     try:
         out = _as_uint8(arr)
@@ -186,7 +141,7 @@ def _decode_pillow(data: bytes, name: str) -> DecodedImage:
     except UnidentifiedImageError:
         raise _not_an_image(name) from None
     except Image.DecompressionBombError:
-        raise InputError(f"{name}: the image is too large to open safely (over the {MAX_PIXELS:,}-pixel limit).") from None
+        raise InputError(f"{name}: the image is too large to open safely (over the {base.MAX_PIXELS:,}-pixel limit).") from None
     except Exception as exc:  # header parsers raise all sorts on damaged bytes
         log.debug("header parse failed: %s", type(exc).__name__)
         raise InputError(f"{name}: the image file is damaged or truncated.") from None
@@ -194,10 +149,10 @@ def _decode_pillow(data: bytes, name: str) -> DecodedImage:
     with img:
         fmt = _FORMAT_FAMILY.get(img.format or "", img.format or "image")
         w, h = img.size
-        if w * h > MAX_PIXELS:  # header only: nothing decoded yet
-            raise InputError(f"{name}: the image is {w}×{h} pixels, over the {MAX_PIXELS:,}-pixel limit.")
-        if min(w, h) < MIN_SIDE:
-            raise InputError(f"{name}: the image is {w}×{h} pixels; at least {MIN_SIDE}×{MIN_SIDE} is needed to read it.")
+        if w * h > base.MAX_PIXELS:  # header only: nothing decoded yet
+            raise InputError(f"{name}: the image is {w}×{h} pixels, over the {base.MAX_PIXELS:,}-pixel limit.")
+        if min(w, h) < base.MIN_SIDE:
+            raise InputError(f"{name}: the image is {w}×{h} pixels; at least {base.MIN_SIDE}×{base.MIN_SIDE} is needed to read it.")
         expected = _SUFFIX_FORMAT.get(Path(name).suffix.lower())
         if expected and expected != fmt:
             notes.append(f"The file is named {Path(name).suffix} but is a {fmt} image; it was read as {fmt}.")
@@ -211,7 +166,7 @@ def _decode_pillow(data: bytes, name: str) -> DecodedImage:
         except InputError as exc:
             raise InputError(f"{name}: {exc}") from None
         except Image.DecompressionBombError:
-            raise InputError(f"{name}: the image is too large to open safely (over the {MAX_PIXELS:,}-pixel limit).") from None
+            raise InputError(f"{name}: the image is too large to open safely (over the {base.MAX_PIXELS:,}-pixel limit).") from None
         except MemoryError:
             raise InputError(f"{name}: the image is too large to decode.") from None
         except Exception as exc:  # truncated streams, corrupt chunks, unsupported sub-formats
@@ -232,19 +187,19 @@ def _finish(dec: DecodedImage) -> DecodedImage:
 def _decode(data: bytes, name: str) -> DecodedImage:
     if not data:
         raise InputError(f"{name}: the file is empty.")
-    if len(data) > MAX_UPLOAD_BYTES:
+    if len(data) > base.MAX_UPLOAD_BYTES:
         raise InputError(
-            f"{name}: the file is {len(data) / 2**20:.1f} MB, over the {MAX_UPLOAD_BYTES / 2**20:g} MB upload limit."
+            f"{name}: the file is {len(data) / 2**20:.1f} MB, over the {base.MAX_UPLOAD_BYTES / 2**20:g} MB upload limit."
         )
-    from .dicom import has_preamble, looks_like_dicom
+    from core.io.dicom import has_preamble, looks_like_dicom
 
     try:
         if has_preamble(data):
-            from .dicom import decode_dicom
+            from core.io.dicom import decode_dicom
 
             return _finish(decode_dicom(data, name))
         if looks_like_dicom(data, name):  # .dcm name without the preamble: try DICOM, then the image formats
-            from .dicom import decode_dicom
+            from core.io.dicom import decode_dicom
 
             try:
                 return _finish(decode_dicom(data, name))
@@ -269,10 +224,10 @@ def _source_bytes(source, name: str | None) -> tuple[bytes, str]:
     if hasattr(source, "getvalue") or hasattr(source, "read"):  # BytesIO, Streamlit UploadedFile, open files
         label = name or Path(str(getattr(source, "name", "") or "upload")).name
         size = getattr(source, "size", None)
-        if isinstance(size, int) and size > MAX_UPLOAD_BYTES:
-            raise InputError(f"{label}: the file is {size / 2**20:.1f} MB, over the {MAX_UPLOAD_BYTES / 2**20:g} MB upload limit.")
+        if isinstance(size, int) and size > base.MAX_UPLOAD_BYTES:
+            raise InputError(f"{label}: the file is {size / 2**20:.1f} MB, over the {base.MAX_UPLOAD_BYTES / 2**20:g} MB upload limit.")
         try:
-            data = source.getvalue() if hasattr(source, "getvalue") else source.read(MAX_UPLOAD_BYTES + 1)
+            data = source.getvalue() if hasattr(source, "getvalue") else source.read(base.MAX_UPLOAD_BYTES + 1)
         except (OSError, ValueError) as exc:
             raise InputError(f"{label}: cannot read the upload ({exc}).") from None
         if isinstance(data, str):
@@ -282,8 +237,8 @@ def _source_bytes(source, name: str | None) -> tuple[bytes, str]:
     label = name or path.name
     try:
         size = path.stat().st_size
-        if size > MAX_UPLOAD_BYTES:
-            raise InputError(f"{label}: the file is {size / 2**20:.1f} MB, over the {MAX_UPLOAD_BYTES / 2**20:g} MB upload limit.")
+        if size > base.MAX_UPLOAD_BYTES:
+            raise InputError(f"{label}: the file is {size / 2**20:.1f} MB, over the {base.MAX_UPLOAD_BYTES / 2**20:g} MB upload limit.")
         return path.read_bytes(), label
     except OSError as exc:
         raise InputError(f"{label}: cannot read the file ({exc.strerror or exc}).") from None

@@ -8,9 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from scipy.special import expit
 
-from .imageio import ImageSource, read_image
-from .preprocess import prepare
-from .tasks import InputSpec
+from core.inference.preprocess import prepare
+from core.io.images import ImageSource, read_image
+from core.models.registry import InputSpec
 
 SCORE_DECIMALS = 8  # scores are stored in CSVs with this many decimals; rounding here keeps files and cards identical
 
@@ -32,7 +32,7 @@ class _Forward:
     """The model's inference function as one traced graph, with BatchNorm folded into the convolutions.
 
     An eager Keras call dispatches every layer from Python: ~15 ms for one image through the SecondLook CNN on
-    2 cores, against ~3 ms for the same ops run as one graph. Folding (core.fold) saves another 13-25% on the
+    2 cores, against ~3 ms for the same ops run as one graph. Folding (core.models.fold) saves another 13-25% on the
     BatchNorm CNNs and lets Grappler fuse each Conv + bias + ReLU into one oneDNN kernel. Both move outputs by float
     rounding only (< 1e-6).
 
@@ -52,7 +52,7 @@ class _Forward:
     def _build(self, model) -> None:
         import tensorflow as tf
 
-        from .fold import fold_batchnorm, weights_fingerprint
+        from core.models.fold import fold_batchnorm, weights_fingerprint
 
         net = fold_batchnorm(model)
         # A folded copy is a snapshot of the weights (checked on every call); an unfolded model is used live.

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .config import REPO_ROOT
+from core.config import REPO_ROOT
 
 TAGS: dict[str, str] = {
     "label_wrong": "Label looks wrong",

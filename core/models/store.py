@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .config import MODELS_DIR
-from .tasks import get_model_spec
+from core.config import MODELS_DIR
+from core.models.registry import get_model_spec
 
 
 class ModelIntegrityError(RuntimeError):
@@ -62,7 +62,7 @@ def _json_default(o):
 
 def bundled_models(task: str, root: str | Path | None = None) -> list[str]:
     """Model ids of the task that have a model file and a card, in registry order."""
-    from .tasks import get_task
+    from core.models.registry import get_task
 
     return [m.id for m in get_task(task).models if model_path(task, m.id, root).is_file() and read_card(task, m.id, root)]
 
@@ -96,7 +96,7 @@ def write_predictions(path: str | Path, paths: list[str], labels: list[str], sco
 
 def read_predictions(task: str, model_id: str, which: str, root: str | Path | None = None) -> pd.DataFrame:
     """`which` is 'val' or 'test'; columns path, label, score (+ y as 0/1)."""
-    from .tasks import get_task
+    from core.models.registry import get_task
 
     df = pd.read_csv(model_dir(task, model_id, root) / f"{which}_predictions.csv", dtype={"path": str, "label": str})
     df["y"] = (df["label"] == get_task(task).positive).astype(np.int8)
@@ -105,7 +105,6 @@ def read_predictions(task: str, model_id: str, which: str, root: str | Path | No
 
 def save_for_inference(model, path: str | Path) -> None:
     """Save weights and graph only: optimizer state would double or triple the file and is never needed."""
-    import keras
 
     if getattr(model, "optimizer", None) is not None:
         # Rebuilt from the bare layer config. keras.models.clone_model and model_from_json both come back compiled

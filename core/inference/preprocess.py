@@ -4,8 +4,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .imageio import ImageSource, read_image
-from .tasks import InputSpec
+from core.io.images import ImageSource, read_image
+from core.models.registry import InputSpec
 
 
 def to_channels(img: np.ndarray, channels: int) -> np.ndarray:

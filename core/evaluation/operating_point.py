@@ -1,6 +1,6 @@
 """Operating points in plain language: presets, decisions and what a threshold means for patients.
 
-Pure functions over `core.metrics.OperatingCurve` counts, so the app can move the operating point on every
+Pure functions over `core.evaluation.metrics.OperatingCurve` counts, so the app can move the operating point on every
 slider tick without looking at images again. A case is called positive when `score >= threshold`.
 """
 from __future__ import annotations
@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import metrics
-from .metrics import OperatingCurve
-from .tasks import TaskSpec, get_task
+from core.evaluation import metrics
+from core.evaluation.metrics import OperatingCurve
+from core.models.registry import TaskSpec, get_task
 
 # Preset id -> (button label, rule understood by `preset_threshold`)
 PRESETS: dict[str, tuple[str, str]] = {

@@ -1,4 +1,4 @@
-"""DICOM decoding for `core.imageio`: pixels as a clinician would see them, plus notes and tags.
+"""DICOM decoding for `core.io.images`: pixels as a clinician would see them, plus notes and tags.
 
 Everything happens in memory on the uploaded bytes (no temporary files). What the display pipeline does:
 
@@ -24,8 +24,8 @@ import logging
 
 import numpy as np
 
-from . import imageio
-from .imageio import DecodedImage, InputError
+from core.io import base
+from core.io.base import DecodedImage, InputError
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,11 @@ def _collect(ds, keywords) -> dict[str, str]:
 def _ensure_transfer_syntax(ds) -> None:
     """Files without a meta header (read with force) still need a syntax for the pixel decoder."""
     from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+    from pydicom.uid import (
+        ExplicitVRBigEndian,
+        ExplicitVRLittleEndian,
+        ImplicitVRLittleEndian,
+    )
 
     meta = getattr(ds, "file_meta", None)
     if meta is not None and meta.get("TransferSyntaxUID"):
@@ -286,8 +290,8 @@ def decode_dicom(data: bytes, name: str = "upload") -> DecodedImage:
     meta["TransferSyntax"] = syntax
     if rows <= 0 or cols <= 0:
         raise InputError(f"{name}: the DICOM file declares an empty image ({cols}×{rows}).")
-    if rows * cols > imageio.MAX_PIXELS:  # from the header, before any pixel is decoded
-        raise InputError(f"{name}: the image is {cols}×{rows} pixels, over the {imageio.MAX_PIXELS:,}-pixel limit.")
+    if rows * cols > base.MAX_PIXELS:  # from the header, before any pixel is decoded
+        raise InputError(f"{name}: the image is {cols}×{rows} pixels, over the {base.MAX_PIXELS:,}-pixel limit.")
 
     notes: list[str] = []
     if ds.file_meta.TransferSyntaxUID.is_compressed:

@@ -1,0 +1,4 @@
+"""Evaluation: plain arrays in, plain numbers out (`metrics`), operating points in plain language
+(`operating_point`), the records on each model card (`records`, `report`), figures (`charts`) and the
+misclassified-case review (`reviews`). Import the module you need, e.g. `from core.evaluation import metrics`.
+"""

@@ -1,0 +1,117 @@
+"""Model records: score a split, check it is not degenerate, write predictions and the card's test metrics."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core.data import load_task_manifest, read_manifest, split_train_val
+from core.evaluation import metrics
+from core.inference.forward import score_sources
+from core.models.registry import get_model_spec, get_task
+from core.models.store import (
+    load_model,
+    model_dir,
+    read_card,
+    write_card,
+    write_predictions,
+)
+
+DEGENERATE_MAX_ONE_CLASS = 0.95
+DEGENERATE_MIN_AUC = 0.6
+
+
+class DegenerateModelError(RuntimeError):
+    """A model that calls almost everything one class, or ranks no better than chance."""
+
+
+def check_not_degenerate(y: np.ndarray, scores: np.ndarray, threshold: float, what: str) -> None:
+    share_pos = float(np.mean(scores >= threshold))
+    auc = metrics.roc_auc(y, scores)
+    if max(share_pos, 1 - share_pos) >= DEGENERATE_MAX_ONE_CLASS:
+        raise DegenerateModelError(f"{what}: {max(share_pos, 1 - share_pos):.1%} of images fall in one class at threshold {threshold:.4f}")
+    if not auc >= DEGENERATE_MIN_AUC:
+        raise DegenerateModelError(f"{what}: AUC {auc:.3f} is below {DEGENERATE_MIN_AUC}")
+
+
+def evaluate_frame(task: str, model_id: str, frame: pd.DataFrame, model=None, threshold: float | None = None) -> tuple[np.ndarray, dict]:
+    """Score every row of a manifest frame (`file`, `y`) and summarise at the card's threshold."""
+    spec = get_model_spec(task, model_id)
+    model = model or load_model(task, model_id)
+    thr = read_card(task, model_id)["threshold"] if threshold is None else threshold
+    scores = score_sources(model, spec.input, frame["file"].tolist())
+    y = frame["y"].to_numpy()
+    return scores, metrics.summary(y, scores, thr)
+
+
+def evaluate_bundled(task: str, model_id: str, split: str = "test", update_card: bool = False, model=None) -> dict:
+    """Evaluate on the task's own dataset split; on test, write test_predictions.csv and check for degeneracy."""
+    df = load_task_manifest(task)
+    df = df[df["split"] == split].reset_index(drop=True)
+    scores, summ = evaluate_frame(task, model_id, df, model)
+    if split == "test":
+        write_predictions(model_dir(task, model_id) / "test_predictions.csv", df["path"].tolist(), df["label"].tolist(), scores)
+        card = read_card(task, model_id)
+        extra = {}
+        if "patient_id_known" in df.columns:
+            known = df["patient_id_known"].str.lower() == "true"
+            extra["test_patient_id_known"] = metrics.summary(df.y[known].to_numpy(), scores[known.to_numpy()], card["threshold"])
+        if update_card:
+            card["test"] = summ
+            card.update(extra)
+            write_card(task, model_id, card)
+        check_not_degenerate(df["y"].to_numpy(), scores, card["threshold"], f"{task}/{model_id} on test")
+    return summ
+
+
+def refresh_records(task: str, model_id: str) -> dict:
+    """Re-score validation and test with the current inference path and re-derive the operating point.
+
+    For when the inference path changes numerically (e.g. a new graph optimisation moves scores by float rounding):
+    the threshold is chosen again by the card's rule on the new *validation* scores, then test is re-evaluated at it,
+    exactly as training does. Returns {"threshold_before", "threshold", "validation_auc", "test": summary}.
+    """
+    t = get_task(task)
+    model = load_model(task, model_id)
+    card = read_card(task, model_id)
+    _, va = split_train_val(load_task_manifest(task), t)
+    val_scores = score_sources(model, get_model_spec(task, model_id).input, va["file"].tolist())
+    rule = card.get("threshold_rule", t.threshold_rule)
+    threshold = metrics.choose_threshold(rule, va["y"].to_numpy(), val_scores)
+    write_predictions(model_dir(task, model_id) / "val_predictions.csv", va["path"].tolist(), va["label"].tolist(), val_scores)
+    before = card["threshold"]
+    card["threshold"] = threshold
+    card["validation"] = metrics.summary(va["y"].to_numpy(), val_scores, threshold)
+    write_card(task, model_id, card)
+    test = evaluate_bundled(task, model_id, update_card=True, model=model)
+    return {"threshold_before": before, "threshold": threshold, "validation_auc": card["validation"]["auc"], "test": test}
+
+
+def evaluate_split(task: str, model_id: str, manifest: Path | None = None, split: str | None = None,
+                   threshold: float | None = None, update_card: bool = False) -> tuple[pd.DataFrame, np.ndarray, dict]:
+    """Score a manifest (or the task's own split, default test) and summarise; the own test split at the card's
+    threshold goes through `evaluate_bundled`, so its predictions file and card stay the one record."""
+    task_spec = get_task(task)
+    if manifest:
+        df = read_manifest(manifest, task_spec)
+        if split:
+            df = df[df["split"] == split].reset_index(drop=True)
+        own_test = False
+    else:
+        split = split or "test"
+        df = load_task_manifest(task)
+        df = df[df["split"] == split].reset_index(drop=True)
+        own_test = split == "test" and threshold is None
+    if own_test:
+        summ = evaluate_bundled(task, model_id, update_card=update_card)
+        scores = pd.read_csv(model_dir(task, model_id) / "test_predictions.csv")["score"].to_numpy()
+    else:
+        scores, summ = evaluate_frame(task, model_id, df, threshold=threshold)
+    return df, scores, summ
+
+
+def headline(summ: dict) -> dict:
+    """The summary fields a command prints."""
+    keys = ("n", "n_positive", "auc", "auc_ci", "accuracy", "sensitivity", "specificity", "ppv", "npv", "f1", "threshold", "tp", "fp", "fn", "tn")
+    return {k: summ[k] for k in keys if k in summ}
