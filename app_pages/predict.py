@@ -59,12 +59,16 @@ with col_up:
                + ". Uploads are kept in memory only, never saved.")
 with col_ex:
     pool = _example_pool(task.name)
+    bundled = bool(pool) and pool[0]["source"].startswith("bundled")
     st.button("Try an example", on_click=_add_example, disabled=not pool, width="stretch", key="predict_try",
-              help="Adds an image from the dataset's held-out TEST split (the model never trained on it).")
+              help=("Adds a bundled sample image" if bundled else "Adds an image from the dataset's")
+              + " held-out TEST split (the model never trained on it).")
     if st.session_state[EX_KEY].get(task.name):
         st.button("Remove examples", on_click=_clear_examples, width="stretch", key="predict_clear")
+    if bundled:
+        st.caption(f"{len(pool)} bundled samples from the held-out test set (sample_images/, see ATTRIBUTION.md).")
     if not pool:
-        st.caption("No examples here: the dataset is not on this machine and `python -m core.samples` has not been run.")
+        st.caption("No examples here: the dataset is not on this machine and sample_images/ has none for this task.")
 
 # ---------------------------------------------------------------- scoring --------------------------------------
 def _safe(name: str, data: bytes) -> scoring.Scored:
