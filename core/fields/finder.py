@@ -44,9 +44,11 @@ CIRCLE_COVER = 0.3  # free edge must span this share of the circle to trust the 
 CIRCLE_RMIN, CIRCLE_RMAX = 0.6, 1.6  # x typical radius
 CIRCLE_UNION = 0.0  # 1: box = union of region box and circle box
 BOX_PAD = 0.1  # margin per side, x cell diameter (train fields: boxes ~0.2 d wider than cells)
-LOCAL_HALF = 0.0  # pixel must exceed this x the local max density (0 = off)
-LOCAL_WIN = 1.0  # local max window half-size, x radius
+LOW_FACTOR = 0.4  # x Otsu: pale-cell threshold, used away from dark cells (0 = off)
+BIG_DARK = 0.5  # x cell area: dark blobs at least this big are dark cells (cast a halo)
+HALO = 0.25  # x radius: band around dark cells where the pale threshold is not used
 RESCALE_TOL = 0.15  # redo the field at a new scale only if cells are this far off TARGET_RADIUS
+WBC_FILTER = 1.0
 N_LEVELS = 8  # depth levels of the distance-map flood
 FG_FACTOR = 1.25  # x Otsu threshold on green density; lower keeps pale cells but bridges close ones
 
@@ -57,6 +59,7 @@ class FieldCells:
 
     boxes: (N, 4) int (x, y, w, h) in original-image pixels.
     labels: int32 label image at working scale; cell i has label i + 1 (0 = not a cell).
+    foreground: bool image at working scale: every stained object before splitting/filters.
     scale: working-scale pixels per original pixel (labels.shape ~ original shape * scale).
     cell_diameter: estimated typical red-cell diameter in original pixels (0 if unknown).
     n_candidates: foreground regions after splitting, before the size/shape/WBC filters.
@@ -67,6 +70,7 @@ class FieldCells:
 
     boxes: np.ndarray
     labels: np.ndarray
+    foreground: np.ndarray
     scale: float
     image_shape: tuple[int, int]
     cell_diameter: float = 0.0
@@ -119,6 +123,7 @@ def _empty(shape: tuple[int, int], scale: float, flags: tuple[str, ...], message
     return FieldCells(
         boxes=np.zeros((0, 4), dtype=np.int64),
         labels=np.zeros((h, w), dtype=np.int32),
+        foreground=np.zeros((h, w), dtype=bool),
         scale=scale,
         image_shape=shape,
         flags=flags,
@@ -200,32 +205,41 @@ class _Foreground:
     od: np.ndarray  # green optical density
     fg: np.ndarray  # bool foreground after cleaning
     threshold: float
-    contrast: float  # median OD of foreground / OD threshold
+    contrast: float  # median OD of foreground / Otsu threshold
+    n_raw: int  # blobs of >= 4 px straight after thresholding (before any cleaning)
 
 
 def _foreground(rgb: np.ndarray, radius: float) -> _Foreground:
-    """Cell pixels: above a low global density AND above half the local peak density.
+    """Cell pixels from two thresholds on green density, so pale cells survive next to dark ones.
 
-    One global threshold either drops pale cells (ghosts, many infected cells) or bridges the
-    blurred halo between dark neighbours. "Half the local maximum" puts each edge at its
-    half-density point, whatever the cell's own darkness (like full-width-half-maximum).
+    Dark cells: above FG_FACTOR x Otsu (tight edges, no bridging through the blurred halo between
+    neighbours). Pale cells (many infected ones: gametocytes and schizonts are far paler than
+    the normal cells of a dark-stained field): above LOW_FACTOR x Otsu, but only outside a
+    HALO x radius band around the dark cells, which is where the bridging halo lives.
     """
     od_g = _density(rgb, radius)
     od_g = cv2.GaussianBlur(od_g, (0, 0), max(0.7, radius / 20))
     otsu = _otsu(od_g)
     t = max(otsu * FG_FACTOR, 0.04)
-    if LOCAL_HALF > 0:
-        k = max(3, int(round(2 * LOCAL_WIN * radius)) | 1)
-        local_max = cv2.dilate(od_g, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
-        fg = (od_g > t) & (od_g > LOCAL_HALF * local_max)
-    else:
-        fg = od_g > t
+    strict = od_g > t
+    n_raw, _, stats, _ = cv2.connectedComponentsWithStats(strict.astype(np.uint8), connectivity=8)
+    n_raw = int((stats[1:, cv2.CC_STAT_AREA] >= 4).sum())
+    fg = strict
+    if LOW_FACTOR > 0:
+        loose = od_g > max(otsu * LOW_FACTOR, 0.04)
+        # only whole dark cells cast a halo; a dark spot inside a pale cell (pigment,
+        # chromatin) must not cut the pale cell away around it
+        n, lab, st, _ = cv2.connectedComponentsWithStats(strict.astype(np.uint8), connectivity=8)
+        big = np.zeros(n, dtype=np.uint8)
+        big[1:] = st[1:, cv2.CC_STAT_AREA] >= BIG_DARK * np.pi * radius**2
+        near = cv2.dilate(big[lab], _disc(HALO * radius)).astype(bool)
+        fg = strict | (loose & ~near)
     fg = cv2.morphologyEx(fg.astype(np.uint8), cv2.MORPH_OPEN, _disc(radius * 0.2)).astype(bool)
     fg = _fill_holes(fg, max_area=0.6 * np.pi * radius**2)
     fg = cv2.morphologyEx(fg.astype(np.uint8), cv2.MORPH_OPEN, _disc(radius * 0.3)).astype(bool)
     vals = od_g[fg]
     contrast = float(np.median(vals) / max(otsu, 1e-6)) if vals.size else 0.0
-    return _Foreground(od=od_g, fg=fg, threshold=t, contrast=contrast)
+    return _Foreground(od=od_g, fg=fg, threshold=t, contrast=contrast, n_raw=n_raw)
 
 
 # ----------------------------------------------------------------------------- size estimate
@@ -426,14 +440,13 @@ def _regions(
     nucleus = _nucleus_mask(rgb, fgd.od, fg, radius)
     objs = ndi.find_objects(lab)
     outer = (lab > 0) & (cv2.dilate((lab == 0).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0)
-    circles: list[tuple[float, float, float]] = []
     keep_boxes: list[tuple[int, int, int, int]] = []
     keep_ids: list[int] = []
     clumped = 0
     dropped_small = dropped_wbc = 0
     # WBC: a nucleus blob plus whatever cytoplasm regions touch it
     wbc_ids = set()
-    if nucleus.any():
+    if WBC_FILTER and nucleus.any():
         ids = np.unique(lab[nucleus])
         for i in ids[ids > 0]:
             sl = objs[i - 1]
@@ -459,10 +472,9 @@ def _regions(
         if not border and area / (bw * bh) < 0.35:  # thin debris, fibres, stain streaks
             dropped_small += 1
             continue
-        box, circ = _cell_box(lab, outer, i, sl, radius)
+        box, _ = _cell_box(lab, outer, i, sl, radius)
         keep_ids.append(i)
         keep_boxes.append(box)
-        circles.append(circ)
         if clump_size[i] >= CLUMP_CELLS:
             clumped += 1
     remap = np.zeros(n + 1, dtype=np.int32)
@@ -474,7 +486,6 @@ def _regions(
         "clumped": clumped,
         "dropped_small": dropped_small,
         "dropped_wbc": dropped_wbc,
-        "circles": circles,
     }
     return remap[lab], keep_boxes, info
 
@@ -519,6 +530,7 @@ def find_cells(rgb: np.ndarray) -> FieldCells:
     r_guess = TARGET_RADIUS * min(small.shape[:2]) / 480.0
     fgd = _foreground(small, r_guess)
     r0, n_comp = _estimate_radius(fgd.fg)
+    n_comp = max(n_comp, fgd.n_raw)
     if n_comp > MAX_CANDIDATES:
         return _empty(shape, s0, ("too_many",), TOO_MANY_MESSAGE.format(limit=MAX_CANDIDATES, n=n_comp),
                       n_candidates=n_comp)
@@ -570,6 +582,7 @@ def find_cells(rgb: np.ndarray) -> FieldCells:
     return FieldCells(
         boxes=out,
         labels=labels,
+        foreground=fgd.fg,
         scale=float(scale),
         image_shape=shape,
         cell_diameter=float(2 * radius / scale),

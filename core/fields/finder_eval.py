@@ -47,7 +47,8 @@ def evaluate_finder(split_or_sessions: str | list[str] | tuple[str, ...] = "S2,S
         row = field_detection(fa.boxes, fa.infected, fa.difficult, res.boxes)
         row.update(path=fa.path, session=fa.session, ms=round(times[-1], 1),
                    n_boxes=int(len(fa.boxes)), flags=list(res.flags),
-                   clumped_share=round(res.clumped_share, 3), n_dropped_wbc=res.n_dropped_wbc)
+                   clumped_share=round(res.clumped_share, 3), n_dropped_wbc=res.n_dropped_wbc,
+                   foreground_share=round(float(res.foreground.mean()), 3) if res.foreground.size else 0.0)
         per_field.append(row)
     overall = pooled_recall(per_field)
     ci = bootstrap_ci(per_field, n_boot=n_boot, seed=seed)
