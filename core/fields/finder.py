@@ -46,7 +46,9 @@ CIRCLE_UNION = 0.0  # 1: box = union of region box and circle box
 BOX_PAD = 0.1  # margin per side, x cell diameter (train fields: boxes ~0.2 d wider than cells)
 LOW_FACTOR = 0.4  # x Otsu: pale-cell threshold, used away from dark cells (0 = off)
 BIG_DARK = 0.5  # x cell area: dark blobs at least this big are dark cells (cast a halo)
-HALO = 0.25  # x radius: band around dark cells where the pale threshold is not used
+HALF_MAX = 0.5  # in the band, keep pixels above this x the local max density (0 = off)
+HALF_WIN = 0.4  # x radius, half-size of that local window
+HALO = 0.15  # x radius: band around dark cells where the pale threshold is not used
 RESCALE_TOL = 0.15  # redo the field at a new scale only if cells are this far off TARGET_RADIUS
 WBC_FILTER = 1.0
 N_LEVELS = 8  # depth levels of the distance-map flood
@@ -234,6 +236,10 @@ def _foreground(rgb: np.ndarray, radius: float) -> _Foreground:
         big[1:] = st[1:, cv2.CC_STAT_AREA] >= BIG_DARK * np.pi * radius**2
         near = cv2.dilate(big[lab], _disc(HALO * radius)).astype(bool)
         fg = strict | (loose & ~near)
+        if HALF_MAX > 0:  # inside the band keep what is at least half as dark as its darkest
+            k = max(3, int(round(2 * HALF_WIN * radius)) | 1)  # neighbourhood: a pale body
+            local_max = cv2.dilate(od_g, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
+            fg |= loose & near & (od_g > HALF_MAX * local_max)
     fg = cv2.morphologyEx(fg.astype(np.uint8), cv2.MORPH_OPEN, _disc(radius * 0.2)).astype(bool)
     fg = _fill_holes(fg, max_area=0.6 * np.pi * radius**2)
     fg = cv2.morphologyEx(fg.astype(np.uint8), cv2.MORPH_OPEN, _disc(radius * 0.3)).astype(bool)
