@@ -32,12 +32,13 @@ TOO_THICK_MESSAGE = (
 )
 MAX_CANDIDATES = 3000
 TARGET_RADIUS = 20.0  # cell radius (px) at which the pipeline works; ~half of a 1280x960 field's cells
-FIRST_PASS_SIDE = 640  # long side of the first, size-estimating pass (bounds time and memory)
+FIRST_PASS_SIDES = (320, 640)  # long sides of the size-estimating pass (the 2nd only if cells are tiny)
 MAX_WORK_PIXELS = 1_600_000  # never work on more pixels than this, whatever the input size
 MIN_CELL_DIAMETER = 10.0  # px in the original image; smaller cells cannot be cropped meaningfully
 MAX_CELL_FRACTION = 0.34  # cell diameter / short image side; larger = too zoomed-in to be a field
 THICK_SHARE = 0.6  # share of cells in clumps of >= CLUMP_CELLS that flags a too-thick smear
 CLUMP_CELLS = 3
+CONFLUENT_SHARE = 0.75  # foreground share of the image above which cells cannot be told apart
 MARKER_WIN = 0.55  # a marker is the deepest point within this x radius
 MARKER_DEPTH = 0.45  # ... and at least this x radius from the background
 CIRCLE_COVER = 0.3  # free edge must span this share of the circle to trust the fit
@@ -49,8 +50,8 @@ BIG_DARK = 0.5  # x cell area: dark blobs at least this big are dark cells (cast
 HALF_MAX = 0.5  # in the band, keep pixels above this x the local max density (0 = off)
 HALF_WIN = 0.4  # x radius, half-size of that local window
 HALO = 0.15  # x radius: band around dark cells where the pale threshold is not used
-RESCALE_TOL = 0.15  # redo the field at a new scale only if cells are this far off TARGET_RADIUS
 WBC_FILTER = 1.0
+NEUTRAL_RATIO = 0.85  # red density / green density above this = grey-black ink, not a cell
 N_LEVELS = 8  # depth levels of the distance-map flood
 FG_FACTOR = 1.25  # x Otsu threshold on green density; lower keeps pale cells but bridges close ones
 
@@ -167,13 +168,13 @@ def _background(channel: np.ndarray, radius: float) -> np.ndarray:
     return cv2.resize(bg.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def _density(rgb: np.ndarray, radius: float) -> np.ndarray:
-    """Green-channel optical density, background-normalised (0 = empty slide).
+def _density(rgb: np.ndarray, radius: float, channel: int = 1) -> np.ndarray:
+    """Optical density of one channel (default green), background-normalised (0 = empty slide).
 
     Giemsa-stained red cells absorb green most; the ratio to the local background cancels
     uneven illumination and exposure differences between sessions.
     """
-    c = rgb[:, :, 1].astype(np.float32) + 1.0
+    c = rgb[:, :, channel].astype(np.float32) + 1.0
     bg = _background(c, radius)
     return np.clip(np.log(np.maximum(bg, 8.0) / c), -1.0, 4.0)
 
@@ -446,6 +447,14 @@ def _regions(
     nucleus = _nucleus_mask(rgb, fgd.od, fg, radius)
     objs = ndi.find_objects(lab)
     outer = (lab > 0) & (cv2.dilate((lab == 0).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0)
+    # ink (scale bar, its text, pen marks) is neutral grey-black: it absorbs red as much as
+    # green, while stained cells absorb green far more (pink, purple)
+    od_r = _density(rgb, radius, channel=0)
+    flat = lab.ravel()
+    cnt = np.maximum(np.bincount(flat, minlength=n + 1), 1)
+    mean_g = np.bincount(flat, weights=fgd.od.ravel(), minlength=n + 1) / cnt
+    mean_r = np.bincount(flat, weights=od_r.ravel(), minlength=n + 1) / cnt
+    neutral = mean_r > NEUTRAL_RATIO * np.maximum(mean_g, 1e-3)
     keep_boxes: list[tuple[int, int, int, int]] = []
     keep_ids: list[int] = []
     clumped = 0
@@ -469,6 +478,9 @@ def _regions(
         y0, y1, x0, x1 = sl[0].start, sl[0].stop, sl[1].start, sl[1].stop
         border = x0 == 0 or y0 == 0 or x1 == W or y1 == H
         if area < (0.12 if border else 0.3) * area_cell:
+            dropped_small += 1
+            continue
+        if neutral[i]:
             dropped_small += 1
             continue
         if i in wbc_ids:
@@ -526,20 +538,29 @@ def find_cells(rgb: np.ndarray) -> FieldCells:
     shape = (H, W)
     if min(H, W) < 32:
         return _empty(shape, 1.0, ("no_cells", "too_small_image"), f"{NO_CELLS_MESSAGE} (image is only {W}x{H} px)")
-    s0 = min(1.0, FIRST_PASS_SIDE / max(H, W))
-    small = _resize(rgb, s0)
-    why = _looks_like_smear(small)
-    if why:
-        return _empty(shape, s0, ("no_cells",), f"{NO_CELLS_MESSAGE}: {why}")
-
-    # pass 1: rough size with a guessed radius, then re-estimate on the true scale
-    r_guess = TARGET_RADIUS * min(small.shape[:2]) / 480.0
-    fgd = _foreground(small, r_guess)
-    r0, n_comp = _estimate_radius(fgd.fg)
-    n_comp = max(n_comp, fgd.n_raw)
-    if n_comp > MAX_CANDIDATES:
-        return _empty(shape, s0, ("too_many",), TOO_MANY_MESSAGE.format(limit=MAX_CANDIDATES, n=n_comp),
-                      n_candidates=n_comp)
+    # pass 1, on a small copy: is this a smear, and how big are its cells? A 320 px copy is
+    # enough for normal fields; tiny cells need the 640 px copy to be seen (and counted) at all.
+    for side in FIRST_PASS_SIDES:
+        s0 = min(1.0, side / max(H, W))
+        small = _resize(rgb, s0)
+        if side == FIRST_PASS_SIDES[0]:
+            why = _looks_like_smear(small)
+            if why:
+                return _empty(shape, s0, ("no_cells",), f"{NO_CELLS_MESSAGE}: {why}")
+        r_guess = TARGET_RADIUS * min(small.shape[:2]) / 480.0
+        fgd = _foreground(small, r_guess)
+        r0, n_comp = _estimate_radius(fgd.fg)
+        n_comp = max(n_comp, fgd.n_raw)
+        if n_comp > MAX_CANDIDATES:
+            return _empty(shape, s0, ("too_many",), TOO_MANY_MESSAGE.format(limit=MAX_CANDIDATES, n=n_comp),
+                          n_candidates=n_comp)
+        if r0 >= 4 or s0 >= 1.0:
+            break
+    share_fg = float(fgd.fg.mean())
+    if share_fg > CONFLUENT_SHARE:
+        return _empty(shape, s0, ("too_thick", "no_cells"),
+                      f"stained cells cover {share_fg:.0%} of the image with no gaps between them; the "
+                      "smear is too thick here to count cells reliably (use a thinner part of the smear)")
     if r0 <= 0 or fgd.contrast < 1.3:
         return _empty(shape, s0, ("no_cells",), f"{NO_CELLS_MESSAGE}: nothing stands out from the background")
     diameter = 2 * r0 / s0
@@ -555,15 +576,15 @@ def find_cells(rgb: np.ndarray) -> FieldCells:
 
     scale = s0 * TARGET_RADIUS / r0
     scale = min(scale, 1.0, np.sqrt(MAX_WORK_PIXELS / (H * W)))  # never upsample: bounded time
-    if abs(scale / s0 - 1) > RESCALE_TOL:
-        work = _resize(rgb, scale)
-        fgd = _foreground(work, TARGET_RADIUS)
-        r1, _ = _estimate_radius(fgd.fg)
-        radius = r1 if r1 > 0 else r0 * scale / s0
-    else:
-        scale, work = s0, small
-        fgd = _foreground(work, r0)
-        radius = r0
+    work = _resize(rgb, scale)
+    radius = r0 * scale / s0
+    fgd = _foreground(work, radius)
+    r1, _ = _estimate_radius(fgd.fg)
+    radius = r1 if r1 > 0 and abs(r1 / radius - 1) < 0.3 else radius
+    if fgd.n_raw > MAX_CANDIDATES:  # bounded time: never split thousands of blobs one by one
+        return _empty(shape, scale, ("too_many",),
+                      TOO_MANY_MESSAGE.format(limit=MAX_CANDIDATES, n=fgd.n_raw),
+                      n_candidates=fgd.n_raw, cell_diameter=2 * radius / scale)
     labels, boxes, info = _regions(work, fgd, radius)
     n_cand = info["n_candidates"]
     if n_cand > MAX_CANDIDATES:
