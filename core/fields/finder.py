@@ -52,6 +52,9 @@ HALF_WIN = 0.4  # x radius, half-size of that local window
 HALO = 0.15  # x radius: band around dark cells where the pale threshold is not used
 WBC_FILTER = 1.0
 NEUTRAL_RATIO = 0.85  # red density / green density above this = grey-black ink, not a cell
+DARK_FACTOR = 1.4  # x the cell threshold: 'darker cell' mask for extra markers (0 = off)
+DARK_DEPTH = 0.35  # x radius: depth of an extra marker in the dark mask
+DARK_MIN_DIST = 0.9  # x radius: no extra marker this close to an existing one
 N_LEVELS = 8  # depth levels of the distance-map flood
 FG_FACTOR = 1.25  # x Otsu threshold on green density; lower keeps pale cells but bridges close ones
 
@@ -280,12 +283,27 @@ def _estimate_radius(fg: np.ndarray) -> tuple[float, int]:
 # ----------------------------------------------------------------------------- split + filter
 
 
-def _markers(fg: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray, int]:
-    """Distance transform and one marker per local DT peak at least ~0.45 r deep."""
-    dt = cv2.distanceTransform(fg.astype(np.uint8), cv2.DIST_L2, 5)
+def _peaks(mask: np.ndarray, radius: float, depth: float) -> tuple[np.ndarray, np.ndarray]:
+    """Distance transform of `mask` and a bool map of its local peaks at least depth x r deep."""
+    dt = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 5)
     dts = cv2.GaussianBlur(dt, (0, 0), max(1.0, radius * 0.1))
     win = _disc(radius * MARKER_WIN)
-    peaks = (dts >= cv2.dilate(dts, win) - 1e-3) & (dts >= MARKER_DEPTH * radius)
+    peaks = (dts >= cv2.dilate(dts, win) - 1e-3) & (dts >= depth * radius)
+    return dt, peaks
+
+
+def _markers(fg: np.ndarray, radius: float, dark: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+    """Distance transform and one marker per local DT peak at least ~0.45 r deep.
+
+    `dark` (optional): a stricter mask. A cell darker than the clump it sits in (common for
+    infected cells in pale fields) stands alone in it, so its peak there becomes an extra marker
+    when no marker is already near.
+    """
+    dt, peaks = _peaks(fg, radius, MARKER_DEPTH)
+    if dark is not None and dark.any():
+        _, extra = _peaks(dark & fg, radius, DARK_DEPTH)
+        near = cv2.dilate(peaks.astype(np.uint8), _disc(radius * DARK_MIN_DIST)).astype(bool)
+        peaks |= extra & ~near
     peaks = cv2.dilate(peaks.astype(np.uint8), _disc(max(1.0, radius * 0.15)))
     n, lab = cv2.connectedComponents(peaks, connectivity=8)
     return dt, lab.astype(np.int32), n - 1
@@ -439,7 +457,11 @@ def _regions(
     rgb: np.ndarray, fgd: _Foreground, radius: float
 ) -> tuple[np.ndarray, list[tuple[int, int, int, int]], dict]:
     fg = fgd.fg
-    dt, markers, n_markers = _markers(fg, radius)
+    dark = None
+    if DARK_FACTOR > 0:
+        dark = fgd.od > fgd.threshold * DARK_FACTOR
+        dark = cv2.morphologyEx(dark.astype(np.uint8), cv2.MORPH_OPEN, _disc(radius * 0.3)).astype(bool)
+    dt, markers, n_markers = _markers(fg, radius, dark)
     lab, clump_size = _watershed(fg, dt, markers)
     n = int(lab.max())
     area_cell = np.pi * radius**2
