@@ -2,17 +2,26 @@
 
 Classical image processing (OpenCV + scipy.ndimage), no trained model:
 
-1. downscale so a cell is ~`TARGET_RADIUS` px (cell size is estimated from the image itself),
-2. flatten illumination and turn the green channel into optical density (Giemsa-stained cells
-   absorb green; the bright background does not), which also normalises stain/exposure differences,
-3. Otsu foreground, fill central-pallor holes, open away thin things (scale bar, text, fibres),
-4. distance transform + marker watershed to split touching cells,
-5. drop white blood cells (a big, very dark nucleus), platelets/debris (small) and odd shapes.
+1. size pass on a 320 px copy: is this a stained bright-field smear at all, how big are its
+   cells (median area of lone round blobs)? Then work at a scale where a cell is
+   ~`TARGET_RADIUS` px (never upsampled, at most `MAX_WORK_PIXELS`), so other resolutions work,
+2. flatten illumination and turn the green channel into optical density against the local
+   background (Giemsa-stained cells absorb green; the bright slide does not), which also cancels
+   stain/exposure differences between sessions,
+3. two thresholds: dark cells above 1.25 x Otsu; pale cells (many infected ones) above
+   0.4 x Otsu away from the blurred halo of dark cells; fill central-pallor holes; open away
+   thin things (scale bar line, text, fibres),
+4. distance-transform peaks (plus peaks of a darker-cell mask, for darker infected cells inside
+   clumps) as markers, and a depth flood from them splits touching cells; a cell in a clump gets
+   the box of a circle fitted to its free edge; boxes get a margin like the annotators' boxes,
+5. drop white blood cells (a big, very dark purple nucleus), platelets/debris (small or thin)
+   and grey-black ink (the scale bar and its text).
 
 Bad input never raises for content reasons: `find_cells` returns a `FieldCells` with zero boxes
-and a `message` saying why (blank, greyscale, no cells, wrong scale, too many candidates), and
-flags such as `too_thick` for fields that are counted but should not be trusted. It raises
-`TypeError`/`ValueError` only for things that are not an image at all (wrong dtype/shape).
+and a `message` saying why (blank, greyscale, no cells, wrong scale, too many candidates,
+confluent smear), and the flag `too_thick` on fields that are counted but should not be
+trusted (most cells in clumps). It raises `TypeError`/`ValueError` only for things that are not
+an image array at all. Callers decide what to do with flags; `FieldCells.ok` is the short test.
 """
 from __future__ import annotations
 
@@ -50,7 +59,7 @@ BIG_DARK = 0.5  # x cell area: dark blobs at least this big are dark cells (cast
 HALF_MAX = 0.5  # in the band, keep pixels above this x the local max density (0 = off)
 HALF_WIN = 0.4  # x radius, half-size of that local window
 HALO = 0.15  # x radius: band around dark cells where the pale threshold is not used
-WBC_FILTER = 1.0
+WBC_FILTER = 1.0  # 0 turns the white-cell filter off (for measuring what it removes)
 NEUTRAL_RATIO = 0.85  # red density / green density above this = grey-black ink, not a cell
 DARK_FACTOR = 1.4  # x the cell threshold: 'darker cell' mask for extra markers (0 = off)
 DARK_DEPTH = 0.35  # x radius: depth of an extra marker in the dark mask
