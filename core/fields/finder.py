@@ -2,17 +2,26 @@
 
 Classical image processing (OpenCV + scipy.ndimage), no trained model:
 
-1. downscale so a cell is ~`TARGET_RADIUS` px (cell size is estimated from the image itself),
-2. flatten illumination and turn the green channel into optical density (Giemsa-stained cells
-   absorb green; the bright background does not), which also normalises stain/exposure differences,
-3. Otsu foreground, fill central-pallor holes, open away thin things (scale bar, text, fibres),
-4. distance transform + marker watershed to split touching cells,
-5. drop white blood cells (a big, very dark nucleus), platelets/debris (small) and odd shapes.
+1. size pass on a 320 px copy: is this a stained bright-field smear at all, how big are its
+   cells (median area of lone round blobs)? Then work at a scale where a cell is
+   ~`TARGET_RADIUS` px (never upsampled, at most `MAX_WORK_PIXELS`), so other resolutions work,
+2. flatten illumination and turn the green channel into optical density against the local
+   background (Giemsa-stained cells absorb green; the bright slide does not), which also cancels
+   stain/exposure differences between sessions,
+3. two thresholds: dark cells above 1.25 x Otsu; pale cells (many infected ones) above
+   0.4 x Otsu away from the blurred halo of dark cells; fill central-pallor holes; open away
+   thin things (scale bar line, text, fibres),
+4. distance-transform peaks (plus peaks of a darker-cell mask, for darker infected cells inside
+   clumps) as markers, and a depth flood from them splits touching cells; a cell in a clump gets
+   the box of a circle fitted to its free edge; boxes get a margin like the annotators' boxes,
+5. drop white blood cells (a big, very dark purple nucleus), platelets/debris (small or thin)
+   and grey-black ink (the scale bar and its text).
 
 Bad input never raises for content reasons: `find_cells` returns a `FieldCells` with zero boxes
-and a `message` saying why (blank, greyscale, no cells, wrong scale, too many candidates), and
-flags such as `too_thick` for fields that are counted but should not be trusted. It raises
-`TypeError`/`ValueError` only for things that are not an image at all (wrong dtype/shape).
+and a `message` saying why (blank, greyscale, no cells, wrong scale, too many candidates,
+confluent smear), and the flag `too_thick` on fields that are counted but should not be
+trusted (most cells in clumps). It raises `TypeError`/`ValueError` only for things that are not
+an image array at all. Callers decide what to do with flags; `FieldCells.ok` is the short test.
 """
 from __future__ import annotations
 
@@ -32,12 +41,13 @@ TOO_THICK_MESSAGE = (
 )
 MAX_CANDIDATES = 3000
 TARGET_RADIUS = 20.0  # cell radius (px) at which the pipeline works; ~half of a 1280x960 field's cells
-FIRST_PASS_SIDE = 640  # long side of the first, size-estimating pass (bounds time and memory)
+FIRST_PASS_SIDES = (320, 640)  # long sides of the size-estimating pass (the 2nd only if cells are tiny)
 MAX_WORK_PIXELS = 1_600_000  # never work on more pixels than this, whatever the input size
 MIN_CELL_DIAMETER = 10.0  # px in the original image; smaller cells cannot be cropped meaningfully
 MAX_CELL_FRACTION = 0.34  # cell diameter / short image side; larger = too zoomed-in to be a field
 THICK_SHARE = 0.6  # share of cells in clumps of >= CLUMP_CELLS that flags a too-thick smear
 CLUMP_CELLS = 3
+CONFLUENT_SHARE = 0.75  # foreground share of the image above which cells cannot be told apart
 MARKER_WIN = 0.55  # a marker is the deepest point within this x radius
 MARKER_DEPTH = 0.45  # ... and at least this x radius from the background
 CIRCLE_COVER = 0.3  # free edge must span this share of the circle to trust the fit
@@ -46,9 +56,14 @@ CIRCLE_UNION = 0.0  # 1: box = union of region box and circle box
 BOX_PAD = 0.1  # margin per side, x cell diameter (train fields: boxes ~0.2 d wider than cells)
 LOW_FACTOR = 0.4  # x Otsu: pale-cell threshold, used away from dark cells (0 = off)
 BIG_DARK = 0.5  # x cell area: dark blobs at least this big are dark cells (cast a halo)
-HALO = 0.25  # x radius: band around dark cells where the pale threshold is not used
-RESCALE_TOL = 0.15  # redo the field at a new scale only if cells are this far off TARGET_RADIUS
-WBC_FILTER = 1.0
+HALF_MAX = 0.5  # in the band, keep pixels above this x the local max density (0 = off)
+HALF_WIN = 0.4  # x radius, half-size of that local window
+HALO = 0.15  # x radius: band around dark cells where the pale threshold is not used
+WBC_FILTER = 1.0  # 0 turns the white-cell filter off (for measuring what it removes)
+NEUTRAL_RATIO = 0.85  # red density / green density above this = grey-black ink, not a cell
+DARK_FACTOR = 1.4  # x the cell threshold: 'darker cell' mask for extra markers (0 = off)
+DARK_DEPTH = 0.35  # x radius: depth of an extra marker in the dark mask
+DARK_MIN_DIST = 0.9  # x radius: no extra marker this close to an existing one
 N_LEVELS = 8  # depth levels of the distance-map flood
 FG_FACTOR = 1.25  # x Otsu threshold on green density; lower keeps pale cells but bridges close ones
 
@@ -165,13 +180,13 @@ def _background(channel: np.ndarray, radius: float) -> np.ndarray:
     return cv2.resize(bg.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def _density(rgb: np.ndarray, radius: float) -> np.ndarray:
-    """Green-channel optical density, background-normalised (0 = empty slide).
+def _density(rgb: np.ndarray, radius: float, channel: int = 1) -> np.ndarray:
+    """Optical density of one channel (default green), background-normalised (0 = empty slide).
 
     Giemsa-stained red cells absorb green most; the ratio to the local background cancels
     uneven illumination and exposure differences between sessions.
     """
-    c = rgb[:, :, 1].astype(np.float32) + 1.0
+    c = rgb[:, :, channel].astype(np.float32) + 1.0
     bg = _background(c, radius)
     return np.clip(np.log(np.maximum(bg, 8.0) / c), -1.0, 4.0)
 
@@ -234,6 +249,10 @@ def _foreground(rgb: np.ndarray, radius: float) -> _Foreground:
         big[1:] = st[1:, cv2.CC_STAT_AREA] >= BIG_DARK * np.pi * radius**2
         near = cv2.dilate(big[lab], _disc(HALO * radius)).astype(bool)
         fg = strict | (loose & ~near)
+        if HALF_MAX > 0:  # inside the band keep what is at least half as dark as its darkest
+            k = max(3, int(round(2 * HALF_WIN * radius)) | 1)  # neighbourhood: a pale body
+            local_max = cv2.dilate(od_g, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
+            fg |= loose & near & (od_g > HALF_MAX * local_max)
     fg = cv2.morphologyEx(fg.astype(np.uint8), cv2.MORPH_OPEN, _disc(radius * 0.2)).astype(bool)
     fg = _fill_holes(fg, max_area=0.6 * np.pi * radius**2)
     fg = cv2.morphologyEx(fg.astype(np.uint8), cv2.MORPH_OPEN, _disc(radius * 0.3)).astype(bool)
@@ -273,12 +292,27 @@ def _estimate_radius(fg: np.ndarray) -> tuple[float, int]:
 # ----------------------------------------------------------------------------- split + filter
 
 
-def _markers(fg: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray, int]:
-    """Distance transform and one marker per local DT peak at least ~0.45 r deep."""
-    dt = cv2.distanceTransform(fg.astype(np.uint8), cv2.DIST_L2, 5)
+def _peaks(mask: np.ndarray, radius: float, depth: float) -> tuple[np.ndarray, np.ndarray]:
+    """Distance transform of `mask` and a bool map of its local peaks at least depth x r deep."""
+    dt = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 5)
     dts = cv2.GaussianBlur(dt, (0, 0), max(1.0, radius * 0.1))
     win = _disc(radius * MARKER_WIN)
-    peaks = (dts >= cv2.dilate(dts, win) - 1e-3) & (dts >= MARKER_DEPTH * radius)
+    peaks = (dts >= cv2.dilate(dts, win) - 1e-3) & (dts >= depth * radius)
+    return dt, peaks
+
+
+def _markers(fg: np.ndarray, radius: float, dark: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+    """Distance transform and one marker per local DT peak at least ~0.45 r deep.
+
+    `dark` (optional): a stricter mask. A cell darker than the clump it sits in (common for
+    infected cells in pale fields) stands alone in it, so its peak there becomes an extra marker
+    when no marker is already near.
+    """
+    dt, peaks = _peaks(fg, radius, MARKER_DEPTH)
+    if dark is not None and dark.any():
+        _, extra = _peaks(dark & fg, radius, DARK_DEPTH)
+        near = cv2.dilate(peaks.astype(np.uint8), _disc(radius * DARK_MIN_DIST)).astype(bool)
+        peaks |= extra & ~near
     peaks = cv2.dilate(peaks.astype(np.uint8), _disc(max(1.0, radius * 0.15)))
     n, lab = cv2.connectedComponents(peaks, connectivity=8)
     return dt, lab.astype(np.int32), n - 1
@@ -432,7 +466,11 @@ def _regions(
     rgb: np.ndarray, fgd: _Foreground, radius: float
 ) -> tuple[np.ndarray, list[tuple[int, int, int, int]], dict]:
     fg = fgd.fg
-    dt, markers, n_markers = _markers(fg, radius)
+    dark = None
+    if DARK_FACTOR > 0:
+        dark = fgd.od > fgd.threshold * DARK_FACTOR
+        dark = cv2.morphologyEx(dark.astype(np.uint8), cv2.MORPH_OPEN, _disc(radius * 0.3)).astype(bool)
+    dt, markers, n_markers = _markers(fg, radius, dark)
     lab, clump_size = _watershed(fg, dt, markers)
     n = int(lab.max())
     area_cell = np.pi * radius**2
@@ -440,6 +478,14 @@ def _regions(
     nucleus = _nucleus_mask(rgb, fgd.od, fg, radius)
     objs = ndi.find_objects(lab)
     outer = (lab > 0) & (cv2.dilate((lab == 0).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0)
+    # ink (scale bar, its text, pen marks) is neutral grey-black: it absorbs red as much as
+    # green, while stained cells absorb green far more (pink, purple)
+    od_r = _density(rgb, radius, channel=0)
+    flat = lab.ravel()
+    cnt = np.maximum(np.bincount(flat, minlength=n + 1), 1)
+    mean_g = np.bincount(flat, weights=fgd.od.ravel(), minlength=n + 1) / cnt
+    mean_r = np.bincount(flat, weights=od_r.ravel(), minlength=n + 1) / cnt
+    neutral = mean_r > NEUTRAL_RATIO * np.maximum(mean_g, 1e-3)
     keep_boxes: list[tuple[int, int, int, int]] = []
     keep_ids: list[int] = []
     clumped = 0
@@ -463,6 +509,9 @@ def _regions(
         y0, y1, x0, x1 = sl[0].start, sl[0].stop, sl[1].start, sl[1].stop
         border = x0 == 0 or y0 == 0 or x1 == W or y1 == H
         if area < (0.12 if border else 0.3) * area_cell:
+            dropped_small += 1
+            continue
+        if neutral[i]:
             dropped_small += 1
             continue
         if i in wbc_ids:
@@ -520,20 +569,29 @@ def find_cells(rgb: np.ndarray) -> FieldCells:
     shape = (H, W)
     if min(H, W) < 32:
         return _empty(shape, 1.0, ("no_cells", "too_small_image"), f"{NO_CELLS_MESSAGE} (image is only {W}x{H} px)")
-    s0 = min(1.0, FIRST_PASS_SIDE / max(H, W))
-    small = _resize(rgb, s0)
-    why = _looks_like_smear(small)
-    if why:
-        return _empty(shape, s0, ("no_cells",), f"{NO_CELLS_MESSAGE}: {why}")
-
-    # pass 1: rough size with a guessed radius, then re-estimate on the true scale
-    r_guess = TARGET_RADIUS * min(small.shape[:2]) / 480.0
-    fgd = _foreground(small, r_guess)
-    r0, n_comp = _estimate_radius(fgd.fg)
-    n_comp = max(n_comp, fgd.n_raw)
-    if n_comp > MAX_CANDIDATES:
-        return _empty(shape, s0, ("too_many",), TOO_MANY_MESSAGE.format(limit=MAX_CANDIDATES, n=n_comp),
-                      n_candidates=n_comp)
+    # pass 1, on a small copy: is this a smear, and how big are its cells? A 320 px copy is
+    # enough for normal fields; tiny cells need the 640 px copy to be seen (and counted) at all.
+    for side in FIRST_PASS_SIDES:
+        s0 = min(1.0, side / max(H, W))
+        small = _resize(rgb, s0)
+        if side == FIRST_PASS_SIDES[0]:
+            why = _looks_like_smear(small)
+            if why:
+                return _empty(shape, s0, ("no_cells",), f"{NO_CELLS_MESSAGE}: {why}")
+        r_guess = TARGET_RADIUS * min(small.shape[:2]) / 480.0
+        fgd = _foreground(small, r_guess)
+        r0, n_comp = _estimate_radius(fgd.fg)
+        n_comp = max(n_comp, fgd.n_raw)
+        if n_comp > MAX_CANDIDATES:
+            return _empty(shape, s0, ("too_many",), TOO_MANY_MESSAGE.format(limit=MAX_CANDIDATES, n=n_comp),
+                          n_candidates=n_comp)
+        if r0 >= 4 or s0 >= 1.0:
+            break
+    share_fg = float(fgd.fg.mean())
+    if share_fg > CONFLUENT_SHARE:
+        return _empty(shape, s0, ("too_thick", "no_cells"),
+                      f"stained cells cover {share_fg:.0%} of the image with no gaps between them; the "
+                      "smear is too thick here to count cells reliably (use a thinner part of the smear)")
     if r0 <= 0 or fgd.contrast < 1.3:
         return _empty(shape, s0, ("no_cells",), f"{NO_CELLS_MESSAGE}: nothing stands out from the background")
     diameter = 2 * r0 / s0
@@ -549,15 +607,15 @@ def find_cells(rgb: np.ndarray) -> FieldCells:
 
     scale = s0 * TARGET_RADIUS / r0
     scale = min(scale, 1.0, np.sqrt(MAX_WORK_PIXELS / (H * W)))  # never upsample: bounded time
-    if abs(scale / s0 - 1) > RESCALE_TOL:
-        work = _resize(rgb, scale)
-        fgd = _foreground(work, TARGET_RADIUS)
-        r1, _ = _estimate_radius(fgd.fg)
-        radius = r1 if r1 > 0 else r0 * scale / s0
-    else:
-        scale, work = s0, small
-        fgd = _foreground(work, r0)
-        radius = r0
+    work = _resize(rgb, scale)
+    radius = r0 * scale / s0
+    fgd = _foreground(work, radius)
+    r1, _ = _estimate_radius(fgd.fg)
+    radius = r1 if r1 > 0 and abs(r1 / radius - 1) < 0.3 else radius
+    if fgd.n_raw > MAX_CANDIDATES:  # bounded time: never split thousands of blobs one by one
+        return _empty(shape, scale, ("too_many",),
+                      TOO_MANY_MESSAGE.format(limit=MAX_CANDIDATES, n=fgd.n_raw),
+                      n_candidates=fgd.n_raw, cell_diameter=2 * radius / scale)
     labels, boxes, info = _regions(work, fgd, radius)
     n_cand = info["n_candidates"]
     if n_cand > MAX_CANDIDATES:
