@@ -7,6 +7,7 @@ from core.data import samples
 from core.evaluation import operating_point as op
 from core.inference import scoring
 from ui import common, imaging
+from ui import fields as fieldview
 
 ctx = common.context()
 st.title("Predict")
@@ -79,14 +80,19 @@ def _safe(name: str, data: bytes) -> scoring.Scored:
         return scoring.Scored(name, scoring.digest(data), error=f"{name}: SecondLook could not score this file ({type(exc).__name__}: {exc}).")
 
 
+inputs = [(f.name, f.getvalue(), None) for f in uploads or []]
+inputs += [(ex["path"], imaging.file_bytes(ex["file"]), ex["label"]) for ex in st.session_state[EX_KEY].get(task.name, [])]
+if task.modality == "smear":  # whole microscope fields are screened cell by cell; single-cell crops go on below
+    fields = [{"name": n, "data": d} for n, d, _ in inputs if fieldview.is_field(d, n)]
+    inputs = [i for i in inputs if not any(i[0] == f["name"] for f in fields)]
+    if fields:
+        fieldview.render(task.name, mid, thr, fields)
+        if not inputs:
+            st.stop()
 results = []  # dicts: name, scored, truth, data
 with st.spinner("Scoring…"):
-    for f in uploads or []:
-        data = f.getvalue()
-        results.append({"name": f.name, "scored": _safe(f.name, data), "truth": None, "data": data})
-    for ex in st.session_state[EX_KEY].get(task.name, []):
-        data = imaging.file_bytes(ex["file"])
-        results.append({"name": ex["path"], "scored": _safe(ex["path"], data), "truth": ex["label"], "data": data})
+    for name, data, truth in inputs:
+        results.append({"name": name, "scored": _safe(name, data), "truth": truth, "data": data})
 
 seen: dict[str, int] = {}
 for r in results:  # two files with the same name stay apart in the worklist

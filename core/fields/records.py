@@ -5,6 +5,8 @@ threshold whose false "infected" cells average at most `FP_PER_FIELD_TARGET` per
 (session S1) are scored once with it. Found cells are matched one-to-one to annotated boxes at IoU >= 0.5; a
 found cell matched to an infected box is infected, to a `difficult` box is left out, anything else is uninfected
 (so an unannotated real cell called infected counts as a false alarm: pessimistic). Intervals resample fields.
+`infected_sensitivity` needs the IoU match; `infected_flagged_anywhere` is the lenient reading (the infected cell's
+centre lies inside some found box called infected, e.g. a box around a clump of touching cells).
 
     python -m core.fields.records --model secondlook_twosite      # writes models/malaria/<id>/fields.json
 """
@@ -43,6 +45,7 @@ class ScoredField:
     n_infected_boxes: int
     infected_found: np.ndarray  # per annotated infected box: index of the found cell matched to it, or -1
     n_matched_boxes: int  # annotated (not difficult) boxes matched by a found cell
+    infected_covering: list  # per annotated infected box: indices of found boxes that contain its centre
 
 
 def score_annotated(model, spec, fields) -> list[ScoredField]:
@@ -56,20 +59,26 @@ def score_annotated(model, spec, fields) -> list[ScoredField]:
             truth[i] = -1 if f.difficult[j] else int(f.infected[j])
             box_to_found[j] = i
         inf = np.flatnonzero(f.infected & ~f.difficult)
+        covering = []
+        for x, y, w, h in f.boxes[inf]:
+            cx, cy, b = x + w / 2, y + h / 2, s.boxes
+            covering.append(np.flatnonzero((b[:, 0] <= cx) & (cx <= b[:, 0] + b[:, 2]) & (b[:, 1] <= cy) & (cy <= b[:, 1] + b[:, 3]))
+                            if len(b) else np.zeros(0, int))
         out.append(ScoredField(s, truth, int((~f.difficult).sum()), int(len(inf)), box_to_found[inf],
-                               int(((box_to_found >= 0) & ~f.difficult).sum())))
+                               int(((box_to_found >= 0) & ~f.difficult).sum()), covering))
     return out
 
 
 def per_field(scored: list[ScoredField], threshold: float) -> dict[str, np.ndarray]:
     """Per-field counts at a threshold (arrays over fields)."""
-    rows = {k: [] for k in ("fp", "tp_boxes", "inf_boxes", "found_inf_boxes", "boxes", "matched", "cells", "called", "err")}
+    rows = {k: [] for k in ("fp", "tp_boxes", "tp_centre", "inf_boxes", "found_inf_boxes", "boxes", "matched", "cells", "called", "err")}
     for f in scored:
         called = f.screen.probabilities >= threshold
         rows["fp"].append(int((called & (f.truth == 0)).sum()))
         hit = f.infected_found[f.infected_found >= 0]
         rows["tp_boxes"].append(int(called[hit].sum()) if len(hit) else 0)
         rows["found_inf_boxes"].append(len(hit))
+        rows["tp_centre"].append(sum(bool(called[c].any()) for c in f.infected_covering if len(c)))
         rows["inf_boxes"].append(f.n_infected_boxes)
         rows["boxes"].append(f.n_boxes)
         rows["matched"].append(f.n_matched_boxes)
@@ -89,6 +98,7 @@ def _stats(r: dict[str, np.ndarray]) -> dict[str, float]:
         "red_cells_found": ratio(r["matched"], r["boxes"]),
         "infected_cells_found": ratio(r["found_inf_boxes"], r["inf_boxes"]),
         "infected_sensitivity": ratio(r["tp_boxes"], r["inf_boxes"]),
+        "infected_flagged_anywhere": ratio(r["tp_centre"], r["inf_boxes"]),
         "false_positive_cells_per_field": float(r["fp"].mean()) if len(r["fp"]) else float("nan"),
         "parasitemia_abs_error_median": float(np.median(r["err"])) if len(r["err"]) else float("nan"),
         "parasitemia_abs_error_mean": float(r["err"].mean()) if len(r["err"]) else float("nan"),
@@ -190,3 +200,27 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _ci(r: dict, k: str, fmt: str = "{:.3f}") -> str:
+    lo, hi = r[f"{k}_ci"]
+    return f"{fmt.format(r[k])} ({fmt.format(lo)}–{fmt.format(hi)})"
+
+
+def record_table() -> str:
+    """The README's whole-field table, from every bundled malaria model's `fields.json` (current model files only)."""
+    from core.models.store import bundled_models
+
+    rows = ["| model | field threshold | red cells found | infected cells found | infected-cell sensitivity | "
+            "infected flagged anywhere | false infected cells / field | parasitemia error, median (points) |",
+            "|---|---:|---|---|---|---|---|---|"]
+    for m in bundled_models(TASK):
+        rec = read_record(m)
+        if not rec or rec.get("model_sha256") != read_card(TASK, m).get("sha256"):
+            continue
+        t = rec["test"]
+        rows.append(f"| `{m}` | {rec['threshold']:.4f} | {_ci(t, 'red_cells_found')} | {_ci(t, 'infected_cells_found')} | "
+                    f"{_ci(t, 'infected_sensitivity')} | {_ci(t, 'infected_flagged_anywhere')} | "
+                    f"{_ci(t, 'false_positive_cells_per_field', '{:.2f}')} | "
+                    f"{_ci(t, 'parasitemia_abs_error_median', '{:.2f}')} |")
+    return "\n".join(rows)
