@@ -183,3 +183,23 @@ def export_csv(**filters) -> bytes:
     buf = io.StringIO()
     to_frame(**filters).to_csv(buf, index=False, float_format="%.8f")
     return buf.getvalue().encode("utf-8")
+
+
+def record_file(path: str, row: dict, model_sha256: str | None, surface: str, db: str | Path | None = None) -> bool:
+    """Audit one scored file of a command-line run (`row` as `core.predict.predict_file` returns it).
+
+    Returns False (after saying why on stderr) when the log cannot be written, so the run can finish its other
+    files and still exit non-zero.
+    """
+    import hashlib
+    import sys
+
+    try:
+        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        record(image_sha256=digest, task=row["task"], model_id=row["model"], model_sha256=model_sha256,
+               threshold=row["threshold"], probability=row["probability"], decision=row["decision"],
+               surface=surface, db=db)
+        return True
+    except (AuditError, OSError, ValueError) as exc:
+        print(f"audit: {path}: {exc}", file=sys.stderr)
+        return False
