@@ -262,3 +262,19 @@ def record_audit(case: Case, surface: str, db=None) -> list[int]:
                          threshold=m.threshold, probability=r.probability, decision=r.decision,
                          withheld_reason=r.withheld, site_profile=case.site_profile, surface=surface, db=db)
             for r in case.scored]
+
+
+def from_scored(info: ModelInfo, s, data: bytes) -> ImageResult:
+    """An ImageResult from the app's cached `scoring.Scored` (no re-scoring: the picture is decoded again only
+    for the report, because the app's cache keeps scores small)."""
+    from ..explain import overlay
+
+    r = ImageResult(s.name, s.digest, s.probability, info.threshold, info.positive, info.negative, error=s.error,
+                    warnings=list(s.warnings), notes=list(s.notes), phi=dict(s.phi or {}))
+    if not s.ok:
+        return r
+    dec = scoring.decode(data, s.name)
+    r.image = scoring.display_image(dec.pixels)
+    r.overlay = overlay(r.image, s.heatmap, alpha=OVERLAY_ALPHA) if s.heatmap is not None else None
+    r.source = source_ref(data) if dec.format == "DICOM" else None
+    return r
