@@ -139,7 +139,7 @@ class Pacs:
             raise PacsError(f"{what}: the PACS did not answer in time or aborted the association.")
         code = int(status.Status)
         if code not in ok:
-            comment = status.get("ErrorComment", "")
+            comment = status.get("ErrorComment", "") or _status_meaning(code)
             raise PacsError(f"{what}: the PACS answered with status 0x{code:04X}" + (f" ({comment})" if comment else "") + ".")
         return code
 
@@ -234,10 +234,11 @@ class Pacs:
                                 evt_handlers=[(evt.EVT_C_STORE, on_store)])
         try:
             last = None
+            what = f"C-GET of study {study_uid}"
             for status, _ in assoc.send_c_get(q, GET):
                 last = status
-                self._check(status, "C-GET", ok=(0x0000, 0xFF00, 0xB000))
-            code = self._check(last, "C-GET", ok=(0x0000, 0xB000))
+                self._check(status, what, ok=(0x0000, 0xFF00, 0xB000))
+            code = self._check(last, what, ok=(0x0000, 0xB000))
         finally:
             self._release(assoc)
         if code == 0xB000 and len(received) >= max_instances:
@@ -246,6 +247,22 @@ class Pacs:
             raise PacsError(f"C-GET of study {study_uid}: some instances could not be sent "
                             f"({len(received)} received); their kind may not be supported.")
         return received
+
+
+def _status_meaning(code: int) -> str:
+    if code == 0xFE00:
+        return "cancelled"
+    if code in (0xA700, 0xA701, 0xA702) or 0xA700 <= code <= 0xA7FF:
+        return "the PACS is out of resources"
+    if code == 0xA900 or 0xA900 <= code <= 0xA9FF:
+        return "the request does not match what the PACS holds"
+    if code == 0x0122:
+        return "the PACS does not support this kind of object"
+    if code == 0x0124:
+        return "not authorised: the PACS does not allow this AE title to do that"
+    if 0xC000 <= code <= 0xCFFF:
+        return "unable to process: e.g. the study is not there or the request was refused"
+    return ""
 
 
 def _text(v) -> str:
