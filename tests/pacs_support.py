@@ -26,7 +26,7 @@ START_TIMEOUT = 60.0
 
 
 def require_orthanc() -> str:
-    exe = shutil.which("Orthanc")
+    exe = shutil.which("Orthanc") or shutil.which("Orthanc", path="/usr/sbin:/usr/bin")
     if exe:
         return exe
     msg = "the Orthanc binary is not installed (Debian package 'orthanc'; .ci/run installs it)"
