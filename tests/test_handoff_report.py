@@ -9,7 +9,7 @@ import pytest
 from core import operating_point as op
 from core import store
 from core.handoff import case as C
-from core.handoff.report import build_pdf
+from core.handoff.report import _latin1, build_pdf
 from tests.handoff_support import TASK, dicom, need_tool, png, score
 
 
@@ -55,8 +55,9 @@ def test_one_image_report_says_what_the_model_said_and_how_far_to_trust_it(tmp_p
     assert f"Decision at the operating point: {decision}" in text
     assert f"threshold {card['threshold']:.4f}" in text and "card default" in text
     v = card["validation"]
-    assert op.fmt_pct(v["sensitivity"]) in text and op.fmt_ci(tuple(v["sensitivity_ci"])) in text
-    assert op.fmt_ci(tuple(v["specificity_ci"])) in text
+    # Latin-1 text is set in the core font, where an en dash becomes '-'
+    assert op.fmt_pct(v["sensitivity"]) in text and _latin1(op.fmt_ci(tuple(v["sensitivity_ci"]))) in text
+    assert _latin1(op.fmt_ci(tuple(v["specificity_ci"]))) in text
     assert f"{card['test']['n']} held-out test images" in text
     assert "not a diagnostic device" in text
     assert "Site profile none" in text
@@ -105,3 +106,21 @@ def test_meaning_without_validation_results_says_so():
 def test_threshold_outside_0_1_is_refused():
     with pytest.raises(ValueError, match=r"threshold must be in \[0, 1\]"):
         C.model_info(TASK, "secondlook_cnn", threshold=1.5)
+
+
+def test_non_latin_text_gets_an_embedded_unicode_font(tmp_path):
+    from core.handoff.report import FONT_DIR
+
+    if not (FONT_DIR / "DejaVuSans.ttf").is_file():
+        pytest.skip("DejaVu font not installed (fonts-dejavu-core)")
+    latin = score([("chest.png", png())])
+    assert b"DejaVu" not in build_pdf(latin)  # Latin-1 text: the core font, nothing to embed
+    uni = score([("снимок.png", png())])
+    pdf = build_pdf(uni)
+    assert b"DejaVu" in pdf
+    assert "Image: снимок.png" in pdf_text(pdf, tmp_path)
+
+
+def test_a_one_image_report_with_patient_details_still_fits_one_page(tmp_path):
+    case = score([("study.dcm", dicom())])
+    assert pages(build_pdf(case, include_patient=True), tmp_path) == 1

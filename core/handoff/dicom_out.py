@@ -22,6 +22,7 @@ study by these fields, so `pacs.store` callers pass `include_patient=True` (resu
 from __future__ import annotations
 
 import copy
+import functools
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,6 +141,7 @@ def _source_header(r: ImageResult, include_patient: bool) -> tuple[object, list[
 
 # ------------------------------------------------------------------------------------------------ SC
 
+@functools.lru_cache(maxsize=16)
 def _font(size: int):
     from PIL import ImageFont
 

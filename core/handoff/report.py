@@ -25,19 +25,17 @@ JPEG_QUALITY = 85
 IMAGE_MAX_H = 64.0  # mm: a one-image report fits on one A4 page
 DESCRIPTION_CHARS = 150
 RED, GREEN, AMBER, GREY = (176, 32, 32), (24, 110, 48), (150, 90, 0), (90, 90, 90)
-PATIENT_FIELDS = (("PatientName", "Patient name"), ("PatientID", "Patient ID"), ("PatientBirthDate", "Birth date"),
-                  ("PatientSex", "Sex"), ("AccessionNumber", "Accession number"), ("StudyDate", "Study date"))
 
 
 class _Doc(FPDF):
-    def __init__(self, title: str) -> None:
+    def __init__(self, title: str, unicode: bool = False) -> None:
         super().__init__(orientation="P", unit="mm", format="A4")
         self.report_title = title
         self.set_margins(15, 14, 15)
         self.set_auto_page_break(True, margin=16)
         self.set_creator("SecondLook")
         self.set_title(title)
-        self.font_family_name = _fonts(self)
+        self.font_family_name = _fonts(self) if unicode else "Helvetica"
 
     def footer(self) -> None:
         self.set_y(-13)
@@ -50,7 +48,10 @@ class _Doc(FPDF):
 
 
 def _fonts(pdf: FPDF) -> str:
-    """DejaVu (Unicode: ≥, –, —) when the Debian font is there, else the core Helvetica (Latin-1 only)."""
+    """DejaVu (any script) when the Debian font is there, else the core Helvetica (Latin-1 only).
+
+    Embedding a TrueType font (parse + subset) costs more than the rest of a one-image report, so it is used only
+    when some text of the case is not Latin-1 (`_needs_unicode`)."""
     reg, bold = FONT_DIR / "DejaVuSans.ttf", FONT_DIR / "DejaVuSans-Bold.ttf"
     if reg.is_file() and bold.is_file():
         pdf.add_font("DejaVu", "", str(reg))
@@ -59,18 +60,38 @@ def _fonts(pdf: FPDF) -> str:
     return "Helvetica"
 
 
+_ASCII = str.maketrans({"≥": ">=", "≤": "<=", "–": "-", "—": "-", "…": "...", "‘": "'", "’": "'", "“": '"', "”": '"'})
+
+
+def _latin1(s: str) -> str:
+    return s.translate(_ASCII)
+
+
 def _text(pdf: _Doc, s: str) -> str:
     if pdf.font_family_name != "Helvetica":
         return s
-    s = s.replace("≥", ">=").replace("≤", "<=").replace("–", "-").replace("—", "-").replace("·", "-").replace("…", "...")
-    return s.encode("latin-1", "replace").decode("latin-1")
+    return _latin1(s).encode("latin-1", "replace").decode("latin-1")
+
+
+def _needs_unicode(case: Case, include_patient: bool) -> bool:
+    """True when a user-supplied text (file name, note, warning, site profile, patient name) is not Latin-1."""
+    texts = [case.site_profile or "", case.model.description, case.model.model_title]
+    for r in case.images:
+        texts += [r.name, r.error or "", r.withheld or "", *r.warnings, *r.notes]
+        if include_patient:
+            texts += [str(v) for v in r.phi.values()]
+    try:
+        _latin1("\n".join(texts)).encode("latin-1")
+        return False
+    except UnicodeEncodeError:
+        return True
 
 
 def _jpeg(img: np.ndarray) -> io.BytesIO:
     from PIL import Image
 
     buf = io.BytesIO()
-    Image.fromarray(img).save(buf, "JPEG", quality=JPEG_QUALITY, optimize=True)
+    Image.fromarray(img).save(buf, "JPEG", quality=JPEG_QUALITY)
     buf.seek(0)
     return buf
 
@@ -93,6 +114,10 @@ def _para(pdf: _Doc, text: str, size: float = 9.5, colour=(0, 0, 0), bold: bool 
 
 def _kv(pdf: _Doc, rows: list[tuple[str, str]], key_w: float = 42) -> None:
     for k, v in rows:
+        pdf.set_font(pdf.font_family_name, "", 9)
+        lines = pdf.multi_cell(pdf.epw - key_w, 4.3, _text(pdf, v), dry_run=True, output="LINES")
+        if pdf.get_y() + 4.3 * len(lines) > pdf.page_break_trigger:
+            pdf.add_page()  # keep a key with its value
         pdf.set_font(pdf.font_family_name, "B", 9)
         y = pdf.get_y()
         pdf.cell(key_w, 4.3, _text(pdf, k))
@@ -266,7 +291,7 @@ def _shorten(text: str, limit: int = DESCRIPTION_CHARS) -> str:
 def build_pdf(case: Case, include_patient: bool = False, title: str = "SecondLook case report") -> bytes:
     """The report as PDF bytes. `include_patient` adds the DICOM patient fields of the first DICOM image."""
     m = case.model
-    pdf = _Doc(title)
+    pdf = _Doc(title, unicode=_needs_unicode(case, include_patient))
     pdf.alias_nb_pages()
     pdf.add_page()
     pdf.set_font(pdf.font_family_name, "B", 17)
@@ -285,7 +310,9 @@ def build_pdf(case: Case, include_patient: bool = False, title: str = "SecondLoo
     ]
     if include_patient:
         phi = next((r.phi for r in case.images if r.phi), {})
-        rows += [(label, _person(phi.get(k)) if k == "PatientName" else (phi.get(k) or "—")) for k, label in PATIENT_FIELDS]
+        rows += [("Patient", f"{_person(phi.get('PatientName'))} · ID {phi.get('PatientID') or '—'} · born "
+                             f"{phi.get('PatientBirthDate') or '—'} · sex {phi.get('PatientSex') or '—'}"),
+                 ("Study", f"accession {phi.get('AccessionNumber') or '—'} · date {phi.get('StudyDate') or '—'}")]
     _kv(pdf, rows)
     if len(case.images) > 1:
         _summary_table(pdf, case)
