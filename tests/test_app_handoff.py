@@ -136,7 +136,9 @@ def test_pacs_page_lists_fetches_and_scores_a_study(orthanc, audit_db, monkeypat
     at = start(TASK, model_id(), page="pacs")
     assert at.title[0].value == "PACS"
     listed = at.dataframe[0].value
-    assert "PatientName" not in listed.columns  # identifiers only on request
+    assert "Patient" not in listed.columns and "Patient ID" not in listed.columns  # identifiers only on request
+    at.toggle(key="pacs_show_phi").set_value(True).run()
+    assert "APP-PACS-1" in set(at.dataframe[0].value["Patient ID"])
     at.selectbox(key="pacs_pick").select(uid).run()
     at.button(key="pacs_fetch").click().run()
     assert not at.exception, [e.message for e in at.exception]

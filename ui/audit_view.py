@@ -9,6 +9,8 @@ from core import audit
 from core.tasks import TASKS
 
 ROW_LIMIT = 5000
+SHOWN = ["created_at", "surface", "task", "model_id", "probability", "decision", "withheld_reason", "threshold",
+         "site_profile", "image_sha256", "model_sha256"]
 
 
 def _filters() -> dict:
@@ -44,11 +46,19 @@ def audit_browser() -> None:
         st.info("No scoring matches these filters yet.")
         return
     st.markdown(f"**{len(df)}** scoring(s)" + (f" (the newest {ROW_LIMIT} shown; the CSV has all)" if len(df) >= ROW_LIMIT else ""))
-    st.dataframe(df, hide_index=True, width="stretch", key="audit_table", column_config={
+    shown = df.assign(created_at=df["created_at"].str.slice(0, 19).str.replace("T", " "))
+    st.dataframe(shown, hide_index=True, width="stretch", key="audit_table", column_order=SHOWN, column_config={
+        "created_at": st.column_config.TextColumn("Time (UTC)", width="medium"),
+        "surface": st.column_config.TextColumn("Where", width="small"),
+        "task": st.column_config.TextColumn("Task", width="small"),
+        "model_id": st.column_config.TextColumn("Model"),
+        "probability": st.column_config.NumberColumn("Probability", format="%.4f"),
+        "decision": st.column_config.TextColumn("Decision"),
+        "withheld_reason": st.column_config.TextColumn("Withheld because"),
+        "threshold": st.column_config.NumberColumn("Threshold", format="%.4f"),
+        "site_profile": st.column_config.TextColumn("Site profile"),
         "image_sha256": st.column_config.TextColumn("Image SHA-256", width="medium"),
         "model_sha256": st.column_config.TextColumn("Model SHA-256", width="small"),
-        "probability": st.column_config.NumberColumn("Probability", format="%.4f"),
-        "threshold": st.column_config.NumberColumn("Threshold", format="%.4f"),
     })
     st.download_button("Export CSV", data=lambda: audit.export_csv(**f), on_click="ignore", mime="text/csv",
                        file_name="secondlook_audit.csv", key="audit_csv", icon=":material/download:")

@@ -157,11 +157,15 @@ def pacs_browser(ctx) -> None:
         st.info("No study matches.")
         return
     show_phi = st.toggle("Show patient identifiers", value=False, key="pacs_show_phi")
-    cols = ["StudyDate", "StudyDescription", "ModalitiesInStudy", "NumberOfStudyRelatedInstances", "AccessionNumber"]
-    cols = (["PatientName", "PatientID"] if show_phi else []) + cols
-    st.dataframe([{k: s[k] for k in cols} for s in studies], hide_index=True, width="stretch", key="pacs_table")
+    cols = {"StudyDate": "Date", "StudyDescription": "Description", "ModalitiesInStudy": "Modalities",
+            "NumberOfStudyRelatedInstances": "Instances", "AccessionNumber": "Accession"}
+    if show_phi:
+        cols = {"PatientName": "Patient", "PatientID": "Patient ID", **cols}
+    st.dataframe([{label: s[k] for k, label in cols.items()} for s in studies], hide_index=True, width="stretch",
+                 key="pacs_table")
     labels = {s["StudyInstanceUID"]: f"{s['StudyDate'] or '?'} · {s['StudyDescription'] or 'no description'} · "
-                                     f"{s['NumberOfStudyRelatedInstances'] or '?'} instance(s)" for s in studies}
+                                     f"{s['ModalitiesInStudy'] or '?'} · {s['NumberOfStudyRelatedInstances'] or '?'} "
+                                     "instance(s)" for s in studies}
     uid = st.selectbox("Study", list(labels), format_func=labels.get, key="pacs_pick")
     if st.button("Fetch and score", key="pacs_fetch", icon=":material/download:"):
         try:
@@ -194,9 +198,10 @@ def pacs_browser(ctx) -> None:
     audit_results(ctx, ok)
     from core import operating_point as op
 
-    st.dataframe([{"image": r["name"], "probability": r["scored"].probability,
-                   "decision": op.decision_label(r["scored"].probability, ctx.threshold, ctx.task),
-                   "caution": r["scored"].caution} for r in ok],
+    st.dataframe([{"Image": r["name"], "probability": r["scored"].probability,
+                   "Decision": (f"Flag: {ctx.task.positive}" if op.decide(r["scored"].probability, ctx.threshold)
+                                else ctx.task.negative),
+                   "Caution": r["scored"].caution} for r in ok],
                  hide_index=True, width="stretch", key="pacs_results",
                  column_config={"probability": st.column_config.ProgressColumn(
                      f"Probability of {ctx.task.finding}", min_value=0.0, max_value=1.0, format="percent")})
