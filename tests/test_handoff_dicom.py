@@ -151,3 +151,22 @@ def test_an_unscored_image_cannot_become_a_result():
     with pytest.raises(dicom_out.DicomOutputError, match="not scored"):
         dicom_out.build(case, case.images[0])
     assert dicom_out.build_case(case) == []
+
+
+def test_colour_cell_image_of_the_malaria_task_validates(tmp_path):
+    """No body part, no orientation: the SC says 'unknown' the way DICOM allows, and both objects validate."""
+    from core import store
+    from core.handoff import case as C
+    from tests.imagegen import colour, encode
+
+    models = store.bundled_models("malaria")
+    if not models:
+        pytest.skip("no bundled malaria model")
+    model, ood = C.load_model("malaria", models[0])
+    info = C.model_info("malaria", models[0])
+    case = C.score_case(model, info, [("cell.png", encode(colour(96, 90), "PNG"))], ood=ood, surface=None)
+    res = dicom_out.build(case, case.images[0])
+    assert validate(tmp_path, res) == []
+    sr = reread(res.sr)
+    assert by_meaning(sr, "Malaria")[0].ConceptCodeSequence[0].CodeMeaning in ("Present", "Absent")
+    assert reread(res.sc).Laterality == ""
