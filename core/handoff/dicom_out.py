@@ -192,11 +192,11 @@ def _sc(r: ImageResult, m: ModelInfo, ref, dicom_input: bool):
     for kw in ("Laterality", "BodyPartExamined"):
         if dicom_input and ref.get(kw):
             setattr(sc, kw, ref.get(kw))
-    if "Laterality" not in sc and "BodyPartExamined" not in sc:
-        sc.Laterality = ""  # type 2C: unknown body part, so possibly paired; present and empty = unknown
     sc.SpecificCharacterSet = UTF8
     if not dicom_input and m.modality == "xray":
         sc.BodyPartExamined = "CHEST"
+    if "Laterality" not in sc and "BodyPartExamined" not in sc:
+        sc.Laterality = ""  # type 2C: unknown body part, so possibly paired; present and empty = unknown
     sc.SeriesDescription = SC_SERIES_DESCRIPTION
     sc.ImageComments = f"{BANNER_TITLE}. Grad-CAM evidence for {m.finding} from model {m.model_id}."
     sc.DerivationDescription = "Grad-CAM heat map of the SecondLook model blended over the input image"
