@@ -4,7 +4,8 @@
 
 Targets (issue #12): PDF for one image <= 300 ms p50 and <= 1 MB; SC + SR for one DICOM image <= 200 ms p50;
 fetch a study from Orthanc, score it, send SC + SR back <= 2 s on localhost; audit row write <= 2 ms p95 and no
-row lost with 4 concurrent writers x 500 rows. Pictures are made in code (a 1024 x 1024 chest-like DICOM); the
+row lost with 4 concurrent writers x 500 rows. Targets are judged on wall time; the PDF and SC + SR rows also give
+this process's CPU time, which is what a call costs when other jobs share the cores. Pictures are made in code (a 1024 x 1024 chest-like DICOM); the
 model is the bundled pneumonia/secondlook_cnn. The round trip needs the `Orthanc` binary (else SKIP).
 """
 from __future__ import annotations
@@ -93,6 +94,18 @@ def bench_audit(n_single: int = 2000, writers: int = 4, rows_each: int = 500) ->
             "concurrent_wall_s": wall}
 
 
+def cpu_calls(fn, warmup: int, reps: int) -> list[float]:
+    """Like `time_calls`, but this process's CPU milliseconds: what a call costs when the cores are shared."""
+    for i in range(warmup):
+        fn(i)
+    out = []
+    for i in range(reps):
+        c0 = time.process_time()
+        fn(i)
+        out.append((time.process_time() - c0) * 1000.0)
+    return out
+
+
 def bench_documents(model, ood, info, reps: int) -> dict:
     from core.handoff import case as C
     from core.handoff import dicom_out
@@ -110,8 +123,10 @@ def bench_documents(model, ood, info, reps: int) -> dict:
             dicom_out.to_bytes(ds)
 
     dicom_ms = time_calls(sc_sr, 2, reps)
+    pdf_cpu, dicom_cpu = cpu_calls(lambda i: build_pdf(case), 0, reps), cpu_calls(sc_sr, 0, reps)
     sizes = [len(b) for _, b in dicom_out.build(case, r).files()]
-    return {"pdf": stats_ms(pdf_ms), "pdf_bytes": size, "sc_sr": stats_ms(dicom_ms), "sc_bytes": sizes[0],
+    return {"pdf": stats_ms(pdf_ms), "pdf_cpu": stats_ms(pdf_cpu), "pdf_bytes": size, "sc_sr": stats_ms(dicom_ms),
+            "sc_sr_cpu": stats_ms(dicom_cpu), "sc_bytes": sizes[0],
             "sr_bytes": sizes[1], "input": "1024x1024 8-bit DX (made in code)"}
 
 
@@ -179,11 +194,12 @@ def rows_for(r: dict) -> list[dict]:
     t, d, a, rt = r["targets"], r["documents"], r["audit"], r["round_trip"]
     rows = [
         {"benchmark": "Hand-off: PDF report, one image (p50)", "model": r["model"], "target": f"<= {t['pdf_p50_ms']:g} ms",
-         "measured": f"{d['pdf']['p50']:.0f} ms (p95 {d['pdf']['p95']:.0f})", "result": ok(d["pdf"]["p50"] <= t["pdf_p50_ms"])},
+         "measured": f"{d['pdf']['p50']:.0f} ms (p95 {d['pdf']['p95']:.0f}; CPU p50 {d['pdf_cpu']['p50']:.0f})", "result": ok(d["pdf"]["p50"] <= t["pdf_p50_ms"])},
         {"benchmark": "Hand-off: PDF report size, one image", "model": r["model"], "target": "<= 1 MB",
          "measured": f"{d['pdf_bytes'] / 1e6:.2f} MB", "result": ok(d["pdf_bytes"] <= t["pdf_bytes"])},
         {"benchmark": "Hand-off: SC + SR for one DICOM (p50)", "model": r["model"], "target": f"<= {t['dicom_p50_ms']:g} ms",
-         "measured": f"{d['sc_sr']['p50']:.0f} ms (p95 {d['sc_sr']['p95']:.0f}; SC {d['sc_bytes'] / 1e6:.2f} MB, "
+         "measured": f"{d['sc_sr']['p50']:.0f} ms (p95 {d['sc_sr']['p95']:.0f}; CPU p50 {d['sc_sr_cpu']['p50']:.0f}; "
+                     f"SC {d['sc_bytes'] / 1e6:.2f} MB, "
                      f"SR {d['sr_bytes'] / 1e3:.0f} kB)", "result": ok(d["sc_sr"]["p50"] <= t["dicom_p50_ms"])},
     ]
     if "skipped" in rt:

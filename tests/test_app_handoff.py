@@ -146,3 +146,12 @@ def test_pacs_page_lists_fetches_and_scores_a_study(orthanc, audit_db, monkeypat
     assert len(results) == 2 and results["probability"].between(0, 1).all()
     assert "Download PDF report" in _labels(at, "download_button")
     assert audit.count(db=audit_db) == 2
+
+
+def test_a_malformed_pacs_setting_is_explained_and_the_page_keeps_working(audit_db, monkeypatch):
+    monkeypatch.setenv("SECONDLOOK_PACS", "orthanc.example:4242")
+    at = start(TASK, model_id(), page="predict")
+    _upload(at, "chest.png", png(14))
+    assert "Send to PACS" not in [b.label for b in at.button]
+    assert any("PACS features are off" in c.value and "AET@host:port" in c.value for c in at.caption)
+    assert "Download PDF report" in _labels(at, "download_button")

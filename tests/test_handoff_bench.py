@@ -20,7 +20,8 @@ def test_benchmark_input_is_a_complete_dicom_and_rows_render():
     stat = {"n": 1, "p50": 1.0, "p95": 1.0, "mean": 1.0, "min": 1.0, "max": 1.0}
     r = {"model": "m", "targets": {"pdf_p50_ms": 300.0, "pdf_bytes": 1_000_000, "dicom_p50_ms": 200.0,
                                    "round_trip_p50_s": 2.0, "audit_p95_ms": 2.0, "audit_lost": 0},
-         "documents": {"pdf": stat, "pdf_bytes": 10, "sc_sr": stat, "sc_bytes": 10, "sr_bytes": 10},
+         "documents": {"pdf": stat, "pdf_cpu": stat, "pdf_bytes": 10, "sc_sr": stat, "sc_sr_cpu": stat, "sc_bytes": 10,
+                       "sr_bytes": 10},
          "round_trip": {"skipped": "no Orthanc"},
          "audit": {"single": stat, "writers": 2, "rows_each": 1, "written": 1, "expected": 2, "lost": 1,
                    "exit_codes": [0, 0], "concurrent_wall_s": 0.1}}

@@ -28,6 +28,16 @@ def pacs_configured() -> bool:
     return pacs_node() is not None
 
 
+def pacs_config_error() -> str | None:
+    """The reason SECONDLOOK_PACS is unusable when it is set but malformed (the PACS features stay hidden)."""
+    try:
+        pacs.configured()
+        pacs.our_aet()
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 def _info(ctx) -> C.ModelInfo:
     return C.model_info(ctx.task.name, ctx.model_id, threshold=ctx.threshold, card=ctx.card)
 
@@ -110,8 +120,10 @@ def panel(ctx, results: list[dict], key: str = "predict") -> None:
                            key=f"{key}_pdf", icon=":material/picture_as_pdf:",
                            help="Case report: images with Grad-CAM, probability, decision, what the operating point means, "
                                 "model card summary and the disclaimer. Made on click, in memory.")
-        node = pacs_node()
-        if node is not None:
+        node, bad = pacs_node(), pacs_config_error()
+        if bad:
+            st.caption(f":material/cloud_off: PACS features are off: {bad}.")
+        if node is not None and not bad:
             c2.button("Send to PACS", key=f"{key}_send", on_click=_on_send, args=(ctx, results),
                       icon=":material/cloud_upload:",
                       help=f"Stores a labelled overlay image and a structured report per image in {node}, in the "
