@@ -61,7 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         if node is None:
             p.error("--send needs a PACS: set SECONDLOOK_PACS=AET@host:port or pass --pacs")
 
-    model, ood = C.load_model(a.task, model_id)
+    try:
+        model, ood = C.load_model(a.task, model_id)
+    except (FileNotFoundError, RuntimeError) as exc:  # no model file, or one that fails its checksum
+        p.error(str(exc))
     paths, files, unread = [], [], []
     for f in a.files:
         name, data, err = _read(f)
