@@ -254,10 +254,10 @@ def _sr(r: ImageResult, m: ModelInfo, ref, notes: list[str], sc, source_for_grou
     value = (_code("373068000", "SCT", "Undetermined") if r.withheld else
              _code("52101004", "SCT", "Present") if r.flagged else _code("2667000", "SCT", "Absent"))
     measurements = [
+        # the group's algorithm identification covers its measurements (TID 1501), so none repeats it
         hd.sr.Measurement(name=_private("SLK001", f"Model probability of {m.finding}"), value=float(r.probability),
-                          unit=no_units, algorithm_id=algorithm),
-        hd.sr.Measurement(name=_private("SLK002", "Operating point threshold"), value=float(m.threshold), unit=no_units,
-                          algorithm_id=algorithm),
+                          unit=no_units),
+        hd.sr.Measurement(name=_private("SLK002", "Operating point threshold"), value=float(m.threshold), unit=no_units),
     ]
     v = m.validation
     if v is not None and v.sensitivity is not None and v.specificity is not None:
