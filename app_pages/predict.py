@@ -6,7 +6,7 @@ import streamlit as st
 from core.data import samples
 from core.evaluation import operating_point as op
 from core.inference import scoring
-from ui import common, imaging
+from ui import common, handoff, imaging
 from ui import fields as fieldview
 
 ctx = common.context()
@@ -109,6 +109,8 @@ st.session_state["predict_last"] = [
      "decision": op.decision_label(r["scored"].probability, thr, task)} for r in ok
 ]
 
+handoff.audit_results(ctx, ok)
+
 if not results:
     st.markdown(f"Upload an image above, or press **Try an example**, to see the model's probability of {task.finding}.")
     st.stop()
@@ -166,6 +168,7 @@ def detail(r: dict) -> None:
 
 if len(ok) == 1:
     detail(ok[0])
+    handoff.panel(ctx, ok)
 else:
     rows = [{"thumbnail": r["scored"].thumbnail, "file": r["name"], "shown": Path(r["name"]).name,
              "probability": r["scored"].probability,
@@ -210,3 +213,4 @@ else:
         st.session_state.pop("predict_pick", None)
     pick = st.selectbox("Show details for", names, key="predict_pick")
     detail(next(r for r in ok if r["name"] == pick))
+    handoff.panel(ctx, ok)

@@ -19,6 +19,8 @@ Sections (all by default):
   memory     RSS of a fresh process with every selected model loaded and one Grad-CAM each (target < 2 GB)
   fields     whole-field screening (malaria): one field decoded, cells found and scored, outlined picture (p50
              <= 500 ms, aim 250), and the memory a 20-field case adds (<= 300 MB); validation fields only
+  handoff    PDF report and SC + SR for one image, Orthanc fetch + score + send round trip, audit writes
+             (single p95; 4 concurrent writers x 500 rows, none lost): see benchmarks/handoff.py
   app        `streamlit run app.py` -> Home page heading shown in headless Chromium (target < 20 s); the app loads
              no model at start, so also the time until Predict shows a probability for an example
 
@@ -46,7 +48,7 @@ from .common import (
     test_split,
 )
 
-SECTIONS = ("threshold", "single", "batch", "memory", "app", "fields")
+SECTIONS = ("threshold", "single", "batch", "memory", "app", "fields", "handoff")
 FULL = {"single_warmup": 5, "single_reps": 50, "naive_reps": 20, "batch_repeats": 3,
         "moves": 2000, "tables": 200, "naive_moves": 50}
 QUICK = {"single_warmup": 2, "single_reps": 10, "naive_reps": 5, "batch_repeats": 1,
@@ -271,6 +273,12 @@ def main(argv: list[str] | None = None) -> int:
         results["app"] = run_app(rows)
     if "fields" in sections:
         results["fields"] = run_fields(rows, 8 if args.quick else 20)
+    if "handoff" in sections:
+        from .handoff import bench_handoff, rows_for
+
+        _log("[handoff] PDF, SC + SR, Orthanc round trip, audit log ...")
+        results["handoff"] = bench_handoff(args.quick)
+        rows += rows_for(results["handoff"])
     meta["load_average_end"] = load_average()
     meta["busy_processes_end"] = busy_processes()
     meta["wall_seconds"] = time.time() - started
