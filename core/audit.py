@@ -4,7 +4,7 @@ A row holds the UTC time, the image's sha256 (never pixels, never a file name: n
 task, model id and checksum, threshold, site profile, probability, decision or the reason it was withheld, and
 the surface that scored it (app, cli, batch, handoff).
 
-The file is `SECONDLOOK_AUDIT`, else `audit.sqlite` next to the reviews database (`core.reviews.db_path()`).
+The file is `SECONDLOOK_AUDIT`, else `audit.sqlite` next to the reviews database (`core.evaluation.reviews.db_path()`).
 It runs in WAL mode with a busy timeout, so several processes appending at once wait for each other instead
 of failing: each `record` is a single INSERT in autocommit mode (atomic on its own). Connections are kept per
 thread and process (Streamlit runs each session in its own thread; a forked worker must not reuse its parent's).

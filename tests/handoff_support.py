@@ -8,7 +8,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from core import store
+from core.models import store
 from tests.conftest import IN_CI
 
 TASK = "pneumonia"

@@ -59,8 +59,9 @@ def test_pdf_of_the_current_result_is_what_the_page_shows(audit_db, tmp_path):
     import re
     import subprocess
 
-    from core import scoring, store
-    from core.tasks import get_task
+    from core.inference import scoring
+    from core.models import store
+    from core.models.registry import get_task
     from tests.app_support import exact_probabilities
     from tests.handoff_support import need_tool
     from ui import handoff

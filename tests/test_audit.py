@@ -128,7 +128,7 @@ def test_two_processes_writing_at_once_lose_no_row(db):
 
 def test_predict_cli_writes_one_row_per_scored_file(tmp_path):
     """`python -m core.predict` on a bundled model: the row holds the file's sha256 and the model's checksum."""
-    from core import store
+    from core.models import store
     from tests.imagegen import encode, gradient
 
     models = store.bundled_models("pneumonia")

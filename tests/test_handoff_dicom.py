@@ -155,7 +155,7 @@ def test_an_unscored_image_cannot_become_a_result():
 
 def test_colour_cell_image_of_the_malaria_task_validates(tmp_path):
     """No body part, no orientation: the SC says 'unknown' the way DICOM allows, and both objects validate."""
-    from core import store
+    from core.models import store
     from core.handoff import case as C
     from tests.imagegen import colour, encode
 

@@ -6,8 +6,8 @@ import subprocess
 
 import pytest
 
-from core import operating_point as op
-from core import store
+from core.evaluation import operating_point as op
+from core.models import store
 from core.handoff import case as C
 from core.handoff.report import _latin1, build_pdf
 from tests.handoff_support import TASK, dicom, need_tool, png, score

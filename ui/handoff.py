@@ -60,7 +60,7 @@ def audit_results(ctx, results: list[dict], surface: str = "app") -> None:
         if not s.ok or key in done:
             continue
         try:
-            from core import operating_point as op
+            from core.evaluation import operating_point as op
 
             audit.record(image_sha256=s.digest, task=ctx.task.name, model_id=ctx.model_id, model_sha256=sha or None,
                          threshold=thr, probability=s.probability,
@@ -141,7 +141,7 @@ FETCHED_KEY = "pacs_fetched"
 
 def pacs_browser(ctx) -> None:
     """List studies in the PACS, fetch one into memory and score its images with the current model."""
-    from core import scoring
+    from core.inference import scoring
     from ui import imaging
 
     node = pacs_node()
@@ -208,7 +208,7 @@ def pacs_browser(ctx) -> None:
         st.info("The study has no image SecondLook can score.")
         return
     audit_results(ctx, ok)
-    from core import operating_point as op
+    from core.evaluation import operating_point as op
 
     st.dataframe([{"Image": r["name"], "probability": r["scored"].probability,
                    "Decision": (f"Flag: {ctx.task.positive}" if op.decide(r["scored"].probability, ctx.threshold)

@@ -224,7 +224,7 @@ def source_ref(data: bytes) -> SourceRef | None:
 
 
 def score_one(model, info: ModelInfo, data: bytes, name: str, ood=None) -> ImageResult:
-    """Through the app's scoring path (`core.scoring.score_bytes`): same probability, warnings and Grad-CAM."""
+    """Through the app's scoring path (`core.inference.scoring.score_bytes`): same probability, warnings and Grad-CAM."""
     from core.inference.explain import overlay
 
     spec = get_task(info.task).model(info.model_id)

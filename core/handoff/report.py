@@ -18,15 +18,7 @@ import numpy as np
 from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 
-from core.handoff.case import (
-    DISCLAIMER,
-    Case,
-    ImageResult,
-    fmt_ci,
-    fmt_pct,
-    fmt_prob,
-    meaning,
-)
+from core.handoff.case import DISCLAIMER, Case, ImageResult, fmt_ci, fmt_pct, fmt_prob, meaning
 
 FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
 JPEG_QUALITY = 85
