@@ -15,27 +15,22 @@ import sys
 from .imageio import InputError, read_image
 from .inference import predict_tensors
 from .preprocess import prepare
-from .store import load_model, read_card
-from .tasks import get_task
+from .rows import RowContext, row_context
+from .store import load_model, sha256_file
+from .tasks import InputSpec, get_task
 
 
-def predict_file(model, task: str, model_id: str, path: str, threshold: float) -> dict:
-    spec = get_task(task).model(model_id)
+def predict_file(model, ctx: RowContext, spec: InputSpec, path: str) -> dict:
+    """The result row of one file (core.rows, shared with core.batch)."""
     try:
-        x = prepare(read_image(path), spec.input)
+        sha = sha256_file(path)
+    except OSError:
+        sha = None  # read_image below says why the file cannot be read
+    try:
+        x = prepare(read_image(path), spec)
     except InputError as exc:
-        return {"file": path, "ok": False, "error": str(exc)}
-    p = float(predict_tensors(model, x[None])[0])
-    t = get_task(task)
-    return {
-        "file": path,
-        "ok": True,
-        "probability": p,
-        "decision": t.positive if p >= threshold else t.negative,
-        "threshold": threshold,
-        "task": task,
-        "model": model_id,
-    }
+        return ctx.row(path, sha, error=str(exc))
+    return ctx.row(path, sha, probability=float(predict_tensors(model, x[None])[0]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,12 +47,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyError as exc:
         p.error(str(exc.args[0]))
     model = load_model(a.task, model_id)
-    threshold = a.threshold if a.threshold is not None else float(read_card(a.task, model_id)["threshold"])
+    ctx = row_context(a.task, model_id, a.threshold)
+    spec = task.model(model_id).input
     for f in a.files:
         try:
-            row = predict_file(model, a.task, model_id, f, threshold)
+            row = predict_file(model, ctx, spec, f)
         except Exception as exc:  # a batch must never die on one file
-            row = {"file": f, "ok": False, "error": f"unexpected error while scoring this file: {exc}"}
+            row = ctx.row(f, None, error=f"unexpected error while scoring this file: {exc}")
         print(json.dumps(row), flush=True)
     return 0
 
