@@ -17,6 +17,8 @@ Sections (all by default):
              64x64 cell models, >= 250 for X-ray models); model-only throughput on prepared tensors; outputs
              checked against the stored test_predictions.csv
   memory     RSS of a fresh process with every selected model loaded and one Grad-CAM each (target < 2 GB)
+  scale      benchmarks/scale.py (issue #13): core.batch embedded vs score_sources, Ray vs embedded + Ray start-up,
+             stage costs, a 10,000-file folder with 1% corrupt files, onnxruntime vs the TF graph for every model
   app        `streamlit run app.py` -> Home page heading shown in headless Chromium (target < 20 s); the app loads
              no model at start, so also the time until Predict shows a probability for an example
 
@@ -36,7 +38,7 @@ from pathlib import Path
 
 from .common import RESULTS_DIR, busy_processes, clean, load_average, machine_info, select_models, test_split
 
-SECTIONS = ("threshold", "single", "batch", "memory", "app")
+SECTIONS = ("threshold", "single", "batch", "memory", "app", "scale")
 FULL = {"single_warmup": 5, "single_reps": 50, "naive_reps": 20, "batch_repeats": 3,
         "moves": 2000, "tables": 200, "naive_moves": 50}
 QUICK = {"single_warmup": 2, "single_reps": 10, "naive_reps": 5, "batch_repeats": 1,
@@ -237,6 +239,11 @@ def main(argv: list[str] | None = None) -> int:
         results["memory"] = run_memory(models, rows) if models else {"skipped": "no bundled model"}
     if "app" in sections:
         results["app"] = run_app(rows)
+    if "scale" in sections:
+        from .scale import run as run_scale
+
+        _log("[scale] batch engines, Ray, corrupt folder, onnxruntime ...")
+        results["scale"] = run_scale(rows, args.quick, models=models)
     meta["load_average_end"] = load_average()
     meta["busy_processes_end"] = busy_processes()
     meta["wall_seconds"] = time.time() - started
