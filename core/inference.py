@@ -1,6 +1,7 @@
 """Scoring images with a loaded model: the same path for evaluation, the CLI and the app."""
 from __future__ import annotations
 
+import os
 import threading
 import weakref
 from concurrent.futures import ThreadPoolExecutor
@@ -114,7 +115,15 @@ def _call(model, x: np.ndarray) -> np.ndarray:
 
 
 def predict_tensors(model, x: np.ndarray, batch_size: int = 128) -> np.ndarray:
-    """Probabilities for a prepared batch, in inference mode (BatchNorm uses its moving statistics)."""
+    """Probabilities for a prepared batch, in inference mode (BatchNorm uses its moving statistics).
+
+    `SECONDLOOK_ENGINE=onnx` runs the same logit graph under onnxruntime instead (core.export.onnx_engine): faster for
+    one image, slower for batches on 2 CPUs, scores within 1e-6 of TensorFlow's (docs/scale.md).
+    """
+    if os.environ.get("SECONDLOOK_ENGINE", "tf").lower() == "onnx":
+        from .export.onnx_engine import predict_tensors_onnx
+
+        return predict_tensors_onnx(model, x, batch_size)
     x = np.asarray(x, dtype=np.float32)
     out = []
     for i in range(0, len(x), batch_size):

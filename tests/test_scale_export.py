@@ -105,3 +105,18 @@ def test_export_refuses_a_non_empty_target(tmp_path):
     spec, model, _, _ = _synthetic("unit")
     with pytest.raises(ExportError, match="not empty"):
         export_savedmodel(model, spec, {}, "pneumonia", "secondlook_cnn", tmp_path)
+
+
+def test_onnx_engine_setting_gives_our_scores_in_any_batch(monkeypatch):
+    """SECONDLOOK_ENGINE=onnx: predict_tensors runs on onnxruntime, same contract (batch-invariant, 8 decimals)."""
+    from core import inference
+
+    model = bn_model((32, 32, 3), seed=6)
+    x = np.random.default_rng(2).normal(size=(20, 32, 32, 3)).astype(np.float32)
+    tf_scores = inference.predict_tensors(model, x)
+    monkeypatch.setenv("SECONDLOOK_ENGINE", "onnx")
+    whole = inference.predict_tensors(model, x)
+    one_by_one = np.concatenate([inference.predict_tensors(model, x[i : i + 1]) for i in range(len(x))])
+    np.testing.assert_allclose(whole, tf_scores, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(one_by_one, whole)
+    assert np.array_equal(whole, np.round(whole, 8))

@@ -24,7 +24,7 @@ from ._core import REPO_ROOT, InputError, input_spec, load_model, predict_tensor
 from .job import UNEXPECTED, RowSink
 from .ledger import Ledger, Scored
 
-_FORWARDED_ENV = ("SECONDLOOK_DATA", "TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS")
+_FORWARDED_ENV = ("SECONDLOOK_DATA", "SECONDLOOK_ENGINE", "TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS")
 
 
 def runtime_env() -> dict:
@@ -112,7 +112,13 @@ def prepare_batch(batch: dict, task: str, model_id: str) -> dict:
 class Scorer:
     """Stage 3, one per actor: the model is loaded (and its checksum verified) once, then scores every batch."""
 
-    def __init__(self, task: str, model_id: str, batch_size: int = 128) -> None:
+    def __init__(self, task: str, model_id: str, batch_size: int = 128, threads: int | None = None) -> None:
+        import tensorflow as tf
+
+        # Ray pins a 1-CPU actor's OMP/TF thread pools to one thread; scoring is most of the work per image (see
+        # docs/scale.md), so the actor's TensorFlow may use the node's cores while light decode tasks share them.
+        n = threads or os.cpu_count() or 1
+        tf.config.threading.set_intra_op_parallelism_threads(n)
         self.model = load_model(task, model_id)
         self.batch_size = batch_size
 
@@ -133,8 +139,8 @@ def _blocks(n: int, batch_size: int) -> int:
 
 
 def run_ray(files: list[str], ledger: Ledger, sink: RowSink, *, ctx, timings: dict, address: str | None = None,
-            num_cpus: int = 2, actors: int | None = None, batch_size: int = 128, shutdown: bool = True,
-            model=None) -> None:
+            num_cpus: int = 2, actors: int | None = None, actor_threads: int | None = None, batch_size: int = 128,
+            shutdown: bool = True, model=None) -> None:
     """Score `files` on Ray Data; rows reach `sink` as the scoring actors finish batches."""
     del model  # actors load their own copy
     import ray
@@ -174,11 +180,18 @@ def run_ray(files: list[str], ledger: Ledger, sink: RowSink, *, ctx, timings: di
                                fn_kwargs={"task": ctx.task, "model_id": ctx.model})
                   .map_batches(Scorer, batch_size=batch_size, batch_format="numpy", num_cpus=1,
                                compute=ray.data.ActorPoolStrategy(size=n_actors),
-                               fn_constructor_kwargs={"task": ctx.task, "model_id": ctx.model, "batch_size": batch_size}))
+                               fn_constructor_kwargs={"task": ctx.task, "model_id": ctx.model, "batch_size": batch_size,
+                                                     "threads": actor_threads}))
+            first_n, first_t = 0, None
             for b in ds.iter_batches(batch_size=None, batch_format="numpy"):
                 sink.scored([Scored(str(f), str(s) or None, None if e else float(p), str(e) or None)
                              for f, s, e, p in zip(b["file"], b["sha256"], b["error"], b["probability"])])
+                if first_t is None:  # actors started, model loaded, graph traced: the fixed cost ends here
+                    first_n, first_t = len(b["file"]), time.perf_counter()
             timings["actors"] = n_actors
+            timings["first_result_s"] = first_t - t1 if first_t else None
+            rest = time.perf_counter() - first_t if first_t else 0.0
+            timings["steady_files_per_s"] = (len(todo) - first_n) / rest if rest > 0 and len(todo) > first_n else None
         timings["score_s"] = time.perf_counter() - t1
     finally:
         if started and shutdown:

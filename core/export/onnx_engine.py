@@ -2,8 +2,9 @@
 
 `predict_tensors_onnx(model, x)` has the contract of core.inference.predict_tensors: the graph stops at the logit,
 a lone image runs as a batch of two, the sigmoid is float64 outside the graph, scores are rounded to 8 decimals. The
-ONNX graph is converted once per model (tf2onnx) and cached. Only for measurement and opt-in use: see
-docs/scale.md for whether it is faster here.
+ONNX graph is converted once per model (tf2onnx, a few seconds) and cached. Opt-in with SECONDLOOK_ENGINE=onnx:
+measured on 2 CPUs it is 1.4-2.7x faster for one image for most bundled models and 0.5-0.9x for batches of 128
+(docs/scale.md); a model without a `logit` layer cannot use it.
 """
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ def onnx_forward(model) -> OnnxForward:
 
 
 def predict_tensors_onnx(model, x: np.ndarray, batch_size: int = 128) -> np.ndarray:
-    """core.inference.predict_tensors, run by onnxruntime."""
+    """core.inference.predict_tensors, run by onnxruntime (selected there by SECONDLOOK_ENGINE=onnx)."""
     fwd = onnx_forward(model)
     x = np.asarray(x, dtype=np.float32)
     out = [fwd(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
