@@ -43,11 +43,15 @@ class Summary:
 
 def progress_bar(total: int, enabled: bool | None = None):
     """tqdm with rate and ETA on a terminal; silent in logs and pipes."""
+    import shutil
+
     from tqdm import tqdm
 
     if enabled is None:
         enabled = sys.stderr.isatty()
-    return tqdm(total=total, unit="file", disable=not enabled, dynamic_ncols=True, smoothing=0.1)
+    size = shutil.get_terminal_size((100, 24))  # a pty without a size (script, some CI) reports 0 x 0: tqdm hides
+    return tqdm(total=total, unit="file", disable=not enabled, ncols=max(size.columns, 40), nrows=max(size.lines, 2),
+                smoothing=0.1)
 
 
 class RowSink:

@@ -115,8 +115,9 @@ class Scorer:
     def __init__(self, task: str, model_id: str, batch_size: int = 128, threads: int | None = None) -> None:
         import tensorflow as tf
 
-        # Ray pins a 1-CPU actor's OMP/TF thread pools to one thread; scoring is most of the work per image (see
-        # docs/scale.md), so the actor's TensorFlow may use the node's cores while light decode tasks share them.
+        # Ray sizes a 1-CPU actor's OpenMP pool to one thread; scoring is most of the work per image (docs/scale.md),
+        # so TensorFlow's pool is set explicitly to the node's cores, shared with the light decode tasks. (On the
+        # shared 2-core dev machine it made no measurable difference; on an idle multi-core node it is untested.)
         n = threads or os.cpu_count() or 1
         tf.config.threading.set_intra_op_parallelism_threads(n)
         self.model = load_model(task, model_id)
