@@ -11,7 +11,7 @@ import numpy as np
 
 from ..config import REPO_ROOT
 from ..imageio import _SUFFIX_FORMAT, MAX_UPLOAD_BYTES, InputError, decode_bytes, read_image
-from ..inference import predict_tensors, score_sources
+from ..inference import predict_tensors
 from ..preprocess import prepare
 from ..rows import COLUMNS, PROVENANCE, RowContext, row_context
 from ..store import load_model
@@ -21,7 +21,7 @@ IMAGE_SUFFIXES = frozenset(_SUFFIX_FORMAT)  # what a folder is searched for: eve
 
 __all__ = [
     "COLUMNS", "IMAGE_SUFFIXES", "PROVENANCE", "REPO_ROOT", "InputError", "InputSpec", "RowContext", "get_task",
-    "input_spec", "load_model", "predict_tensors", "prepare_bytes", "read_hashed", "row_context", "score_sources",
+    "input_spec", "load_model", "predict_tensors", "prepare_bytes", "read_hashed", "row_context",
 ]
 
 

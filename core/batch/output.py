@@ -94,7 +94,6 @@ def _same(a, b) -> bool:
 def check_provenance(path: str | Path, rows: list[dict], ctx: RowContext) -> None:
     """Refuse to mix: every row already in the file must come from this task, model file and threshold."""
     want = {k: getattr(ctx, k) for k in PROVENANCE}
-    want["model"] = ctx.model
     for r in rows:
         bad = [k for k in PROVENANCE if not _same(r[k], want[k])]
         if bad:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 
 from ._core import InputSpec, fold_batchnorm
 
