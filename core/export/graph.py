@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 
-
 from ._core import InputSpec, fold_batchnorm
 
 STD_FLOOR = 1e-3  # core.preprocess.normalize: per-image std is floored here
