@@ -21,6 +21,8 @@ Sections (all by default):
              <= 500 ms, aim 250), and the memory a 20-field case adds (<= 300 MB); validation fields only
   handoff    PDF report and SC + SR for one image, Orthanc fetch + score + send round trip, audit writes
              (single p95; 4 concurrent writers x 500 rows, none lost): see benchmarks/handoff.py
+  scale      benchmarks/scale.py (issue #13): core.batch embedded vs score_sources, Ray vs embedded + Ray start-up,
+             stage costs, a 10,000-file folder with 1% corrupt files, onnxruntime vs the TF graph for every model
   app        `streamlit run app.py` -> Home page heading shown in headless Chromium (target < 20 s); the app loads
              no model at start, so also the time until Predict shows a probability for an example
 
@@ -48,7 +50,7 @@ from .common import (
     test_split,
 )
 
-SECTIONS = ("threshold", "single", "batch", "memory", "app", "fields", "handoff")
+SECTIONS = ("threshold", "single", "batch", "memory", "app", "fields", "handoff", "scale")
 FULL = {"single_warmup": 5, "single_reps": 50, "naive_reps": 20, "batch_repeats": 3,
         "moves": 2000, "tables": 200, "naive_moves": 50}
 QUICK = {"single_warmup": 2, "single_reps": 10, "naive_reps": 5, "batch_repeats": 1,
@@ -279,6 +281,11 @@ def main(argv: list[str] | None = None) -> int:
         _log("[handoff] PDF, SC + SR, Orthanc round trip, audit log ...")
         results["handoff"] = bench_handoff(args.quick)
         rows += rows_for(results["handoff"])
+    if "scale" in sections:
+        from .scale import run as run_scale
+
+        _log("[scale] batch engines, Ray, corrupt folder, onnxruntime ...")
+        results["scale"] = run_scale(rows, args.quick, models=models)
     meta["load_average_end"] = load_average()
     meta["busy_processes_end"] = busy_processes()
     meta["wall_seconds"] = time.time() - started

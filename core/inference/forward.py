@@ -1,6 +1,7 @@
 """Scoring images with a loaded model: the same path for evaluation, the CLI and the app."""
 from __future__ import annotations
 
+import os
 import threading
 import weakref
 from concurrent.futures import ThreadPoolExecutor
@@ -113,8 +114,29 @@ def _call(model, x: np.ndarray) -> np.ndarray:
     return np.asarray(model(x, training=False)).reshape(-1).astype(np.float64)
 
 
+# Other engines plug in by module name: core.export builds the ONNX graph from this package, so importing it here
+# statically would make the two packages import each other.
+ENGINES = {"onnx": ("core.export.onnx_engine", "predict_tensors_onnx")}
+
+
+def _engine(name: str):
+    import importlib
+
+    if name not in ENGINES:
+        raise ValueError(f"SECONDLOOK_ENGINE={name!r} is not an engine; choose tf or {', '.join(ENGINES)}")
+    module, fn = ENGINES[name]
+    return getattr(importlib.import_module(module), fn)
+
+
 def predict_tensors(model, x: np.ndarray, batch_size: int = 128) -> np.ndarray:
-    """Probabilities for a prepared batch, in inference mode (BatchNorm uses its moving statistics)."""
+    """Probabilities for a prepared batch, in inference mode (BatchNorm uses its moving statistics).
+
+    `SECONDLOOK_ENGINE=onnx` runs the same logit graph under onnxruntime instead (core.export.onnx_engine): faster for
+    one image, slower for batches on 2 CPUs, scores within 1e-6 of TensorFlow's (docs/scale.md).
+    """
+    engine = os.environ.get("SECONDLOOK_ENGINE", "tf").lower()
+    if engine != "tf":
+        return _engine(engine)(model, x, batch_size)
     x = np.asarray(x, dtype=np.float32)
     out = []
     for i in range(0, len(x), batch_size):

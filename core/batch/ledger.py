@@ -1,0 +1,57 @@
+"""What a run already knows, by sha256: results from earlier runs (resume) and from this run (duplicates)."""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Literal
+
+Outcome = tuple[float | None, str | None]  # (probability, error): exactly one is None
+Triage = Literal["skip", "duplicate", "new"]
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One file's outcome as an engine reports it (before it becomes a row)."""
+
+    file: str
+    sha256: str | None
+    probability: float | None
+    error: str | None
+
+
+class Ledger:
+    """Decides, per file, whether to skip it, copy an earlier result, or score it; thread-safe.
+
+    A file whose (path, sha256) is already in the output is skipped (resume). A file whose content was scored before,
+    in an earlier run or earlier in this one, is a duplicate: it gets its own row with the first one's result, so
+    identical bytes are decoded and scored once.
+    """
+
+    def __init__(self, existing_rows: list[dict]) -> None:
+        self._lock = threading.Lock()
+        self._done = {(r["file"], r["sha256"]) for r in existing_rows}
+        self._results: dict[str, Outcome] = {
+            r["sha256"]: (r["probability"], r["error"]) for r in existing_rows if r["sha256"]
+        }
+        self._claimed: set[str] = set()
+
+    def triage(self, file: str, sha256: str | None) -> Triage:
+        with self._lock:
+            if (file, sha256) in self._done:
+                return "skip"
+            self._done.add((file, sha256))
+            if sha256 is None:
+                return "new"  # unreadable: nothing to deduplicate on
+            if sha256 in self._results or sha256 in self._claimed:
+                return "duplicate"
+            self._claimed.add(sha256)
+            return "new"
+
+    def record(self, sha256: str | None, probability: float | None, error: str | None) -> None:
+        if sha256 is not None:
+            with self._lock:
+                self._results[sha256] = (probability, error)
+
+    def result(self, sha256: str) -> Outcome | None:
+        with self._lock:
+            return self._results.get(sha256)

@@ -1,0 +1,71 @@
+"""The embedded engine: in-process, decode of the next chunk overlapped with scoring of this one.
+
+The same pipeline as core.inference.forward.score_sources (worker threads decode and prepare while TensorFlow scores; both
+release the GIL), plus per-file hashing for resume/duplicates and per-file errors instead of an exception.
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from core.batch._core import InputError, input_spec, load_model, predict_tensors, prepare_bytes, read_hashed
+from core.batch.sink import UNEXPECTED, RowSink, chunks
+from core.batch.ledger import Ledger, Scored
+
+
+def load_one(path: str, ledger: Ledger, spec) -> tuple[str, str, str | None, np.ndarray | None, str | None]:
+    """(triage, file, sha256, tensor, error) for one path; never raises."""
+    try:
+        sha, data, err = read_hashed(path)
+        kind = ledger.triage(path, sha)
+        if kind != "new" or err is not None:
+            return kind, path, sha, None, err
+        try:
+            return kind, path, sha, prepare_bytes(data, path, spec), None
+        except InputError as exc:
+            return kind, path, sha, None, str(exc)
+    except Exception as exc:  # one file must never stop the run
+        return "new", path, None, None, UNEXPECTED.format(exc)
+
+
+def score_chunk(get_model, loaded: list, batch_size: int) -> list[Scored]:
+    """Scores the chunk's decodable new files in one call; errors pass through as outcomes."""
+    new = [t for t in loaded if t[0] == "new"]
+    good = [t for t in new if t[4] is None]
+    probs: dict[int, float] = {}
+    if good:
+        try:
+            p = predict_tensors(get_model(), np.stack([t[3] for t in good]), batch_size)
+            probs = {id(t): float(v) for t, v in zip(good, p)}
+        except Exception as exc:  # e.g. a tensor of the wrong shape: the chunk's files get the error, the run goes on
+            return [Scored(t[1], t[2], None, t[4] or UNEXPECTED.format(exc)) for t in new]
+    return [Scored(t[1], t[2], probs.get(id(t)), t[4]) for t in new]
+
+
+def run_local(files: list[str], ledger: Ledger, sink: RowSink, *, ctx, timings: dict, model=None,
+              batch_size: int = 128, workers: int = 4) -> None:
+    """Score `files` in this process; rows go to `sink` chunk by chunk (so a killed run keeps its finished chunks)."""
+    box = [model]
+
+    def get_model():  # loaded on first use: a resumed run with nothing left to score needs no model
+        if box[0] is None:
+            box[0] = load_model(ctx.task, ctx.model)
+        return box[0]
+
+    spec = input_spec(ctx.task, ctx.model)
+    parts = list(chunks(files, batch_size))
+    with ThreadPoolExecutor(workers) as pool:
+        def submit(chunk):
+            return [pool.submit(load_one, f, ledger, spec) for f in chunk]
+
+        pending = submit(parts[0]) if parts else []
+        for k in range(len(parts)):
+            loaded = [f.result() for f in pending]
+            pending = submit(parts[k + 1]) if k + 1 < len(parts) else []
+            sink.scored(score_chunk(get_model, loaded, batch_size))
+            for kind, path, sha, _, _ in loaded:
+                if kind == "skip":
+                    sink.skipped()
+                elif kind == "duplicate":
+                    sink.duplicate(path, sha)
