@@ -1,9 +1,15 @@
 """Score image files from the command line: one JSON line per file.
 
-    python -m core.predict --task pneumonia [--model secondlook_cnn] FILE...
+    python -m core.predict --task pneumonia [--model secondlook_cnn] [--site NAME] FILE...
+    python -m core.predict --task auto FILE...
 
 A file that cannot be read gets `"ok": false` and a readable `error`; it never stops the others.
-The exit code is 0 unless the command itself is misused (unknown task or model, no files).
+A file of the wrong kind for the task (modality check) gets `"decision": null`, `"withheld": "<reason>"` and
+`"probability": null` (the raw output only as `"score_out_of_scope"`).
+`--task auto` picks the task by modality (`"routed": true`); a radiograph is scored by both chest tasks, one
+line each, labelled with the population the model was trained on. `--site NAME` uses that site profile's
+threshold and calibration (`"site": NAME`, `"calibrated_probability"`).
+The exit code is 0 unless the command itself is misused (unknown task, model or site profile, no files).
 """
 from __future__ import annotations
 
@@ -11,51 +17,65 @@ import argparse
 import json
 import sys
 
+from core.inference.decision import decide, modality_verdict
 from core.inference.forward import predict_tensors
 from core.inference.preprocess import prepare
+from core.inference.routing import auto_rows
 from core.io.images import InputError, read_image
 from core.models.registry import get_task
 from core.models.selection import default_model
 from core.models.store import load_model, read_card
+from core.site.apply import load_site, site_fields
 
 
-def predict_file(model, task: str, model_id: str, path: str, threshold: float) -> dict:
+def predict_file(model, task: str, model_id: str, path: str, threshold: float, site=None, pixels=None) -> dict:
+    """One JSON row; the decision follows `core.inference.decision.decide` (withheld on the wrong modality)."""
     spec = get_task(task).model(model_id)
     try:
-        x = prepare(read_image(path), spec.input)
+        pixels = read_image(path) if pixels is None else pixels
+        x = prepare(pixels, spec.input)
     except InputError as exc:
         return {"file": path, "ok": False, "error": str(exc)}
     p = float(predict_tensors(model, x[None])[0])
-    t = get_task(task)
-    return {
-        "file": path,
-        "ok": True,
-        "probability": p,
-        "decision": t.positive if p >= threshold else t.negative,
-        "threshold": threshold,
-        "task": task,
-        "model": model_id,
-    }
+    d = decide(p, threshold, task, modality_verdict(pixels, task))
+    row = {"file": path, "ok": True, "probability": p if d.assessed else None, **d.fields(),
+           "threshold": threshold, "task": task, "model": model_id}
+    if not d.assessed:
+        row["score_out_of_scope"] = p  # the model's output, kept apart: not a probability this model can stand behind
+    return row | (site_fields(site, p if d.assessed else None) if site is not None else {})
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", required=True)
+    p.add_argument("--task", required=True, help="a task, or 'auto' to pick it by modality")
     p.add_argument("--model")
     p.add_argument("--threshold", type=float, help="operating point (default: the model card's)")
+    p.add_argument("--site", help="a site profile (python -m core.site): its threshold and calibration")
     p.add_argument("files", nargs="+")
     a = p.parse_args(argv)
+    if a.task == "auto":
+        if a.model or a.site or a.threshold is not None:
+            p.error("--task auto uses each task's default model and shipped operating point")
+        for row in auto_rows(a.files, predict_file):
+            print(json.dumps(row), flush=True)
+        return 0
     try:
         task = get_task(a.task)
         model_id = a.model or default_model(a.task)
         task.model(model_id)
     except KeyError as exc:
         p.error(str(exc.args[0]))
+    site = None
+    if a.site:
+        try:
+            site = load_site(a.site, a.task, model_id)
+        except ValueError as exc:
+            p.error(str(exc))
     model = load_model(a.task, model_id)
-    threshold = a.threshold if a.threshold is not None else float(read_card(a.task, model_id)["threshold"])
+    threshold = a.threshold if a.threshold is not None else site.threshold if site else float(read_card(a.task, model_id)["threshold"])
     for f in a.files:
         try:
-            row = predict_file(model, a.task, model_id, f, threshold)
+            row = predict_file(model, a.task, model_id, f, threshold, site)
         except Exception as exc:  # a batch must never die on one file
             row = {"file": f, "ok": False, "error": f"unexpected error while scoring this file: {exc}"}
         print(json.dumps(row), flush=True)

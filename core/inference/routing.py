@@ -7,6 +7,7 @@ effusion), so a router never picks one of them silently.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from core.models.registry import TASKS, get_task
@@ -53,3 +54,41 @@ def switch_suggestion(pixels, current_task: str, available: tuple[str, ...] | No
 
 def population(task: str) -> str:
     return POPULATION.get(task, get_task(task).title)
+
+
+def auto_rows(files: list[str], score: Callable[..., dict]) -> Iterator[dict]:
+    """`--task auto`: each file scored by the task(s) of its modality, one row per (file, task).
+
+    `score(model, task, model_id, path, threshold, site, pixels)` builds a row (core.predict's `predict_file`,
+    passed in so this module does not import the command). Each task uses its default model and shipped point.
+    """
+    from core.io.images import InputError, read_image
+    from core.models.selection import default_model
+    from core.models.store import bundled_models, load_model, read_card
+
+    available = tuple(t for t in TASKS if bundled_models(t))
+    loaded: dict[str, tuple] = {}
+    for f in files:
+        try:
+            pixels = read_image(f)
+        except InputError as exc:
+            yield {"file": f, "ok": False, "error": str(exc), "routed": True}
+            continue
+        except Exception as exc:  # a batch must never die on one file
+            yield {"file": f, "ok": False, "error": f"unexpected error while reading this file: {exc}", "routed": True}
+            continue
+        r = route(pixels, available)
+        if not r.tasks:
+            yield {"file": f, "ok": False, "routed": True, "modality": r.modality,
+                   "error": f"this looks like a {r.modality} image, and no model for it is installed"}
+            continue
+        for task in r.tasks:
+            if task not in loaded:
+                mid = default_model(task)
+                loaded[task] = (load_model(task, mid), mid, float(read_card(task, mid)["threshold"]))
+            model, mid, thr = loaded[task]
+            row = score(model, task, mid, f, thr, None, pixels)
+            row.update({"routed": True, "modality": r.modality, "population": population(task)})
+            if r.ambiguous:
+                row["ambiguous"] = list(r.tasks)
+            yield row
