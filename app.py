@@ -28,6 +28,7 @@ PAGES = [
     st.Page("app_pages/threshold.py", title="Threshold tuning", icon=":material/tune:", url_path="threshold"),
     st.Page("app_pages/compare.py", title="Model comparison", icon=":material/compare:", url_path="compare"),
     st.Page("app_pages/review.py", title="Misclassified review", icon=":material/fact_check:", url_path="review"),
+    st.Page("app_pages/site.py", title="Site validation", icon=":material/location_on:", url_path="site"),
 ]
 
 page = st.navigation(PAGES, position="sidebar")

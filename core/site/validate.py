@@ -104,15 +104,26 @@ def fit_platt(y, s, l2: float = 1e-3, iters: int = 50) -> dict[str, float]:
     y, s = metrics._check(y, s)
     z = logit(np.clip(s, EPS, 1 - EPS))
     X = np.stack([z, np.ones_like(z)], axis=1)
-    w = np.array([1.0, 0.0])
+    prior = np.array([1.0, 0.0])  # the identity; the tiny L2 pulls towards it, not towards 0
+
+    def loss(w: np.ndarray) -> float:
+        m = X @ w
+        return float(np.sum(np.logaddexp(0, m) - y * m) + 0.5 * l2 * np.sum((w - prior) ** 2))
+
+    w = prior.copy()
+    f = loss(w)
     for _ in range(iters):
         p = expit(X @ w)
-        g = X.T @ (p - y) + l2 * np.r_[w[0] - 1.0, w[1]]
+        g = X.T @ (p - y) + l2 * (w - prior)
         H = (X * (p * (1 - p))[:, None]).T @ X + l2 * np.eye(2)
         step = np.linalg.solve(H, g)
-        w = w - step
-        if np.abs(step).max() < 1e-10:
+        t = 1.0
+        while t > 1e-8 and loss(w - t * step) > f:  # backtracking: plain Newton can overshoot on confident scores
+            t /= 2
+        w, f_new = w - t * step, loss(w - t * step)
+        if abs(f - f_new) < 1e-12 * max(1.0, abs(f)) or np.abs(t * step).max() < 1e-10:
             break
+        f = f_new
     return {"method": "platt_logit", "a": float(w[0]), "b": float(w[1])}
 
 
