@@ -37,8 +37,7 @@ with st.container(border=True):
                 st.session_state[sites.REPORT] = sites.evaluate(task.name, mid, name.strip(), site_cases)
         except cases.SiteInputError as exc:
             st.session_state.pop(sites.REPORT, None)
-            st.error("These cases cannot be used as given:\n\n" + "\n".join(f"- {p}" for p in exc.problems),
-                     icon=":material/error:")
+            sites.show_problems(exc)
 
 rep = st.session_state.get(sites.REPORT)
 if rep and rep["task"] == task.name and rep["model"] == mid:

@@ -99,6 +99,13 @@ def read_cases(task: str, mode: str, images, labels, archive) -> cases.SiteCases
     return cases.from_uploads(files, labels.getvalue(), task, source=labels.name)
 
 
+def show_problems(exc: cases.SiteInputError, limit: int = 12) -> None:
+    shown = exc.problems[:limit]
+    more = len(exc.problems) - len(shown)
+    st.error("These cases cannot be used as given:\n\n" + "\n".join(f"- {p}" for p in shown)
+             + (f"\n- … and {more} more" if more > 0 else ""), icon=":material/error:")
+
+
 def evaluate(task: str, model_id: str, name: str, site_cases: cases.SiteCases) -> dict:
     """Score and evaluate uploads with the loaded model; nothing is saved yet."""
     card = common.card(task, model_id)

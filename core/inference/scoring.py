@@ -208,8 +208,8 @@ def worklist(items: list[dict], threshold: float, task: str) -> pd.DataFrame:
         df["probability"] = np.nan
     prob = pd.to_numeric(df["probability"], errors="coerce")
     df["probability"] = prob
-    withheld = df["withheld"].where(df["withheld"].notna(), None) if "withheld" in df else pd.Series([None] * len(df))
-    df["withheld"] = withheld.to_numpy()
+    reasons = df["withheld"].tolist() if "withheld" in df else [None] * len(df)
+    df["withheld"] = pd.Series([w if isinstance(w, str) and w else None for w in reasons], index=df.index, dtype=object)
     df["decision"] = [  # core.inference.decision: no decision on the wrong kind of image, even when scored anyway
         decide(p, threshold, t, w).short(t.positive) if (w or not np.isnan(p)) else "could not read"
         for p, w in zip(prob.to_numpy(dtype=float), df["withheld"])
