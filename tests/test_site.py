@@ -283,3 +283,15 @@ def test_cli_builds_a_profile_and_predict_uses_it(tmp_path):
     assert [p.name for p in profiles.list_profiles(db=tmp_path / "sites.sqlite")] == ["lab1"]
     r4 = _run(env, "core.predict", "--task", "malaria", "--site", "nosuch", str(tmp_path / "c1.png"))
     assert r4.returncode != 0 and "no site profile 'nosuch'" in r4.stderr
+
+
+def test_site_benchmark_structure():
+    """Structure only (timings live in benchmarks/site.py): 40 cases end to end."""
+    from benchmarks.site import TARGET_S, bench_site
+    from core.models.store import bundled_models
+    from tests.app_support import need
+
+    need(bool(bundled_models("malaria")), "no malaria model bundled")
+    r = bench_site(40, n_boot=100)
+    assert r["n"] == 40 and r["target_s"] == TARGET_S and r["result"] in ("PASS", "FAIL")
+    assert r["total_s"] >= r["score_s"] > 0 and "cluster bootstrap" in r["ci_method"]

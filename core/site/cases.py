@@ -122,7 +122,7 @@ def _decode_all(items: list[tuple[str, object]], source: str) -> tuple[list[np.n
     def one(item):
         name, src = item
         try:
-            return read_image(src, name) if isinstance(src, (bytes, bytearray)) else read_image(src), None
+            return read_image(src, name), None
         except InputError as exc:
             return None, f"{source}: '{name}' could not be read: {exc}"
         except FileNotFoundError:
@@ -152,9 +152,9 @@ def _finish(rows: list[Row], task: TaskSpec, sources: list[tuple[str, object]], 
     one = _one_class(y, task)
     if one:
         raise SiteInputError([f"{source}: {one}"])
-    digests = [hashlib.sha256(s if isinstance(s, (bytes, bytearray)) else Path(s).read_bytes()).hexdigest() for _, s in sources]
-    problems += _duplicate_images([r.path for r in rows], digests, source)
-    pixels, bad = _decode_all([(r.path, s) for r, (_, s) in zip(rows, sources)], source)
+    data = [s if isinstance(s, (bytes, bytearray)) else Path(s).read_bytes() for _, s in sources]  # each file read once
+    problems += _duplicate_images([r.path for r in rows], [hashlib.sha256(d).hexdigest() for d in data], source)
+    pixels, bad = _decode_all([(r.path, d) for r, d in zip(rows, data)], source)
     problems += bad
     if problems:
         raise SiteInputError(problems)
