@@ -1,6 +1,7 @@
 """Site validation: verify the model on this site's own labelled cases; save a local operating point as a profile."""
 import streamlit as st
 
+from core.inference import scoring
 from core.site import cases, profiles
 from ui import common, sites
 
@@ -24,7 +25,7 @@ with st.container(border=True):
                     format_func=lambda m: "Images + labels CSV" if m == "images" else "One zip (images + labels CSV)")
     images = labels = archive = None
     if mode == "images":
-        images = st.file_uploader("Images", accept_multiple_files=True, key="site_images")
+        images = st.file_uploader("Images", accept_multiple_files=True, key="site_images", type=scoring.upload_types())
         labels = st.file_uploader("Labels CSV: path,label[,patient_id]", type=["csv"], key="site_labels",
                                   help=f"label is {task.negative} or {task.positive} (or 0/1); patient_id gives patient-level intervals.")
     else:

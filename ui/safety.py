@@ -65,7 +65,9 @@ def offer_switch(results: list[dict], task: str, uploads: list[tuple[str, bytes]
     if not targets:
         return
     names = ", ".join(TASKS[t].title for t in targets)
-    st.info(f"{len(withheld)} of the images look like they belong to another task: {names}. "
+    n = sum(1 for r in results if r["scored"].ok)
+    who = "This image looks" if n == 1 else f"{len(withheld)} of the {n} images look"
+    st.info(f"{who} like {'it belongs' if n == 1 else 'they belong'} to another task: {names}. "
             "Switch task and keep the files?", icon=":material/alt_route:")
     cols = st.columns(len(targets))
     for col, t in zip(cols, targets):
