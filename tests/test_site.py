@@ -295,3 +295,28 @@ def test_site_benchmark_structure():
     r = bench_site(40, n_boot=100)
     assert r["n"] == 40 and r["target_s"] == TARGET_S and r["result"] in ("PASS", "FAIL")
     assert r["total_s"] >= r["score_s"] > 0 and "cluster bootstrap" in r["ci_method"]
+
+
+def test_reading_profiles_never_creates_the_database(tmp_path):
+    db = tmp_path / "none.sqlite"
+    assert profiles.list_profiles(db=db) == [] and not db.exists()
+
+
+def test_field_cells_as_a_new_site():
+    """The real case (cells cut from the malaria_fields test session S1), one model, not saved: the numbers in
+    the README come from `python -m core.site --task malaria --fields-session S1 --name iml-s1`."""
+    from core.models.store import bundled_models
+    from core.site.fields import field_study
+    from tests.app_support import need
+    from tests.conftest import require_dataset
+
+    require_dataset("malaria_fields")
+    need("secondlook_cnn" in bundled_models("malaria"), "malaria/secondlook_cnn not bundled")
+    row = field_study(["secondlook_cnn"], "t", n_boot=200, save=False)[0]
+    f = row["fields"]
+    assert row["n"] == 6123 and row["n_positive"] == 80 and f["n_fields"] == 52 and f["cluster"] == "field"
+    assert "field-level cluster bootstrap (52 fields" in row["current"]["ci_method"]
+    assert f["shipped"]["threshold"] == row["current"]["threshold"] and f["shipped"]["sensitivity"] == row["current"]["sensitivity"]
+    assert f["site_rule_same_cells"]["sensitivity"] >= 0.95  # the task's rule, on the cells it was chosen on
+    assert f["site_specificity_0.97_same_cells"]["specificity"] >= 0.97
+    assert len(f["split"]) == 2 and sum(s["n_eval"] for s in f["split"]) == row["n"]

@@ -141,6 +141,8 @@ _COLS = "name, task, model_id, model_sha256, n, created_at, threshold, shipped_t
 
 
 def list_profiles(task: str | None = None, model_id: str | None = None, db: str | Path | None = None) -> list[SiteProfile]:
+    if not (Path(db) if db is not None else db_path()).is_file():
+        return []  # reading never creates the database
     q, args, where = f"SELECT {_COLS} FROM site_profiles", [], []
     if task is not None:
         where.append("task = ?")
