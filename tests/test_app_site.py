@@ -113,6 +113,11 @@ def test_site_page_builds_saves_and_activates_a_profile():
     assert at.sidebar.selectbox(key=f"site_sel/malaria/{mid}").value == "lab-a"
     assert at.session_state["op_thresholds"][f"malaria/{mid}"] == pytest.approx(saved.threshold)
     assert any(b.proto.label.startswith("Export profile") for b in at.get("download_button"))
+    # Predict shows the site-calibrated probability beside the model's
+    at.switch_page("app_pages/predict.py").run()
+    at.file_uploader(key="predict_files").set_value(imgs[1]).run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert any("Site 'lab-a': recalibrated on 44 local cases" in c.value for c in at.caption)
     # choosing "none" in the sidebar goes back to the shipped point
     at.sidebar.selectbox(key=f"site_sel/malaria/{mid}").select("None (shipped operating point)").run()
     assert f"malaria/{mid}" not in at.session_state["op_thresholds"]
