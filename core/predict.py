@@ -19,6 +19,7 @@ import sys
 
 from core.inference.decision import decide, modality_verdict
 from core.inference.forward import predict_tensors
+from core.inference.guard import load_ood
 from core.inference.preprocess import prepare
 from core.inference.routing import auto_rows
 from core.io.images import InputError, read_image
@@ -28,8 +29,9 @@ from core.models.store import load_model, read_card
 from core.site.apply import load_site, site_fields
 
 
-def predict_file(model, task: str, model_id: str, path: str, threshold: float, site=None, pixels=None) -> dict:
-    """One JSON row; the decision follows `core.inference.decision.decide` (withheld on the wrong modality)."""
+def predict_file(model, task: str, model_id: str, path: str, threshold: float, site=None, pixels=None, ood=None) -> dict:
+    """One JSON row; the decision follows `core.inference.decision.decide` (withheld on the wrong modality,
+    a caution when the model's OOD statistics find the image unusual)."""
     spec = get_task(task).model(model_id)
     try:
         pixels = read_image(path) if pixels is None else pixels
@@ -37,7 +39,7 @@ def predict_file(model, task: str, model_id: str, path: str, threshold: float, s
     except InputError as exc:
         return {"file": path, "ok": False, "error": str(exc)}
     p = float(predict_tensors(model, x[None])[0])
-    d = decide(p, threshold, task, modality_verdict(pixels, task))
+    d = decide(p, threshold, task, modality_verdict(pixels, task), bool(ood.is_unusual(x)) if ood is not None else False)
     row = {"file": path, "ok": True, "probability": p if d.assessed else None, **d.fields(),
            "threshold": threshold, "task": task, "model": model_id}
     if not d.assessed:
@@ -72,10 +74,11 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             p.error(str(exc))
     model = load_model(a.task, model_id)
+    ood = load_ood(a.task, model_id, model=model)
     threshold = a.threshold if a.threshold is not None else site.threshold if site else float(read_card(a.task, model_id)["threshold"])
     for f in a.files:
         try:
-            row = predict_file(model, a.task, model_id, f, threshold, site)
+            row = predict_file(model, a.task, model_id, f, threshold, site, ood=ood)
         except Exception as exc:  # a batch must never die on one file
             row = {"file": f, "ok": False, "error": f"unexpected error while scoring this file: {exc}"}
         print(json.dumps(row), flush=True)

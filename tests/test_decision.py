@@ -120,3 +120,28 @@ def test_worklist_and_csv_use_the_same_rule():
     assert list(wl["decision"]) == ["Flag: PNEUMONIA", "NORMAL", NOT_ASSESSED, "could not read"]
     csv = scoring.worklist_csv(wl, 0.5, "pneumonia", "secondlook_cnn").decode().splitlines()
     assert csv[0].startswith("rank,file,probability,decision,withheld") and ",Not assessed,colour image" in csv[3]
+
+
+def test_whole_smear_fields_are_withheld_on_the_cell_task_but_cells_cut_from_them_are_not():
+    """All 315 malaria_fields fields (1280x960) withheld; the 64 px cells cut from the S1 fields assessed."""
+    import pandas as pd
+
+    from core.config import task_data_dir
+    from core.data.field_crops import cut_cells
+    from core.io.images import read_image
+
+    require_dataset("malaria_fields")
+    root = task_data_dir("malaria_fields")
+    fields = pd.read_csv(root / "manifest.csv")
+    cells = pd.read_csv(root / "cells.csv")
+    withheld = 0
+    for p in fields.path:
+        px = read_image(root / p)
+        msg = modality_verdict(px, "malaria")
+        withheld += bool(msg and "whole blood-smear field" in msg)
+        assert modality_verdict(px, "pneumonia") is not None  # and never a chest decision
+    assert withheld == len(fields) == 315
+    for p in fields.path[:5]:
+        boxes = cells.loc[cells.path == p, ["x", "y", "w", "h"]].to_numpy()
+        crops = cut_cells(read_image(root / p), boxes)
+        assert all(modality_verdict(c, "malaria") is None for c in crops)

@@ -60,12 +60,30 @@ def decide(probability: float | None, threshold: float, task: str | TaskSpec, mo
     return Decision(float(probability), float(threshold), t.positive if flagged else t.negative, flagged, None, caution)
 
 
+# A single-cell crop is ~60-200 px a side (NIH crops here: 64 px; IML cell boxes: median 82 px); a microscope
+# field is ~1000 px and holds ~100 cells (malaria_fields: 1280x960). Measured in tests/test_decision.py.
+FIELD_MIN_SIDE = 400
+
+
 def modality_verdict(pixels, task: str | TaskSpec) -> str | None:
-    """The modality check for a task's models: None when the picture fits, else the reason to withhold."""
+    """The modality check for a task's models: None when the picture fits, else the reason to withhold.
+
+    For the cell task a whole smear field is the right modality but the wrong input: the model scores one cell.
+    """
+    import numpy as np
+
     from core.inference.guard import modality_check
 
     t = get_task(task) if isinstance(task, str) else task
-    return modality_check(pixels, t.modality)
+    msg = modality_check(pixels, t.modality)
+    if msg or t.modality != "smear":
+        return msg
+    h, w = np.asarray(pixels).shape[:2]
+    if min(h, w) >= FIELD_MIN_SIDE:
+        return (f"This looks like a whole blood-smear field ({w}x{h} px, many cells) rather than one cell: the cell "
+                f"model scores a single cell crop (about 60-200 px), so a score for the whole field is not meaningful. "
+                "Crop single cells first.")
+    return None
 
 
 def assess(pixels, probability: float | None, threshold: float, task: str | TaskSpec,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from core.inference.decision import decide
+from core.inference.decision import decide, modality_verdict
 from core.inference.forward import predict_tensors
 from core.inference.preprocess import prepare
 from core.io import images as imageio
@@ -188,10 +188,9 @@ def score_bytes(model, spec: ModelSpec, data: bytes, name: str, with_heatmap: bo
     cam = heatmap(model, spec, dec.pixels) if with_heatmap else None
     from core.inference.guard import modality_stats
 
-    warn = input_warnings(spec, dec.pixels, ood)
-    withheld = next((w for w in warn if not w.startswith("This image is unusual")), None)
+    unusual = [w for w in input_warnings(spec, dec.pixels, ood) if w.startswith("This image is unusual")]
     return Scored(name, d, p, cam, display_image(dec.pixels) if with_display else None, thumbnail_url(dec.pixels), dec.format, dec.notes,
-                  dec.metadata, dec.phi, warnings=[w for w in warn if w != withheld], withheld=withheld,
+                  dec.metadata, dec.phi, warnings=unusual, withheld=modality_verdict(dec.pixels, spec.task),
                   looks_like=modality_stats(dec.pixels).looks_like)
 
 
