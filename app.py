@@ -30,6 +30,7 @@ PAGES = [
     st.Page("app_pages/compare.py", title="Model comparison", icon=":material/compare:", url_path="compare"),
     st.Page("app_pages/review.py", title="Misclassified review", icon=":material/fact_check:", url_path="review"),
     st.Page("app_pages/audit.py", title="Audit log", icon=":material/history:", url_path="audit"),
+    st.Page("app_pages/site.py", title="Site validation", icon=":material/location_on:", url_path="site"),
 ]
 if pacs_configured():  # without a PACS the app works as before, with no PACS page
     PAGES.append(st.Page("app_pages/pacs.py", title="PACS", icon=":material/lan:", url_path="pacs"))

@@ -6,7 +6,8 @@ import streamlit as st
 from core.data import samples
 from core.evaluation import operating_point as op
 from core.inference import scoring
-from ui import common, handoff, imaging
+from core.inference.decision import decide
+from ui import common, handoff, imaging, safety, sites
 from ui import fields as fieldview
 
 ctx = common.context()
@@ -80,7 +81,11 @@ def _safe(name: str, data: bytes) -> scoring.Scored:
         return scoring.Scored(name, scoring.digest(data), error=f"{name}: SecondLook could not score this file ({type(exc).__name__}: {exc}).")
 
 
-inputs = [(f.name, f.getvalue(), None) for f in uploads or []]
+uploaded = [(f.name, f.getvalue()) for f in uploads or []]
+carried = safety.carried_files(uploaded)  # files kept across a one-click task switch
+if carried:
+    st.button(f"Remove the {len(carried)} file(s) brought from the other task", on_click=safety.clear_carried, key="predict_uncarry")
+inputs = [(n, d, None) for n, d in uploaded + carried]
 inputs += [(ex["path"], imaging.file_bytes(ex["file"]), ex["label"]) for ex in st.session_state[EX_KEY].get(task.name, [])]
 if task.modality == "smear":  # whole microscope fields are screened cell by cell; single-cell crops go on below
     fields = [{"name": n, "data": d} for n, d, _ in inputs if fieldview.is_field(d, n)]
@@ -106,8 +111,9 @@ for r in results:
 
 st.session_state["predict_last"] = [
     {"name": r["name"], "probability": r["scored"].probability,
-     "decision": op.decision_label(r["scored"].probability, thr, task)} for r in ok
+     "decision": decide(r["scored"].probability, thr, task, r["scored"].withheld).label} for r in ok
 ]
+safety.offer_switch(results, task.name, uploaded + carried)
 
 handoff.audit_results(ctx, ok)
 
@@ -127,23 +133,27 @@ def detail(r: dict) -> None:
         st.markdown(f"#### {r['name']}")
         left, right = st.columns([5, 6], gap="medium")
         with left:
-            m1 = m2 = st
-            m1.metric(f"Probability of {task.finding}", op.fmt_prob(p),
-                      help="The model's output for this image (0–100%). It is not a calibrated risk for your patient population.")
-            m2.metric("Decision at this operating point", decision,
-                      help=f"Flagged when the probability is at least the threshold {thr:.4f} (sidebar). "
-                           "Moving the operating point updates this without re-running the model.")
-            side = "at or above" if flagged else "below"
-            colour = "red" if flagged else "green"
-            st.markdown(
-                f"The probability **{op.fmt_prob(p)}** is {side} the threshold **{thr:.1%}** ({thr:.4f}), so the model "
-                + (f":{colour}[**flags**] this {unit} for {task.finding}." if flagged else f":{colour}[does **not** flag] this {unit}.")
-            )
-            st.caption(f"Exact model output: {p:.8f}")
-            if r["truth"] is not None:
-                right_call = (r["truth"] == task.positive) == flagged
-                st.caption(f"Example from the held-out test set — dataset label **{r['truth']}** "
-                           f"({'the model agrees' if right_call else 'the model disagrees'}).")
+            if s.withheld:
+                safety.withheld_panel(s.withheld, p, op.fmt_prob, toggle=len(ok) == 1)
+            else:
+                m1 = m2 = st
+                m1.metric(f"Probability of {task.finding}", op.fmt_prob(p),
+                          help="The model's output for this image (0–100%). It is not a calibrated risk for your patient population.")
+                m2.metric("Decision at this operating point", decision,
+                          help=f"Flagged when the probability is at least the threshold {thr:.4f} (sidebar). "
+                               "Moving the operating point updates this without re-running the model.")
+                side = "at or above" if flagged else "below"
+                colour = "red" if flagged else "green"
+                st.markdown(
+                    f"The probability **{op.fmt_prob(p)}** is {side} the threshold **{thr:.1%}** ({thr:.4f}), so the model "
+                    + (f":{colour}[**flags**] this {unit} for {task.finding}." if flagged else f":{colour}[does **not** flag] this {unit}.")
+                )
+                st.caption(f"Exact model output: {p:.8f}")
+                sites.calibrated_caption(ctx.site, p)
+                if r["truth"] is not None:
+                    right_call = (r["truth"] == task.positive) == flagged
+                    st.caption(f"Example from the held-out test set — dataset label **{r['truth']}** "
+                               f"({'the model agrees' if right_call else 'the model disagrees'}).")
             for w in s.warnings:
                 st.warning(w, icon=":material/report:")
             for note in s.notes:
@@ -156,7 +166,9 @@ def detail(r: dict) -> None:
         with right:
             c1, c2 = st.columns(2, gap="small")
             c1.image(imaging.rendered(task.name, mid, s, 0.0, r["data"]), caption="Original", width="stretch")
-            c2.image(imaging.rendered(task.name, mid, s, alpha, r["data"]), caption="Grad-CAM overlay", width="stretch")
+            if not s.withheld or safety.score_anyway():
+                c2.image(imaging.rendered(task.name, mid, s, alpha, r["data"]), width="stretch",
+                         caption="Grad-CAM overlay" + (f" ({safety.OUT_OF_SCOPE})" if s.withheld else ""))
             st.caption(imaging.gradcam_caption(task.name))
         if s.metadata:
             with st.expander("File details"):
@@ -171,11 +183,13 @@ if len(ok) == 1:
     handoff.panel(ctx, ok)
 else:
     rows = [{"thumbnail": r["scored"].thumbnail, "file": r["name"], "shown": Path(r["name"]).name,
-             "probability": r["scored"].probability,
-             "truth": r["truth"] or "", "note": r["scored"].caution}
+             "probability": safety.shown_probability(r["scored"]), "withheld": r["scored"].withheld,
+             "truth": r["truth"] or "", "note": "Wrong kind of image" if r["scored"].withheld else r["scored"].caution}
             for r in ok]
     wl = scoring.worklist(rows, thr, task.name)
-    n_flag = int((wl["probability"] >= thr).sum())
+    n_flag = int(wl["decision"].str.startswith("Flag").sum())
+    if wl["withheld"].notna().any():
+        safety.anyway_toggle()
     st.subheader(f"Worklist — {len(wl)} images, {n_flag} flagged")
     st.caption("Sorted by probability, highest first: read the top of the list first. Decisions follow the sidebar's "
                "operating point. Click a row to see that image below.")

@@ -198,7 +198,7 @@ def record_file(path: str, row: dict, model_sha256: str | None, surface: str, db
         digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
         record(image_sha256=digest, task=row["task"], model_id=row["model"], model_sha256=model_sha256,
                threshold=row["threshold"], probability=row["probability"], decision=row["decision"],
-               surface=surface, db=db)
+               withheld_reason=row.get("withheld"), site_profile=row.get("site"), surface=surface, db=db)
         return True
     except (AuditError, OSError, ValueError) as exc:
         print(f"audit: {path}: {exc}", file=sys.stderr)

@@ -197,6 +197,7 @@ class Context:
     model_id: str | None = None
     threshold: float | None = None
     card: dict = field(default_factory=dict)
+    site: object = None  # the active site profile (core.site.profiles.SiteProfile) or None
 
     @property
     def has_model(self) -> bool:
@@ -257,9 +258,12 @@ def sidebar() -> Context:
         model_id = st.selectbox("Model", models, format_func=lambda m: model_label(task_name, m), key="model",
                                 help="Bundled models for this task. Seed baselines are the notebooks' original networks; "
                                      "'recommended' marks SecondLook's model with the best AUC on validation images.")
+        from ui import sites
+
+        site = sites.sidebar_selector(task_name, model_id)
         _operating_point_widgets(task, model_id)
         thr = threshold(task_name, model_id)
-        ctx = Context(task, models, model_id, thr, card(task_name, model_id))
+        ctx = Context(task, models, model_id, thr, card(task_name, model_id), site)
         ss["_ctx"] = ctx
         _footer()
     return ctx

@@ -43,7 +43,8 @@ def _info(ctx) -> C.ModelInfo:
 
 
 def _site(ctx) -> str | None:
-    return getattr(ctx, "site_profile", None)  # the Context has no site profile yet; read it when it does
+    site = getattr(ctx, "site", None)  # the sidebar's active site profile (core.site.profiles.SiteProfile)
+    return getattr(site, "name", None)
 
 
 def audit_results(ctx, results: list[dict], surface: str = "app") -> None:
@@ -60,11 +61,12 @@ def audit_results(ctx, results: list[dict], surface: str = "app") -> None:
         if not s.ok or key in done:
             continue
         try:
-            from core.evaluation import operating_point as op
+            from core.inference.decision import decide
 
+            d = decide(s.probability, thr, ctx.task, getattr(s, "withheld", None))
             audit.record(image_sha256=s.digest, task=ctx.task.name, model_id=ctx.model_id, model_sha256=sha or None,
-                         threshold=thr, probability=s.probability,
-                         decision=op.decision_label(s.probability, thr, ctx.task), site_profile=site, surface=surface)
+                         threshold=thr, probability=s.probability if d.assessed else None, decision=d.label,
+                         withheld_reason=d.withheld, site_profile=site, surface=surface)
             done.add(key)
         except (audit.AuditError, ValueError) as exc:
             st.warning(f"The audit log could not be written: {exc}", icon=":material/history:")

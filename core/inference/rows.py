@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 COLUMNS: tuple[str, ...] = (
-    "file", "sha256", "ok", "error", "probability", "decision", "threshold", "task", "model", "model_sha256",
+    "file", "sha256", "ok", "error", "probability", "decision", "withheld", "caution", "threshold", "task", "model",
+    "model_sha256",
 )
 # The columns that say which scorer produced a row: a batch output may only ever hold one combination of them.
 PROVENANCE: tuple[str, ...] = ("task", "model", "model_sha256", "threshold")
@@ -32,23 +33,34 @@ class RowContext:
         """The class label at this operating point (a probability equal to the threshold counts as positive)."""
         return self.positive if probability >= self.threshold else self.negative
 
-    def row(self, file: str, sha256: str | None, probability: float | None = None, error: str | None = None) -> dict:
-        """The row for one file: give a probability, or an error saying why there is none."""
+    def row(self, file: str, sha256: str | None, probability: float | None = None, error: str | None = None,
+            decision=None) -> dict:
+        """The row for one file: give a probability, or an error saying why there is none.
+
+        `decision` (a `core.inference.decision.Decision`) carries the modality check: when it withholds, the row has
+        no probability and no decision, the reason in `withheld`, and the raw output only as `score_out_of_scope`.
+        """
         if (probability is None) == (error is None):
             raise ValueError("a row has either a probability or an error, not both or neither")
         ok = error is None
-        return {
+        assessed = ok and (decision is None or decision.assessed)
+        row = {
             "file": str(file),
             "sha256": sha256,
             "ok": ok,
             "error": error,
-            "probability": float(probability) if ok else None,
-            "decision": self.decide(float(probability)) if ok else None,
+            "probability": float(probability) if assessed else None,
+            "decision": (decision.label if decision is not None else self.decide(float(probability))) if assessed else None,
+            "withheld": decision.withheld if decision is not None else None,
+            "caution": decision.caution if decision is not None else None,
             "threshold": float(self.threshold),
             "task": self.task,
             "model": self.model,
             "model_sha256": self.model_sha256,
         }
+        if ok and not assessed:
+            row["score_out_of_scope"] = float(probability)  # kept apart: not a probability this model stands behind
+        return row
 
 
 def row_context(task: str, model_id: str, threshold: float | None = None, root=None) -> RowContext:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from core.inference.decision import decide, modality_verdict
 from core.inference.forward import predict_tensors
 from core.inference.preprocess import prepare
 from core.io import images as imageio
@@ -137,6 +138,8 @@ class Scored:
     phi: object = None
     error: str | None = None
     warnings: list[str] = field(default_factory=list)  # input guards: wrong kind of picture, unusual for the model
+    withheld: str | None = None  # the modality check's reason when the picture is the wrong kind for the task
+    looks_like: str = ""  # the modality the picture looks like ("xray", "smear"), for routing
 
     @property
     def caution(self) -> str:
@@ -183,8 +186,12 @@ def score_bytes(model, spec: ModelSpec, data: bytes, name: str, with_heatmap: bo
         return Scored(name, d, error=str(exc))
     p = probability(model, spec, dec.pixels)
     cam = heatmap(model, spec, dec.pixels) if with_heatmap else None
+    from core.inference.guard import modality_stats
+
+    unusual = [w for w in input_warnings(spec, dec.pixels, ood) if w.startswith("This image is unusual")]
     return Scored(name, d, p, cam, display_image(dec.pixels) if with_display else None, thumbnail_url(dec.pixels), dec.format, dec.notes,
-                  dec.metadata, dec.phi, warnings=input_warnings(spec, dec.pixels, ood))
+                  dec.metadata, dec.phi, warnings=unusual, withheld=modality_verdict(dec.pixels, spec.task),
+                  looks_like=modality_stats(dec.pixels).looks_like)
 
 
 def worklist(items: list[dict], threshold: float, task: str) -> pd.DataFrame:
@@ -200,14 +207,21 @@ def worklist(items: list[dict], threshold: float, task: str) -> pd.DataFrame:
         df["probability"] = np.nan
     prob = pd.to_numeric(df["probability"], errors="coerce")
     df["probability"] = prob
-    df["decision"] = np.where(prob.isna(), "could not read", np.where(prob >= threshold, f"Flag: {t.positive}", t.negative))
-    df = df.sort_values("probability", ascending=False, na_position="last", kind="mergesort").reset_index(drop=True)
+    reasons = df["withheld"].tolist() if "withheld" in df else [None] * len(df)
+    df["withheld"] = pd.Series([w if isinstance(w, str) and w else None for w in reasons], index=df.index, dtype=object)
+    df["decision"] = [  # core.inference.decision: no decision on the wrong kind of image, even when scored anyway
+        decide(p, threshold, t, w).short(t.positive) if (w or not np.isnan(p)) else "could not read"
+        for p, w in zip(prob.to_numpy(dtype=float), df["withheld"])
+    ]
+    df["_assessed"] = df["withheld"].isna() & prob.notna()
+    df = (df.sort_values(["_assessed", "probability"], ascending=[False, False], na_position="last", kind="mergesort")
+          .drop(columns="_assessed").reset_index(drop=True))
     df.insert(0, "rank", np.arange(1, len(df) + 1))
     return df
 
 
 def worklist_csv(df: pd.DataFrame, threshold: float, task: str, model_id: str) -> bytes:
-    keep = [c for c in ("rank", "file", "probability", "decision", "truth", "note") if c in df.columns]
+    keep = [c for c in ("rank", "file", "probability", "decision", "withheld", "truth", "note") if c in df.columns]
     out = df[keep].copy()
     out["threshold"] = threshold
     out["task"] = task
