@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 from core.config import REPO_ROOT
 from core.inference import routing

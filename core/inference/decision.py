@@ -82,7 +82,7 @@ def modality_verdict(pixels, task: str | TaskSpec) -> str | None:
     if min(h, w) >= FIELD_MIN_SIDE:
         return (f"This looks like a whole blood-smear field ({w}x{h} px, many cells) rather than one cell: the cell "
                 f"model scores a single cell crop (about 60-200 px), so a score for the whole field is not meaningful. "
-                "Crop single cells first.")
+                "Screen it cell by cell instead: the Predict page does this for a field, or `python -m core.fields FILE`.")
     return None
 
 

@@ -207,6 +207,16 @@ def _malaria() -> TaskSpec:
             "The secondlook_cnn architecture and augmentation with a 30-epoch cosine schedule: the 14-epoch run was "
             "still improving on validation in its last epochs.",
         ),
+        ModelSpec(
+            "secondlook_twosite", "malaria", "SecondLook CNN, two sites (NIH crops + IML field cells)", False,
+            InputSpec(64, 3, "unit"),
+            replace(recipe, epochs=5, learning_rate=5e-4, patience=3, augment="cell_stain", init_from="secondlook_long",
+                    second_site="malaria_fields"),
+            "secondlook_long fine-tuned for 5 epochs (cosine from 5e-4) on the NIH P. falciparum crops plus cells cut "
+            "from whole IML P. vivax fields of capture session S2 (every infected cell x4, 4,000 uninfected), with "
+            "colour-balance and gamma jitter for stain differences; early stopping on the NIH validation patients plus "
+            "the cells of session S3. Meant for whole-field screening at a lab other than the one that made the NIH crops.",
+        ),
     )
     return TaskSpec(
         "malaria", "Malaria (thin-smear red blood cell)", ("Uninfected", "Parasitized"), "smear", "malaria parasites",
