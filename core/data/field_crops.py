@@ -1,0 +1,84 @@
+"""Cells cut out of whole smear fields as 64x64 crops: a second site (IML, P. vivax, Olympus) for the cell models.
+
+The NIH crops are single cells filling their picture; a field cell is cut the same way from its box (annotated
+box for training and evaluation, found box at screening time) by one function, `cut_cells`, so a model sees the
+same kind of crop in training and in use. Crops live in memory only (nothing derived from a dataset is written).
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from core.config import task_data_dir
+from core.io.images import read_image
+
+FIELDS = "malaria_fields"
+# How a two-site cell model uses the fields (all from the `train` split; test session S1 is never touched):
+TRAIN_SESSIONS = ("S2",)  # cells added to the training data
+STOP_SESSIONS = ("S3",)  # cells added to the early-stopping set; also the validation fields for the field operating point
+TRAIN_NEGATIVES = 4000  # uninfected cells drawn from the training session (it has ~15k)
+POSITIVE_REPEAT = 4  # each infected training cell appears this many times per epoch (augmented differently)
+PAD = 0.05  # margin around a box, as a share of its side: keeps the membrane edge the NIH crops show
+
+
+def fields_available() -> bool:
+    root = task_data_dir(FIELDS)
+    return (root / "manifest.csv").is_file() and (root / "cells.csv").is_file()
+
+
+def read_fields() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(fields, cells): one row per field (absolute `file`, split, session) and one per annotated box."""
+    root = task_data_dir(FIELDS)
+    fields = pd.read_csv(root / "manifest.csv")
+    fields["file"] = [str(root / p) for p in fields["path"]]
+    cells = pd.read_csv(root / "cells.csv").merge(fields[["path", "session", "split"]], on="path")
+    return fields, cells
+
+
+def cut_cells(rgb: np.ndarray, boxes: np.ndarray, size: int = 64, pad: float = PAD) -> np.ndarray:
+    """(N, size, size, 3) uint8 crops of boxes (x, y, w, h, original pixels); outside the image reads as black."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    out = np.zeros((len(boxes), size, size, 3), np.uint8)
+    h_img, w_img = rgb.shape[:2]
+    for i, (x, y, w, h) in enumerate(boxes):
+        x0, y0 = int(round(x - pad * w)), int(round(y - pad * h))
+        x1, y1 = int(round(x + w + pad * w)), int(round(y + h + pad * h))
+        if x1 <= x0 or y1 <= y0:
+            continue
+        patch = np.zeros((y1 - y0, x1 - x0, 3), np.uint8)
+        sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x1, w_img), min(y1, h_img)
+        if sx1 > sx0 and sy1 > sy0:
+            patch[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = rgb[sy0:sy1, sx0:sx1]
+        out[i] = cv2.resize(patch, (size, size), interpolation=cv2.INTER_AREA)
+    return out
+
+
+def session_crops(sessions: tuple[str, ...], max_negatives: int | None = None, seed: int = 0,
+                  size: int = 64) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """Annotated cells of the given capture sessions: crops, 0/1 labels, and their boxes (path, x, y, w, h).
+
+    `difficult` boxes (infected unknown) are left out. With `max_negatives`, uninfected cells are drawn at random
+    (seeded) down to that many; every infected cell is kept.
+    """
+    _, cells = read_fields()
+    cells = cells[cells["session"].isin(sessions) & cells["infected"].notna()].reset_index(drop=True)
+    if max_negatives is not None:
+        neg = cells[cells["infected"] == 0]
+        if len(neg) > max_negatives:
+            keep = neg.sample(max_negatives, random_state=seed).index
+            cells = cells[(cells["infected"] == 1) | cells.index.isin(keep)].reset_index(drop=True)
+    root = task_data_dir(FIELDS)
+    groups = list(cells.groupby("path", sort=True))
+
+    def one(item):
+        path, g = item
+        return g.index.to_numpy(), cut_cells(read_image(root / path), g[["x", "y", "w", "h"]].to_numpy(), size)
+
+    crops = np.zeros((len(cells), size, size, 3), np.uint8)
+    with ThreadPoolExecutor(4) as pool:
+        for idx, c in pool.map(one, groups):
+            crops[idx] = c
+    return crops, cells["infected"].to_numpy(np.float32), cells[["path", "x", "y", "w", "h", "session"]]
