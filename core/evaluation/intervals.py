@@ -120,7 +120,13 @@ def calibration_replicates(y: np.ndarray, s: np.ndarray, cl: Clusters, w: np.nda
 
 
 class _AucBlocks:
-    """Scores sorted once into blocks of equal score, so a replicate's AUC is a weighted sum over blocks."""
+    """Scores sorted once into blocks of equal score, so a replicate's AUC is a weighted sum over blocks.
+
+    Few patients (malaria: 14 in test): per-patient block counts, and a replicate's block weights are one matrix
+    product. Many patients: each image takes its patient's draw count directly (gather, then sum per block).
+    """
+
+    MATRIX_MAX_GROUPS = 128
 
     def __init__(self, y: np.ndarray, s: np.ndarray, cl: Clusters) -> None:
         order = np.argsort(s, kind="mergesort")
@@ -128,13 +134,27 @@ class _AucBlocks:
         self.starts = np.r_[0, np.flatnonzero(np.diff(ss)) + 1] if ss.size else np.array([], int)
         self.group = cl.index[order]
         self.pos = (y[order] == 1).astype(np.float64)
+        self.matrix = None
+        if cl.n_groups <= self.MATRIX_MAX_GROUPS and ss.size:
+            block = np.cumsum(np.isin(np.arange(ss.size), self.starts)) - 1
+            shape = (cl.n_groups, self.starts.size)
+            cpos, cneg = np.zeros(shape), np.zeros(shape)
+            np.add.at(cpos, (self.group, block), self.pos)
+            np.add.at(cneg, (self.group, block), 1 - self.pos)
+            self.matrix = (cpos, cneg)
+
+    def _blocks(self, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.matrix is not None:
+            return w @ self.matrix[0], w @ self.matrix[1]
+        wi = w[:, self.group]  # (chunk, images) in score order
+        return np.add.reduceat(wi * self.pos, self.starts, axis=1), np.add.reduceat(wi * (1 - self.pos), self.starts, axis=1)
 
     def aucs(self, w: np.ndarray) -> np.ndarray:
         out = np.empty(len(w))
+        if not self.starts.size:
+            return np.full(len(w), np.nan)
         for i in range(0, len(w), _CHUNK):
-            wi = w[i : i + _CHUNK][:, self.group]  # (chunk, images) in score order
-            pos = np.add.reduceat(wi * self.pos, self.starts, axis=1)
-            neg = np.add.reduceat(wi * (1 - self.pos), self.starts, axis=1)
+            pos, neg = self._blocks(w[i : i + _CHUNK])
             below = np.cumsum(neg, axis=1) - neg  # negative weight strictly below each block
             num = np.sum(pos * (below + 0.5 * neg), axis=1)
             out[i : i + _CHUNK] = _div(num, pos.sum(axis=1) * neg.sum(axis=1))
@@ -144,6 +164,29 @@ class _AucBlocks:
 def auc_replicates(y: np.ndarray, s: np.ndarray, cl: Clusters, w: np.ndarray) -> np.ndarray:
     """Mann-Whitney AUC (ties half) of every replicate, each image weighted by its patient's draw count."""
     return _AucBlocks(y, s, cl).aucs(w)
+
+
+def model_auc_replicates(y_true, scores: dict[str, np.ndarray], groups, *, n_boot: int = N_BOOT,
+                         seed: int = SEED) -> dict[str, np.ndarray]:
+    """AUC replicates of several models on the same images and the SAME patient draws: any pair's difference is
+    then the paired cluster bootstrap (`paired_from_replicates`), without resampling again per pair."""
+    y = _inputs(y_true, np.zeros(np.asarray(y_true).size))[0]
+    cl = clusters(groups, y)
+    w = draw_weights(cl, n_boot, seed)
+    return {m: auc_replicates(y, _inputs(y, s)[1], cl, w) for m, s in scores.items()}
+
+
+def paired_from_replicates(observed_difference: float, rep_a: np.ndarray, rep_b: np.ndarray,
+                           alpha: float = ALPHA) -> dict[str, float]:
+    """CI and two-sided p of AUC(A) - AUC(B) from two models' replicates on the same draws.
+
+    p: twice the smaller share of replicates on either side of 0, with the +1 correction (never 0 from a finite
+    number of resamples), capped at 1.
+    """
+    d = rep_a - rep_b
+    d = d[np.isfinite(d)]
+    p = min(1.0, 2 * min((1 + np.sum(d <= 0)) / (d.size + 1), (1 + np.sum(d >= 0)) / (d.size + 1))) if d.size else float("nan")
+    return {"difference": float(observed_difference), "ci": percentile_ci(d, alpha), "p_value": float(p)}
 
 
 def percentile_ci(values: np.ndarray, alpha: float = ALPHA) -> list[float]:
@@ -198,27 +241,15 @@ def patient_level_summary(y_true, y_score, groups, threshold: float, *, unit: st
 
 def paired_auc_difference(y_true, score_a, score_b, groups, *, n_boot: int = N_BOOT, seed: int = SEED,
                           alpha: float = ALPHA) -> dict[str, float]:
-    """AUC(A) - AUC(B) on the same images: the same patient draws for both models, so the pairing is kept.
-
-    Two-sided bootstrap p: twice the smaller share of replicates on either side of 0, with the +1 correction
-    (so it is never 0 from a finite number of resamples), capped at 1.
-    """
+    """AUC(A) - AUC(B) on the same images: the same patient draws for both models, so the pairing is kept."""
     from core.evaluation import metrics
 
     y, a = _inputs(y_true, score_a)
     _, b = _inputs(y_true, score_b)
-    cl = clusters(groups, y)
-    w = draw_weights(cl, n_boot, seed)
-    d = auc_replicates(y, a, cl, w) - auc_replicates(y, b, cl, w)
-    d = d[np.isfinite(d)]
+    reps = model_auc_replicates(y, {"a": a, "b": b}, groups, n_boot=n_boot, seed=seed)
     auc_a, auc_b = metrics.roc_auc(y, a), metrics.roc_auc(y, b)
-    if d.size:
-        p = min(1.0, 2 * min((1 + np.sum(d <= 0)) / (d.size + 1), (1 + np.sum(d >= 0)) / (d.size + 1)))
-    else:
-        p = float("nan")
-    lo, hi = percentile_ci(d, alpha)
-    return {"auc_a": auc_a, "auc_b": auc_b, "difference": auc_a - auc_b, "ci": [lo, hi], "p_value": float(p),
-            "n_patients": cl.n_groups, "n_boot": int(n_boot)}
+    return {"auc_a": auc_a, "auc_b": auc_b, **paired_from_replicates(auc_a - auc_b, reps["a"], reps["b"], alpha),
+            "n_patients": clusters(groups, y).n_groups, "n_boot": int(n_boot)}
 
 
 def auc_ci(y_true, y_score, groups, *, n_boot: int = N_BOOT, seed: int = SEED, alpha: float = ALPHA) -> tuple[float, float, float]:

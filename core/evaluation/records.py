@@ -8,6 +8,7 @@ import pandas as pd
 
 from core.data import load_task_manifest, read_manifest, split_train_val
 from core.evaluation import metrics
+from core.evaluation.patient_cards import add_patient_level
 from core.inference.forward import score_sources
 from core.models.registry import get_model_spec, get_task
 from core.models.store import (
@@ -85,6 +86,7 @@ def refresh_records(task: str, model_id: str) -> dict:
     card["validation"] = metrics.summary(va["y"].to_numpy(), val_scores, threshold)
     write_card(task, model_id, card)
     test = evaluate_bundled(task, model_id, update_card=True, model=model)
+    add_patient_level(task, model_id)
     return {"threshold_before": before, "threshold": threshold, "validation_auc": card["validation"]["auc"], "test": test}
 
 
@@ -115,3 +117,12 @@ def headline(summ: dict) -> dict:
     """The summary fields a command prints."""
     keys = ("n", "n_positive", "auc", "auc_ci", "accuracy", "sensitivity", "specificity", "ppv", "npv", "f1", "threshold", "tp", "fp", "fn", "tn")
     return {k: summ[k] for k in keys if k in summ}
+
+
+def model_records(task: str, model_id: str, refresh: bool) -> dict:
+    """One model's records for a sweep over models: re-scored and re-derived (`refresh_records`, patient-level
+    blocks included), or only the patient-level blocks from the stored predictions (no model loaded)."""
+    if refresh:
+        res = refresh_records(task, model_id)
+        return {"threshold_before": res["threshold_before"], "validation_auc": res["validation_auc"], **headline(res["test"])}
+    return {k: {m: v[m] for m in ("n_patients", "auc", "auc_ci")} for k, v in add_patient_level(task, model_id).items()}
