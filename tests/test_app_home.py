@@ -106,3 +106,22 @@ def test_model_still_being_evaluated_is_handled(tmp_path, monkeypatch):
     finally:
         st.cache_data.clear()
         st.cache_resource.clear()
+
+
+def test_home_shows_patient_level_intervals_from_the_cards():
+    at = start()
+    frames = iter(df.value for df in at.dataframe)
+    for name in [t for t in TASKS if store.bundled_models(t)]:
+        frame = next(frames)  # one table per task with models, rows in registry order
+        for (_, row), mid in zip(frame.iterrows(), store.bundled_models(name), strict=True):
+            card = store.read_card(name, mid)
+            if not card.get("test"):
+                continue
+            assert row["Model"].startswith(TASKS[name].model(mid).title)
+            pl = card.get("test_patient_level")
+            if pl:
+                assert row["Intervals"] == f"patient-level, {pl['n_patients']} patients"
+                lo, hi = pl["auc_ci"]
+                assert row["AUC (95% CI)"] == f"{card['test']['auc']:.3f} ({lo:.3f}–{hi:.3f})"
+            else:
+                assert row["Intervals"] == "image-level (no patient ids)"

@@ -165,3 +165,18 @@ def test_prediction_groups_joins_the_manifest_on_path(tmp_path, monkeypatch):
     pd.DataFrame({"path": ["x.png"], "label": ["NORMAL"], "patient_id": ["rxtorax-1"], "split_group": ["g7"],
                   "split": "test"}).to_csv(tmp_path / "effusion" / "manifest.csv", index=False)
     assert patients.prediction_groups("effusion", ["x.png"]).tolist() == ["g7"]
+
+
+def test_operating_table_uses_patient_draws_when_given_groups():
+    from core.evaluation import operating_point as op
+
+    groups, y, s = _clustered()
+    rows = op.metrics_table(y, s, y, s, 0.5, prevalence=0.05, val_groups=None, test_groups=groups)
+    cis, _ = iv.rate_cis(y, s, groups, 0.5)
+    by = {r["metric"]: r for r in rows}
+    assert list(by["Sensitivity"]["test_ci"]) == cis["sensitivity"]
+    assert tuple(by["Sensitivity"]["val_ci"]) == metrics.bootstrap_rates_ci(y, s, 0.5, n_boot=1000)["sensitivity"]
+    lo, hi = by["PPV at 5% prevalence"]["test_ci"]
+    assert 0 <= lo <= by["PPV at 5% prevalence"]["test"] <= hi <= 1
+    # patient draws are wider than image draws on clustered data
+    assert hi - lo > np.subtract(*by["PPV at 5% prevalence"]["val_ci"][::-1])

@@ -270,3 +270,15 @@ def rate_cis(y_true, y_score, groups, threshold: float, *, n_boot: int = N_BOOT,
     cl = clusters(groups, y)
     reps = rate_replicates(y, s, cl, draw_weights(cl, n_boot, seed), threshold)
     return {k: percentile_ci(reps[k], alpha) for k in RATES}, reps
+
+
+def calibration_cis(y_true, y_score, groups, *, n_boot: int = N_BOOT, seed: int = SEED,
+                    alpha: float = ALPHA) -> dict[str, tuple[float, list[float]]]:
+    """{"ece": (value, [low, high]), "brier": ...}: ECE (10 uniform bins) and Brier with cluster-bootstrap CIs."""
+    from core.evaluation import metrics
+
+    y, s = _inputs(y_true, y_score)
+    cl = clusters(groups, y)
+    reps = calibration_replicates(y, s, cl, draw_weights(cl, n_boot, seed))
+    return {"ece": (metrics.expected_calibration_error(y, s, ECE_BINS), percentile_ci(reps["ece"], alpha)),
+            "brier": (metrics.brier_score(y, s), percentile_ci(reps["brier"], alpha))}

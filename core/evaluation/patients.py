@@ -24,9 +24,16 @@ UNIT_TEXT = {
     "effusion": "patients (split_group: the NIH patient where known, else one image)",
 }
 
+UNIT_SHORT = {"effusion": "patient groups; an image without a known patient counts as its own"}
+
 
 def unit_column(task: str) -> str:
     return UNIT_COLUMN.get(task, "patient_id")
+
+
+def unit_short(task: str) -> str:
+    """Plural noun for captions: '14 patients'."""
+    return UNIT_SHORT.get(task, "patients")
 
 
 def unit_text(task: str) -> str:
