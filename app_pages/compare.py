@@ -75,8 +75,9 @@ with right:
         height=460), width="stretch", key="compare_reliability")
     st.caption("Calibration: a model that says 70% should be right 70 times in 100 (points on the diagonal). "
                "**ECE** is the average gap (0.05 = off by 5 points); **Brier** is the squared error of the probability "
-               "(0 perfect, 0.25 = always saying 50%). Poor calibration leaves the ranking and the tuned yes/no calls "
-               "intact, but the probability should then not be read as a patient's risk.")
+               "(0 perfect, 0.25 = always saying 50%). Each probability shown is already calibrated (Platt scaling fitted "
+               "on the model's validation images); these held-out test curves show how well that carried over. Where "
+               "a curve is far from the diagonal, the probability should not be read as a patient's risk.")
 
 
 @st.cache_data(show_spinner="Measuring speed…", max_entries=64)

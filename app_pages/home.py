@@ -88,6 +88,9 @@ for name, task in TASKS.items():
             else:
                 row["AUC (95% CI)"] = "not yet evaluated on test"
             rows.append(row)
+        choice = common.recommended_choice(name)
+        st.caption(f"**Default model** ({common.model_label(name, choice.model_id)}): chosen by {choice.rule} — "
+                   f"{choice.note}.")
         df = pd.DataFrame(rows)
         st.dataframe(
             df, hide_index=True, width="stretch",

@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 
+from core.inference.calibrate import calibrated
 from core.inference.forward import predict_tensors
 from core.inference.preprocess import prepare
 from core.io.images import InputError, read_image
@@ -25,7 +26,7 @@ def predict_file(model, task: str, model_id: str, path: str, threshold: float) -
         x = prepare(read_image(path), spec.input)
     except InputError as exc:
         return {"file": path, "ok": False, "error": str(exc)}
-    p = float(predict_tensors(model, x[None])[0])
+    p = calibrated(task, model_id, float(predict_tensors(model, x[None])[0]))  # the card's calibration map
     t = get_task(task)
     return {
         "file": path,

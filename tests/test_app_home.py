@@ -125,3 +125,17 @@ def test_home_shows_patient_level_intervals_from_the_cards():
                 assert row["AUC (95% CI)"] == f"{card['test']['auc']:.3f} ({lo:.3f}–{hi:.3f})"
             else:
                 assert row["Intervals"] == "image-level (no patient ids)"
+
+
+def test_home_says_how_each_default_was_chosen():
+    from core.models.selection import default_choice
+
+    at = start()
+    caps = [c.value for c in at.caption if c.value.startswith("**Default model**")]
+    tasks = [t for t in TASKS if store.bundled_models(t)]
+    assert len(caps) == len(tasks)
+    for task, cap in zip(tasks, caps):
+        choice = default_choice(task)
+        assert f"chosen by {choice.rule}" in cap and choice.note in cap
+        if choice.rule.startswith("best on validation"):
+            assert "cross-validation is not complete" in cap or "different k" in cap

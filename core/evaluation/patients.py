@@ -16,8 +16,8 @@ import pandas as pd
 
 from core.config import dataset_available
 from core.data.manifests import manifest_path
+from core.data.splits import PATIENT_COLUMN
 
-UNIT_COLUMN = {"malaria": "patient_id", "pneumonia": "patient_id", "effusion": "split_group"}
 UNIT_TEXT = {
     "malaria": "patients (patient_id)",
     "pneumonia": "patients (coarse patient_id)",
@@ -28,7 +28,7 @@ UNIT_SHORT = {"effusion": "patient groups; an image without a known patient coun
 
 
 def unit_column(task: str) -> str:
-    return UNIT_COLUMN.get(task, "patient_id")
+    return PATIENT_COLUMN.get(task, "patient_id")
 
 
 def unit_short(task: str) -> str:
