@@ -29,12 +29,12 @@ def _expand(weights_row: np.ndarray, cl: iv.Clusters) -> np.ndarray:
     return np.concatenate([np.repeat(np.flatnonzero(cl.index == g), int(k)) for g, k in enumerate(weights_row) if k] or [np.array([], int)])
 
 
-@pytest.mark.parametrize("n_pat,per,n_boot", [(8, 5, 60), (150, 2, 15)])  # few patients: matrix path; many: gather path
+@pytest.mark.parametrize("n_pat,per,n_boot", [(8, 5, 60), (600, 1, 15)])  # few patients: quadratic form; many: gather
 def test_replicates_equal_brute_force_resampling(n_pat, per, n_boot):
     groups, y, s = _clustered(n_pat=n_pat, per=per)
     s = np.round(s, 2)  # ties, to check they count half
     cl = iv.clusters(groups, y)
-    assert (cl.n_groups <= iv._AucBlocks.MATRIX_MAX_GROUPS) == (n_pat <= 128)
+    assert (cl.n_groups <= iv._AucBlocks.QUADRATIC_MAX_GROUPS) == (n_pat <= 512)
     w = iv.draw_weights(cl, n_boot, seed=3)
     aucs = iv.auc_replicates(y, s, cl, w)
     rates = iv.rate_replicates(y, s, cl, w, 0.5)

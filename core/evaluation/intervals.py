@@ -72,8 +72,10 @@ def draw_weights(cl: Clusters, n_boot: int = N_BOOT, seed: int = SEED) -> np.nda
     w = np.zeros((n_boot, cl.n_groups), dtype=np.float64)
     for stratum in (True, False):
         members = np.flatnonzero(cl.has_finding == stratum)
-        if members.size:
-            w[:, members] = rng.multinomial(members.size, np.full(members.size, 1.0 / members.size), size=n_boot)
+        m = members.size
+        if m:
+            picks = rng.integers(0, m, size=(n_boot, m)) + m * np.arange(n_boot)[:, None]  # m draws per replicate
+            w[:, members] = np.bincount(picks.ravel(), minlength=n_boot * m).reshape(n_boot, m)
     return w
 
 
@@ -122,11 +124,13 @@ def calibration_replicates(y: np.ndarray, s: np.ndarray, cl: Clusters, w: np.nda
 class _AucBlocks:
     """Scores sorted once into blocks of equal score, so a replicate's AUC is a weighted sum over blocks.
 
-    Few patients (malaria: 14 in test): per-patient block counts, and a replicate's block weights are one matrix
-    product. Many patients: each image takes its patient's draw count directly (gather, then sum per block).
+    Up to a few hundred patients: the Mann-Whitney numerator is a quadratic form in the patient draw counts,
+    w' Q w with Q[g, h] = sum over score blocks of (positives of g in the block) x (negatives of h below it, ties
+    half), so Q is built once and every replicate costs O(patients^2). More patients (e.g. one image each): each
+    image takes its patient's draw count directly (gather, then sums per block), O(images) per replicate.
     """
 
-    MATRIX_MAX_GROUPS = 128
+    QUADRATIC_MAX_GROUPS = 512
 
     def __init__(self, y: np.ndarray, s: np.ndarray, cl: Clusters) -> None:
         order = np.argsort(s, kind="mergesort")
@@ -134,31 +138,31 @@ class _AucBlocks:
         self.starts = np.r_[0, np.flatnonzero(np.diff(ss)) + 1] if ss.size else np.array([], int)
         self.group = cl.index[order]
         self.pos = (y[order] == 1).astype(np.float64)
-        self.matrix = None
-        if cl.n_groups <= self.MATRIX_MAX_GROUPS and ss.size:
+        self.pos_g = np.bincount(cl.index, weights=(y == 1).astype(np.float64), minlength=cl.n_groups)
+        self.neg_g = np.bincount(cl.index, weights=(y == 0).astype(np.float64), minlength=cl.n_groups)
+        self.q = None
+        if cl.n_groups <= self.QUADRATIC_MAX_GROUPS and ss.size:
             block = np.cumsum(np.isin(np.arange(ss.size), self.starts)) - 1
             shape = (cl.n_groups, self.starts.size)
             cpos, cneg = np.zeros(shape), np.zeros(shape)
             np.add.at(cpos, (self.group, block), self.pos)
             np.add.at(cneg, (self.group, block), 1 - self.pos)
-            self.matrix = (cpos, cneg)
-
-    def _blocks(self, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if self.matrix is not None:
-            return w @ self.matrix[0], w @ self.matrix[1]
-        wi = w[:, self.group]  # (chunk, images) in score order
-        return np.add.reduceat(wi * self.pos, self.starts, axis=1), np.add.reduceat(wi * (1 - self.pos), self.starts, axis=1)
+            credit = np.cumsum(cneg, axis=1) - 0.5 * cneg  # negatives strictly below each block + half the ties
+            self.q = cpos @ credit.T
 
     def aucs(self, w: np.ndarray) -> np.ndarray:
-        out = np.empty(len(w))
         if not self.starts.size:
             return np.full(len(w), np.nan)
+        den = (w @ self.pos_g) * (w @ self.neg_g)
+        if self.q is not None:
+            return _div(np.einsum("bg,bg->b", w @ self.q, w), den)
+        num = np.empty(len(w))
         for i in range(0, len(w), _CHUNK):
-            pos, neg = self._blocks(w[i : i + _CHUNK])
-            below = np.cumsum(neg, axis=1) - neg  # negative weight strictly below each block
-            num = np.sum(pos * (below + 0.5 * neg), axis=1)
-            out[i : i + _CHUNK] = _div(num, pos.sum(axis=1) * neg.sum(axis=1))
-        return out
+            wi = w[i : i + _CHUNK][:, self.group]  # (chunk, images) in score order
+            pos = np.add.reduceat(wi * self.pos, self.starts, axis=1)
+            neg = np.add.reduceat(wi * (1 - self.pos), self.starts, axis=1)
+            num[i : i + _CHUNK] = np.einsum("bk,bk->b", pos, np.cumsum(neg, axis=1) - 0.5 * neg)
+        return _div(num, den)
 
 
 def auc_replicates(y: np.ndarray, s: np.ndarray, cl: Clusters, w: np.ndarray) -> np.ndarray:
