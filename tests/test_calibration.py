@@ -84,6 +84,9 @@ def test_bad_input_is_refused():
         calibration.fit_platt([1, 1, 1], [0.2, 0.5, 0.9])
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         calibration.fit_platt([0, 1], [0.2, 1.5])
+    y, raw = _miscalibrated(2000, seed=6)
+    with pytest.raises(calibration.CalibrationError, match="better than chance"):
+        calibration.fit_platt(y, 1 - raw)  # a model that ranks backwards has no increasing map
 
 
 def test_scoring_probability_applies_the_given_calibration():

@@ -17,6 +17,10 @@ VALIDATION = "validation predictions"
 OUT_OF_FOLD = "out-of-fold predictions"
 
 
+class CalibrationError(ValueError):
+    """No increasing map fits: on the held-out predictions the model ranks no better than chance (slope a <= 0)."""
+
+
 def _nll(y: np.ndarray, eta: np.ndarray) -> float:
     """Mean negative log-likelihood of 0/1 labels under sigmoid(eta), computed without overflow."""
     return float(np.mean(np.logaddexp(0.0, eta) - y * eta))
@@ -64,6 +68,9 @@ def fit_platt(y_true, raw_scores, fitted_on: str = VALIDATION) -> dict:
     """{"method": "platt", "a", "b", "fitted_on", "n"} maximising the likelihood of the labels."""
     y, z = _prepare(y_true, raw_scores)
     a, b = _newton(np.c_[z, np.ones_like(z)], y, np.array([1.0, 0.0]))
+    if not a > 0:
+        raise CalibrationError(f"Platt fit on {y.size} {fitted_on} gives slope a = {a:.4g} <= 0: the model does not rank "
+                               "these cases better than chance, so no increasing calibration exists")
     cal = {"method": "platt", "a": float(a), "b": float(b), "fitted_on": fitted_on, "n": int(y.size)}
     check_calibration(cal)
     return cal
@@ -73,6 +80,8 @@ def fit_temperature(y_true, raw_scores, fitted_on: str = VALIDATION) -> dict:
     """Temperature scaling: {"method": "temperature", "a": 1/T, "b": 0.0, "temperature": T, ...}."""
     y, z = _prepare(y_true, raw_scores)
     (a,) = _newton(z[:, None], y, np.array([1.0]))
+    if not a > 0:
+        raise CalibrationError(f"temperature fit on {y.size} {fitted_on} gives a = {a:.4g} <= 0")
     cal = {"method": "temperature", "a": float(a), "b": 0.0, "temperature": float(1 / a) if a else float("inf"),
            "fitted_on": fitted_on, "n": int(y.size)}
     check_calibration(cal)

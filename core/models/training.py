@@ -312,14 +312,18 @@ def train(task_name: str, model_id: str, epochs: int | None = None, limit: int =
     fit = fit_model(spec, data, n_epochs, seed)
     train_seconds = time.time() - t0
     raw_val = predict_tensors(fit.model, data.x_val)
-    cal = calibration.fit_platt(data.y_val, raw_val, calibration.VALIDATION)  # shown probabilities are calibrated
+    try:  # shown probabilities are calibrated on validation
+        cal, why_not = calibration.fit_platt(data.y_val, raw_val, calibration.VALIDATION), None
+    except calibration.CalibrationError as exc:  # e.g. a 1-epoch smoke run: keep the raw score and say why
+        cal, why_not = None, str(exc)
     val_scores = apply_calibration(raw_val, cal)
     threshold, val_summary = choose_operating_point(task, data.y_val, val_scores)
     out = out_dir or model_dir(task_name, model_id)
     card = write_record(task, spec, data, fit, val_scores, threshold, val_summary, out,
                         n_epochs=n_epochs, seed=seed, limit=limit, wall_seconds=train_seconds)
     card["calibration"] = cal
-    card["calibration_check"] = {"validation (fitted here, so in-sample)": calibration.effect(data.y_val, raw_val, cal)}
+    card["calibration_check"] = ({"validation (fitted here, so in-sample)": calibration.effect(data.y_val, raw_val, cal)}
+                                 if cal else {"not_fitted": why_not})
     write_card_file(out / "card.json", card)
     print(f"val AUC {val_summary['auc']:.4f}, threshold {threshold:.4f} ({task.threshold_rule}); "
           f"sens {val_summary['sensitivity']:.3f} spec {val_summary['specificity']:.3f}; {train_seconds:.0f}s", flush=True)
