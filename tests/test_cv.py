@@ -163,3 +163,22 @@ def test_fold_smoke_run_writes_records_and_no_weights(tmp_path):
     assert set(oof.path) <= set(va.path)  # every out-of-fold image is from the held-out fold
     assert not list(out.glob("*.keras"))
     assert run("core.train", "--task", "effusion", "--model", "seed_lenet", "--fold", "3", "--folds", "3").returncode != 0
+
+
+@pytest.mark.parametrize("task,model_id", [(t.name, m.id) for t in TASKS.values() for m in t.models])
+def test_bundled_cv_blocks_are_the_fold_records(task, model_id):
+    """A card's cv block is exactly what its committed fold records give; out-of-fold images are train images."""
+    from core.models.store import read_card
+
+    card = read_card(task, model_id)
+    if not cv.read_folds(task, model_id):
+        assert "cv" not in card
+        return
+    block = cv.cv_block(task, model_id)
+    assert card["cv"] == block
+    require_dataset(task)
+    train_paths = set(load_task_manifest(task).query("split == 'train'")["path"])
+    for r in cv.read_folds(task, model_id):
+        oof = pd.read_csv(cv.cv_dir(task, model_id) / f"fold{r['fold']}_oof.csv")
+        assert set(oof["path"]) <= train_paths and len(oof) == r["n_val"]
+        assert r["val_auc"] == pytest.approx(metrics.roc_auc(oof["label"] == get_task(task).positive, oof["score"]), abs=1e-9)
