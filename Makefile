@@ -22,8 +22,8 @@ run: venv  ## start the app on http://localhost:8501
 test: venv  ## unit, app (AppTest), model-card and browser tests
 	$(PY) -m pytest
 
-samples: venv  ## copy a few test images per task and class into sample_images/ (git-ignored)
-	$(PY) -m core.samples
+samples: venv  ## re-make the bundled demo samples in sample_images/ from the datasets (by the rule)
+	$(PY) -m core.samples --bundle
 
 models: venv  ## retrain every bundled model (hours on 2 CPU cores)
 	for tm in $$($(PY) -c "from core.models import TASKS; print(' '.join(f'{t}/{m.id}' for t in TASKS.values() for m in t.models))"); do \

@@ -11,6 +11,7 @@ import time
 import streamlit as st
 
 from ui.common import sidebar
+from ui.handoff import pacs_configured
 
 _t0 = time.perf_counter()
 
@@ -28,7 +29,10 @@ PAGES = [
     st.Page("app_pages/threshold.py", title="Threshold tuning", icon=":material/tune:", url_path="threshold"),
     st.Page("app_pages/compare.py", title="Model comparison", icon=":material/compare:", url_path="compare"),
     st.Page("app_pages/review.py", title="Misclassified review", icon=":material/fact_check:", url_path="review"),
+    st.Page("app_pages/audit.py", title="Audit log", icon=":material/history:", url_path="audit"),
 ]
+if pacs_configured():  # without a PACS the app works as before, with no PACS page
+    PAGES.append(st.Page("app_pages/pacs.py", title="PACS", icon=":material/lan:", url_path="pacs"))
 
 page = st.navigation(PAGES, position="sidebar")
 sidebar()

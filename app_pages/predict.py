@@ -6,7 +6,8 @@ import streamlit as st
 from core.data import samples
 from core.evaluation import operating_point as op
 from core.inference import scoring
-from ui import common, imaging
+from ui import common, handoff, imaging
+from ui import fields as fieldview
 
 ctx = common.context()
 st.title("Predict")
@@ -59,12 +60,16 @@ with col_up:
                + ". Uploads are kept in memory only, never saved.")
 with col_ex:
     pool = _example_pool(task.name)
+    bundled = bool(pool) and pool[0]["source"].startswith("bundled")
     st.button("Try an example", on_click=_add_example, disabled=not pool, width="stretch", key="predict_try",
-              help="Adds an image from the dataset's held-out TEST split (the model never trained on it).")
+              help=("Adds a bundled sample image" if bundled else "Adds an image from the dataset's")
+              + " held-out TEST split (the model never trained on it).")
     if st.session_state[EX_KEY].get(task.name):
         st.button("Remove examples", on_click=_clear_examples, width="stretch", key="predict_clear")
+    if bundled:
+        st.caption(f"{len(pool)} bundled samples from the held-out test set (sample_images/, see ATTRIBUTION.md).")
     if not pool:
-        st.caption("No examples here: the dataset is not on this machine and `python -m core.samples` has not been run.")
+        st.caption("No examples here: the dataset is not on this machine and sample_images/ has none for this task.")
 
 # ---------------------------------------------------------------- scoring --------------------------------------
 def _safe(name: str, data: bytes) -> scoring.Scored:
@@ -75,14 +80,19 @@ def _safe(name: str, data: bytes) -> scoring.Scored:
         return scoring.Scored(name, scoring.digest(data), error=f"{name}: SecondLook could not score this file ({type(exc).__name__}: {exc}).")
 
 
+inputs = [(f.name, f.getvalue(), None) for f in uploads or []]
+inputs += [(ex["path"], imaging.file_bytes(ex["file"]), ex["label"]) for ex in st.session_state[EX_KEY].get(task.name, [])]
+if task.modality == "smear":  # whole microscope fields are screened cell by cell; single-cell crops go on below
+    fields = [{"name": n, "data": d} for n, d, _ in inputs if fieldview.is_field(d, n)]
+    inputs = [i for i in inputs if not any(i[0] == f["name"] for f in fields)]
+    if fields:
+        fieldview.render(task.name, mid, thr, fields)
+        if not inputs:
+            st.stop()
 results = []  # dicts: name, scored, truth, data
 with st.spinner("Scoring…"):
-    for f in uploads or []:
-        data = f.getvalue()
-        results.append({"name": f.name, "scored": _safe(f.name, data), "truth": None, "data": data})
-    for ex in st.session_state[EX_KEY].get(task.name, []):
-        data = imaging.file_bytes(ex["file"])
-        results.append({"name": ex["path"], "scored": _safe(ex["path"], data), "truth": ex["label"], "data": data})
+    for name, data, truth in inputs:
+        results.append({"name": name, "scored": _safe(name, data), "truth": truth, "data": data})
 
 seen: dict[str, int] = {}
 for r in results:  # two files with the same name stay apart in the worklist
@@ -98,6 +108,8 @@ st.session_state["predict_last"] = [
     {"name": r["name"], "probability": r["scored"].probability,
      "decision": op.decision_label(r["scored"].probability, thr, task)} for r in ok
 ]
+
+handoff.audit_results(ctx, ok)
 
 if not results:
     st.markdown(f"Upload an image above, or press **Try an example**, to see the model's probability of {task.finding}.")
@@ -156,6 +168,7 @@ def detail(r: dict) -> None:
 
 if len(ok) == 1:
     detail(ok[0])
+    handoff.panel(ctx, ok)
 else:
     rows = [{"thumbnail": r["scored"].thumbnail, "file": r["name"], "shown": Path(r["name"]).name,
              "probability": r["scored"].probability,
@@ -200,3 +213,4 @@ else:
         st.session_state.pop("predict_pick", None)
     pick = st.selectbox("Show details for", names, key="predict_pick")
     detail(next(r for r in ok if r["name"] == pick))
+    handoff.panel(ctx, ok)

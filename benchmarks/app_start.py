@@ -95,7 +95,7 @@ def _first_probability(page, url: str, t0: float, timeout_s: float) -> dict:
     button.wait_for(state="visible", timeout=timeout_s * 1000)
     settle(page, timeout_s)
     if button.is_disabled():
-        res["predict_skipped"] = "no example images (dataset not found and sample_images/ empty)"
+        res["predict_skipped"] = "no example images (dataset not found and no bundled samples)"
         return res
     res["predict_page_ready_s"] = time.perf_counter() - t0
     res["predict_page_load_s"] = time.perf_counter() - t_nav

@@ -19,6 +19,10 @@ Sections (all by default):
              64x64 cell models, >= 250 for X-ray models); model-only throughput on prepared tensors; outputs
              checked against the stored test_predictions.csv
   memory     RSS of a fresh process with every selected model loaded and one Grad-CAM each (target < 2 GB)
+  fields     whole-field screening (malaria): one field decoded, cells found and scored, outlined picture (p50
+             <= 500 ms, aim 250), and the memory a 20-field case adds (<= 300 MB); validation fields only
+  handoff    PDF report and SC + SR for one image, Orthanc fetch + score + send round trip, audit writes
+             (single p95; 4 concurrent writers x 500 rows, none lost): see benchmarks/handoff.py
   app        `streamlit run app.py` -> Home page heading shown in headless Chromium (target < 20 s); the app loads
              no model at start, so also the time until Predict shows a probability for an example
 
@@ -46,7 +50,7 @@ from .common import (
     test_split,
 )
 
-SECTIONS = ("threshold", "intervals", "single", "batch", "memory", "app")
+SECTIONS = ("threshold", "intervals", "single", "batch", "memory", "app", "fields", "handoff")
 FULL = {"single_warmup": 5, "single_reps": 50, "naive_reps": 20, "batch_repeats": 3,
         "moves": 2000, "tables": 200, "naive_moves": 50}
 QUICK = {"single_warmup": 2, "single_reps": 10, "naive_reps": 5, "batch_repeats": 1,
@@ -213,6 +217,28 @@ def run_app(rows: list) -> dict:
     return r
 
 
+def run_fields(rows: list, reps: int) -> dict:
+    from core.data.field_crops import fields_available
+
+    from .fields import CASE_TARGET_BYTES, FIELD_AIM_MS, FIELD_TARGET_MS, bench_fields
+
+    if not fields_available():
+        _row(rows, "Whole field: decode + find + score + outline (p50)", "", f"<= {FIELD_TARGET_MS:g} ms",
+             "malaria_fields not found under SECONDLOOK_DATA", "SKIP")
+        return {"skipped": "malaria_fields not found"}
+    _log("[fields] whole-field screening ...")
+    r = bench_fields(reps=reps)
+    t = r["total"]
+    _row(rows, "Whole field: decode + find + score + outline (p50)", f"malaria/{r['model']}",
+         f"<= {FIELD_TARGET_MS:g} ms (aim {FIELD_AIM_MS:g})",
+         f"{_ms(t['p50'])} (p95 {_ms(t['p95'])}; decode {r['decode']['p50']:.0f} / find+score {r['find_and_score']['p50']:.0f}"
+         f" / outline {r['outline']['p50']:.0f})", _ok(t["p50"] <= FIELD_TARGET_MS))
+    _row(rows, f"Whole field: memory of a {r['case_fields']}-field case (RSS added)", f"malaria/{r['model']}",
+         f"<= {CASE_TARGET_BYTES / 2**20:g} MB", f"{r['case_rss_delta_bytes'] / 2**20:.0f} MB",
+         _ok(r["case_rss_delta_bytes"] <= CASE_TARGET_BYTES))
+    return r
+
+
 # ------------------------------------------------------------------------------------------------ output
 
 
@@ -262,6 +288,14 @@ def main(argv: list[str] | None = None) -> int:
         results["memory"] = run_memory(models, rows) if models else {"skipped": "no bundled model"}
     if "app" in sections:
         results["app"] = run_app(rows)
+    if "fields" in sections:
+        results["fields"] = run_fields(rows, 8 if args.quick else 20)
+    if "handoff" in sections:
+        from .handoff import bench_handoff, rows_for
+
+        _log("[handoff] PDF, SC + SR, Orthanc round trip, audit log ...")
+        results["handoff"] = bench_handoff(args.quick)
+        rows += rows_for(results["handoff"])
     meta["load_average_end"] = load_average()
     meta["busy_processes_end"] = busy_processes()
     meta["wall_seconds"] = time.time() - started

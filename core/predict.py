@@ -3,7 +3,8 @@
     python -m core.predict --task pneumonia [--model secondlook_cnn] FILE...
 
 A file that cannot be read gets `"ok": false` and a readable `error`; it never stops the others.
-The exit code is 0 unless the command itself is misused (unknown task or model, no files).
+Every scored file appends a row to the audit log (`core.audit`). The exit code is 0 unless the command itself
+is misused (unknown task or model, no files: 2) or the audit log could not be written (1).
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import argparse
 import json
 import sys
 
+from core import audit
 from core.inference.calibrate import calibrated
 from core.inference.forward import predict_tensors
 from core.inference.preprocess import prepare
@@ -54,13 +56,15 @@ def main(argv: list[str] | None = None) -> int:
         p.error(str(exc.args[0]))
     model = load_model(a.task, model_id)
     threshold = a.threshold if a.threshold is not None else float(read_card(a.task, model_id)["threshold"])
+    model_sha, audit_failed = read_card(a.task, model_id).get("sha256"), False
     for f in a.files:
         try:
             row = predict_file(model, a.task, model_id, f, threshold)
         except Exception as exc:  # a batch must never die on one file
             row = {"file": f, "ok": False, "error": f"unexpected error while scoring this file: {exc}"}
         print(json.dumps(row), flush=True)
-    return 0
+        audit_failed |= row["ok"] and not audit.record_file(f, row, model_sha, "cli")
+    return 1 if audit_failed else 0
 
 
 if __name__ == "__main__":

@@ -27,3 +27,15 @@ def require_dataset(task: str) -> None:
 def task_with_data(request) -> str:
     require_dataset(request.param)
     return request.param
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _audit_log_outside_repo(tmp_path_factory):
+    """Scoring appends audit rows (core.audit); a test run writes them to a temp file, never the repo's log."""
+    old = os.environ.get("SECONDLOOK_AUDIT")
+    os.environ["SECONDLOOK_AUDIT"] = str(tmp_path_factory.mktemp("audit") / "audit.sqlite")
+    yield
+    if old is None:
+        os.environ.pop("SECONDLOOK_AUDIT", None)
+    else:
+        os.environ["SECONDLOOK_AUDIT"] = old

@@ -151,20 +151,6 @@ def test_pick_test_examples_only_test_split_interleaved():
     assert ex.equals(samples.pick_test_examples(man, ("A", "B"), 3))  # deterministic
 
 
-def test_write_samples_copies_test_images(tmp_path):
-    from tests.conftest import require_dataset
-
-    require_dataset("malaria")
-    written = samples.write_samples(tmp_path, per_class=1, tasks=["malaria"])
-    assert written == {"malaria": 2}
-    man = pd.read_csv(tmp_path / "malaria" / "manifest.csv")
-    assert set(man["label"]) == {"Uninfected", "Parasitized"}
-    for p in man["path"]:
-        assert (tmp_path / "malaria" / p).is_file()
-    ex = samples.bundled_examples("malaria", tmp_path)
-    assert len(ex) == 2 and all(e["path"].startswith("images/") for e in ex)
-
-
 def test_probabilities_are_never_shown_as_certain():
     assert op.fmt_prob(0.99996) == ">99.9%" and op.fmt_prob(1.0) == "100.0%"
     assert op.fmt_prob(0.00004) == "<0.1%" and op.fmt_prob(0.0) == "0.0%"

@@ -31,6 +31,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     pretrain_task: str | None = None  # first train on this task's training split, then fine-tune
     pretrain_epochs: int = 0
+    init_from: str = ""  # start from this bundled model's weights (same task and architecture; checksum-verified)
     second_site: str = ""  # "malaria_fields": add cells cut from the training fields (core.data.field_crops)
 
     def as_dict(self) -> dict:

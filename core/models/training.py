@@ -182,6 +182,10 @@ def _fit_member(spec: ModelSpec, data: TrainingData, n_epochs: int, seed: int):
     cfg = spec.train
     standardized = spec.input.normalize == "standardize"
     net = build(spec)
+    if cfg.init_from:  # fine-tune: the source was trained on the same task's train split without these validation groups
+        from core.models.store import load_model
+
+        net.set_weights(load_model(spec.task, cfg.init_from).get_weights())
     if data.pretrain is not None:
         x_p, y_p, w_p = data.pretrain
         net.compile(optimizer=keras.optimizers.AdamW(1e-3, weight_decay=cfg.weight_decay), loss=keras.losses.BinaryCrossentropy())

@@ -1,0 +1,28 @@
+"""Whole-field malaria smear: find red cells, crop them like NIH cell crops, evaluate the finder.
+
+Public API:
+    find_cells(rgb) -> FieldCells                 core.fields.finder
+    crop_cells(rgb, field_cells, size=64)         core.fields.crops
+    crop_boxes(rgb, boxes, size=64, field_cells=None)   core.fields.crops
+    load_fields(split_or_sessions)                core.fields.annotations
+    iou_matrix, match_greedy, field_detection     core.fields.matching
+    evaluate_finder(split_or_sessions)            core.fields.finder_eval (import it from there;
+        also `python -m core.fields.finder_eval --sessions S2,S3 [--out file.json]`)
+"""
+from core.fields.annotations import FieldAnnotation, load_fields
+from core.fields.crops import crop_boxes, crop_cells
+from core.fields.finder import NO_CELLS_MESSAGE, FieldCells, find_cells
+from core.fields.matching import field_detection, iou_matrix, match_greedy
+
+__all__ = [
+    "FieldAnnotation",
+    "FieldCells",
+    "NO_CELLS_MESSAGE",
+    "crop_boxes",
+    "crop_cells",
+    "field_detection",
+    "find_cells",
+    "iou_matrix",
+    "load_fields",
+    "match_greedy",
+]

@@ -1,0 +1,226 @@
+"""Whole-field screening measured on annotated fields, recorded beside the model card (`fields.json`).
+
+The field operating point is chosen on validation fields (capture session S3 of `train`) by one rule: the lowest
+threshold whose false "infected" cells average at most `FP_PER_FIELD_TARGET` per field. The test fields
+(session S1) are scored once with it. Found cells are matched one-to-one to annotated boxes at IoU >= 0.5; a
+found cell matched to an infected box is infected, to a `difficult` box is left out, anything else is uninfected
+(so an unannotated real cell called infected counts as a false alarm: pessimistic). Intervals resample fields.
+`infected_sensitivity` needs the IoU match; `infected_flagged_anywhere` is the lenient reading (the infected cell's
+centre lies inside some found box called infected, e.g. a box around a clump of touching cells).
+
+    python -m core.fields.records --model secondlook_twosite      # writes models/malaria/<id>/fields.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.data.field_crops import STOP_SESSIONS
+from core.fields.annotations import load_fields
+from core.fields.matching import iou_matrix, match_greedy
+from core.fields.screen import FieldScreen, screen_field
+from core.io.images import read_image
+from core.models.registry import get_model_spec
+from core.models.store import load_model, model_dir, read_card, write_card_file
+
+TASK = "malaria"
+TEST_SESSIONS = ("S1",)
+FP_PER_FIELD_TARGET = 0.2  # false "infected" cells per field at the chosen point (a field holds ~110 cells)
+N_BOOT = 2000
+RECORD = "fields.json"
+
+
+@dataclass
+class ScoredField:
+    """A screened field with the truth of each found cell and the annotated counts."""
+
+    screen: FieldScreen
+    truth: np.ndarray  # per found cell: 1 infected, 0 not, -1 matched to a difficult box (left out)
+    n_boxes: int  # annotated, not difficult
+    n_infected_boxes: int
+    infected_found: np.ndarray  # per annotated infected box: index of the found cell matched to it, or -1
+    n_matched_boxes: int  # annotated (not difficult) boxes matched by a found cell
+    infected_covering: list  # per annotated infected box: indices of found boxes that contain its centre
+
+
+def score_annotated(model, spec, fields) -> list[ScoredField]:
+    out = []
+    for f in fields:
+        s = screen_field(read_image(f.image_path), model, spec, f.path)
+        matches = match_greedy(iou_matrix(s.boxes, f.boxes)) if len(s.boxes) and len(f.boxes) else []
+        truth = np.zeros(len(s.boxes), np.int8)
+        box_to_found = np.full(len(f.boxes), -1)
+        for i, j in matches:
+            truth[i] = -1 if f.difficult[j] else int(f.infected[j])
+            box_to_found[j] = i
+        inf = np.flatnonzero(f.infected & ~f.difficult)
+        covering = []
+        for x, y, w, h in f.boxes[inf]:
+            cx, cy, b = x + w / 2, y + h / 2, s.boxes
+            covering.append(np.flatnonzero((b[:, 0] <= cx) & (cx <= b[:, 0] + b[:, 2]) & (b[:, 1] <= cy) & (cy <= b[:, 1] + b[:, 3]))
+                            if len(b) else np.zeros(0, int))
+        out.append(ScoredField(s, truth, int((~f.difficult).sum()), int(len(inf)), box_to_found[inf],
+                               int(((box_to_found >= 0) & ~f.difficult).sum()), covering))
+    return out
+
+
+def per_field(scored: list[ScoredField], threshold: float) -> dict[str, np.ndarray]:
+    """Per-field counts at a threshold (arrays over fields)."""
+    rows = {k: [] for k in ("fp", "tp_boxes", "tp_centre", "inf_boxes", "found_inf_boxes", "boxes", "matched", "cells", "called", "err")}
+    for f in scored:
+        called = f.screen.probabilities >= threshold
+        rows["fp"].append(int((called & (f.truth == 0)).sum()))
+        hit = f.infected_found[f.infected_found >= 0]
+        rows["tp_boxes"].append(int(called[hit].sum()) if len(hit) else 0)
+        rows["found_inf_boxes"].append(len(hit))
+        rows["tp_centre"].append(sum(bool(called[c].any()) for c in f.infected_covering if len(c)))
+        rows["inf_boxes"].append(f.n_infected_boxes)
+        rows["boxes"].append(f.n_boxes)
+        rows["matched"].append(f.n_matched_boxes)
+        rows["cells"].append(len(called))
+        rows["called"].append(int(called.sum()))
+        pred = 100.0 * called.sum() / len(called) if len(called) else 0.0
+        true = 100.0 * f.n_infected_boxes / f.n_boxes if f.n_boxes else 0.0
+        rows["err"].append(abs(pred - true))
+    return {k: np.asarray(v, np.float64) for k, v in rows.items()}
+
+
+def _stats(r: dict[str, np.ndarray]) -> dict[str, float]:
+    def ratio(a, b):
+        return float(a.sum() / b.sum()) if b.sum() else float("nan")
+
+    return {
+        "red_cells_found": ratio(r["matched"], r["boxes"]),
+        "infected_cells_found": ratio(r["found_inf_boxes"], r["inf_boxes"]),
+        "infected_sensitivity": ratio(r["tp_boxes"], r["inf_boxes"]),
+        "infected_flagged_anywhere": ratio(r["tp_centre"], r["inf_boxes"]),
+        "false_positive_cells_per_field": float(r["fp"].mean()) if len(r["fp"]) else float("nan"),
+        "parasitemia_abs_error_median": float(np.median(r["err"])) if len(r["err"]) else float("nan"),
+        "parasitemia_abs_error_mean": float(r["err"].mean()) if len(r["err"]) else float("nan"),
+        "cells_found_per_field": float(r["cells"].mean()) if len(r["cells"]) else float("nan"),
+        "boxes_per_field": float(r["boxes"].mean()) if len(r["boxes"]) else float("nan"),
+    }
+
+
+def summarise(scored: list[ScoredField], threshold: float, n_boot: int = N_BOOT, seed: int = 0) -> dict:
+    """Every field metric at `threshold`, each with a 95% bootstrap interval over fields."""
+    r = per_field(scored, threshold)
+    point = _stats(r)
+    rng = np.random.default_rng(seed)
+    n = len(scored)
+    boots = {k: [] for k in point}
+    for _ in range(n_boot):
+        idx = rng.integers(0, n, n)
+        for k, v in _stats({key: arr[idx] for key, arr in r.items()}).items():
+            boots[k].append(v)
+    out = {"n_fields": n, "n_annotated_cells": int(r["boxes"].sum()), "n_infected_cells": int(r["inf_boxes"].sum()),
+           "threshold": float(threshold)}
+    for k, v in point.items():
+        arr = np.asarray(boots[k], np.float64)
+        arr = arr[np.isfinite(arr)]
+        out[k] = v
+        out[f"{k}_ci"] = [float(np.quantile(arr, 0.025)), float(np.quantile(arr, 0.975))] if len(arr) else [None, None]
+    return out
+
+
+def choose_field_threshold(scored: list[ScoredField], target: float = FP_PER_FIELD_TARGET) -> float:
+    """Lowest threshold (most sensitive) whose mean false "infected" cells per field is at most `target`."""
+    probs = np.concatenate([f.screen.probabilities[f.truth == 0] for f in scored] or [np.zeros(0)])
+    budget = int(np.floor(target * len(scored)))  # total false alarms allowed over the validation fields
+    if len(probs) <= budget:
+        return float(np.nextafter(0.0, 1.0))
+    neg = np.sort(probs)[::-1]
+    return float(np.nextafter(neg[budget], 1.0))  # just above the (budget+1)-th highest negative score
+
+
+def build_record(model_id: str) -> dict:
+    spec = get_model_spec(TASK, model_id)
+    model = load_model(TASK, model_id)
+    t0 = time.perf_counter()
+    val = score_annotated(model, spec, load_fields(STOP_SESSIONS))
+    threshold = choose_field_threshold(val)
+    test_fields = load_fields(TEST_SESSIONS)
+    test = score_annotated(model, spec, test_fields)
+    seconds = time.perf_counter() - t0
+    card = read_card(TASK, model_id)
+    shipped = float(card["threshold"])
+    return {
+        "task": TASK, "model_id": model_id, "model_sha256": card["sha256"],
+        "threshold": threshold,
+        "threshold_rule": f"lowest threshold with at most {FP_PER_FIELD_TARGET} false infected cells per validation field",
+        "threshold_chosen_on": f"validation fields: sessions {'+'.join(STOP_SESSIONS)} of train ({len(val)} fields)",
+        "validation": summarise(val, threshold),
+        "test": summarise(test, threshold),
+        "test_at_card_threshold": summarise(test, shipped),
+        "test_sessions": list(TEST_SESSIONS),
+        "matching": "found box to annotated box one-to-one at IoU >= 0.5 (greedy); difficult boxes left out",
+        "seconds": round(seconds, 1),
+        "test_looks": int(read_record(model_id).get("test_looks", 0)) + 1,  # every scoring of the test fields counts
+    }
+
+
+def read_record(model_id: str) -> dict:
+    path = model_dir(TASK, model_id) / RECORD
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def field_model() -> str:
+    """The model whole-field screening uses by default: the best-validated model that has a field record."""
+    from core.models.selection import default_model
+    from core.models.store import bundled_models
+
+    with_record = [m for m in bundled_models(TASK) if read_record(m).get("model_sha256") == read_card(TASK, m).get("sha256")]
+    if "secondlook_twosite" in with_record:
+        return "secondlook_twosite"
+    return with_record[0] if with_record else default_model(TASK)
+
+
+def field_threshold(model_id: str) -> tuple[float, str]:
+    """(threshold, where it comes from): the field operating point when recorded for this model file, else the card's."""
+    rec = read_record(model_id)
+    if rec and rec.get("model_sha256") == read_card(TASK, model_id).get("sha256"):
+        return float(rec["threshold"]), "field operating point (validation fields)"
+    return float(read_card(TASK, model_id)["threshold"]), "cell operating point of the model card (no field record)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True)
+    a = p.parse_args(argv)
+    rec = build_record(a.model)
+    write_card_file(model_dir(TASK, a.model) / RECORD, rec)
+    print(json.dumps({k: rec[k] for k in ("model_id", "threshold")} | {"test": rec["test"]}, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+def _ci(r: dict, k: str, fmt: str = "{:.3f}") -> str:
+    lo, hi = r[f"{k}_ci"]
+    return f"{fmt.format(r[k])} ({fmt.format(lo)}–{fmt.format(hi)})"
+
+
+def record_table() -> str:
+    """The README's whole-field table, from every bundled malaria model's `fields.json` (current model files only)."""
+    from core.models.store import bundled_models
+
+    rows = ["| model | field threshold | red cells found | infected cells found | infected-cell sensitivity | "
+            "infected flagged anywhere | false infected cells / field | parasitemia error, median (points) |",
+            "|---|---:|---|---|---|---|---|---|"]
+    for m in bundled_models(TASK):
+        rec = read_record(m)
+        if not rec or rec.get("model_sha256") != read_card(TASK, m).get("sha256"):
+            continue
+        t = rec["test"]
+        rows.append(f"| `{m}` | {rec['threshold']:.4f} | {_ci(t, 'red_cells_found')} | {_ci(t, 'infected_cells_found')} | "
+                    f"{_ci(t, 'infected_sensitivity')} | {_ci(t, 'infected_flagged_anywhere')} | "
+                    f"{_ci(t, 'false_positive_cells_per_field', '{:.2f}')} | "
+                    f"{_ci(t, 'parasitemia_abs_error_median', '{:.2f}')} |")
+    return "\n".join(rows)

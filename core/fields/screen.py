@@ -1,0 +1,112 @@
+"""Screen a whole smear field: find every red cell, score each one, count, and report parasitemia.
+
+    screen_field(rgb, model, spec) -> FieldScreen        (threshold-free: probabilities per found cell)
+    FieldScreen.result(threshold) -> dict                 (the JSON contract of `python -m core.fields`)
+    case_result(screens, threshold) -> dict               (several fields of one case, counted together)
+
+Every cell is cut by `core.data.field_crops.cut_cells` (the same cut the two-site model was trained on), prepared
+by `core.inference.preprocess.prepare` and scored in one batch. Thin-film parasitemia is read over at least
+`MIN_CELLS_FOR_CASE` red cells; a case with fewer says how many more fields to photograph.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from core.data.field_crops import cut_cells
+from core.evaluation.metrics import wilson_ci
+from core.fields.finder import NO_CELLS_MESSAGE, find_cells
+from core.inference.forward import predict_tensors
+from core.inference.preprocess import prepare
+from core.models.registry import ModelSpec
+
+MIN_CELLS_FOR_CASE = 1000  # red cells counted before a thin-film parasitemia is reported as read
+FIELD_MIN_SIDE = 300  # px: smaller pictures are single cells, not fields
+FIELD_MIN_CELLS = 5  # a field shows at least this many red cells
+
+
+@dataclass
+class FieldScreen:
+    """One field: found boxes (x, y, w, h, original pixels) and each cell's probability of being infected."""
+
+    name: str
+    width: int
+    height: int
+    boxes: np.ndarray
+    probabilities: np.ndarray
+    message: str = ""
+    flags: tuple[str, ...] = ()
+    crops: np.ndarray | None = field(default=None, repr=False)  # (N, 64, 64, 3) uint8, for the gallery
+
+    @property
+    def counted(self) -> bool:
+        """False when the finder gave no countable cells (blank, wrong kind of picture, too many candidates)."""
+        return len(self.boxes) > 0
+
+    def result(self, threshold: float, model_id: str = "", task: str = "malaria") -> dict:
+        """The field's counts at `threshold` in the `python -m core.fields` JSON shape."""
+        infected = self.probabilities >= threshold
+        n, k = int(len(self.boxes)), int(infected.sum())
+        p, lo, hi = parasitemia(k, n)
+        out = {
+            "file": self.name, "ok": self.counted, "width": self.width, "height": self.height,
+            "n_cells": n, "n_infected": k if n else None,
+            "parasitemia": p, "parasitemia_ci": [lo, hi] if n else None,
+            "threshold": float(threshold), "model": model_id, "task": task,
+            "cells": [{"x": int(b[0]), "y": int(b[1]), "w": int(b[2]), "h": int(b[3]),
+                       "probability": round(float(q), 6), "infected": bool(i)}
+                      for b, q, i in zip(self.boxes, self.probabilities, infected)],
+        }
+        if self.message:
+            out["warning" if self.counted else "error"] = self.message
+        if self.flags:
+            out["flags"] = list(self.flags)
+        return out
+
+
+def parasitemia(n_infected: int, n_cells: int) -> tuple[float | None, float | None, float | None]:
+    """Percent of red cells infected with its 95% Wilson interval (None without cells)."""
+    if n_cells <= 0:
+        return None, None, None
+    lo, hi = wilson_ci(int(n_infected), int(n_cells))
+    return round(100.0 * n_infected / n_cells, 4), round(100.0 * lo, 4), round(100.0 * hi, 4)
+
+
+def score_crops(model, spec: ModelSpec, crops: np.ndarray) -> np.ndarray:
+    if len(crops) == 0:
+        return np.zeros(0, np.float64)
+    x = np.stack([prepare(c, spec.input) for c in crops])
+    return np.asarray(predict_tensors(model, x), np.float64)
+
+
+def screen_field(rgb: np.ndarray, model, spec: ModelSpec, name: str = "field", keep_crops: bool = False) -> FieldScreen:
+    """Find, cut and score every red cell of one field (RGB uint8)."""
+    found = find_cells(rgb)
+    crops = cut_cells(rgb, found.boxes, spec.input.size) if len(found.boxes) else np.zeros((0, spec.input.size, spec.input.size, 3), np.uint8)
+    probs = score_crops(model, spec, crops)
+    message = found.message or ("" if len(found.boxes) else NO_CELLS_MESSAGE)
+    return FieldScreen(name, int(rgb.shape[1]), int(rgb.shape[0]), np.asarray(found.boxes, np.int64).reshape(-1, 4), probs,
+                       message, tuple(found.flags), crops if keep_crops else None)
+
+
+def looks_like_field(pixels: np.ndarray) -> bool:
+    """A colour picture big enough to hold many cells (the finder decides whether it does)."""
+    return pixels.ndim == 3 and min(pixels.shape[:2]) >= FIELD_MIN_SIDE
+
+
+def case_result(screens: list[FieldScreen], threshold: float, model_id: str = "") -> dict:
+    """All fields of one case counted together (only fields whose cells could be counted)."""
+    counted = [s for s in screens if s.counted]
+    n = int(sum(len(s.boxes) for s in counted))
+    k = int(sum(int((s.probabilities >= threshold).sum()) for s in counted))
+    p, lo, hi = parasitemia(k, n)
+    per_field = n / len(counted) if counted else 0.0
+    more = max(0, math.ceil((MIN_CELLS_FOR_CASE - n) / per_field)) if n < MIN_CELLS_FOR_CASE and per_field else None
+    advice = ("" if n >= MIN_CELLS_FOR_CASE else
+              f"{n} red cells counted; thin-film parasitemia is read over at least {MIN_CELLS_FOR_CASE}: "
+              + (f"photograph about {more} more field{'s' if more != 1 else ''}." if more else "add fields with red cells."))
+    return {"n_fields": len(screens), "n_fields_counted": len(counted), "n_cells": n, "n_infected": k if n else None,
+            "parasitemia": p, "parasitemia_ci": [lo, hi] if n else None, "threshold": float(threshold),
+            "model": model_id, "enough_cells": n >= MIN_CELLS_FOR_CASE, "advice": advice}

@@ -1,0 +1,284 @@
+"""What a hand-off carries, and the one adapter to the rest of `core` (scoring, model store, operating point).
+
+Every other module in `core.handoff` works on these dataclasses only, so when `core/` is reorganised into
+packages just the imports at the top of this file move.
+
+A `Case` is one model's look at one or more images: model identity (id, sha256, threshold, card summary),
+optional site profile, and per image the probability, the decision at the operating point (or why it was
+withheld), input warnings, a display copy of the picture, its Grad-CAM overlay and, for DICOM inputs, a
+pixel-free copy of the source header (study/series/SOP UIDs and the patient module, which stays in memory).
+"""
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from core import audit
+from core.evaluation import operating_point as op
+from core.inference import scoring
+from core.models import store
+from core.models.registry import get_task
+
+OVERLAY_ALPHA = 0.4
+DISCLAIMER = (
+    "SecondLook is decision support for trained clinicians, not a diagnostic device. It has not been cleared by "
+    "any regulator. Every output must be checked by a qualified reader; never act on it alone."
+)
+
+
+@dataclass(frozen=True)
+class Rates:
+    """One prediction set's numbers at the card's threshold (None where the card lacks them)."""
+
+    n: int | None = None
+    n_positive: int | None = None
+    auc: float | None = None
+    auc_ci: tuple[float, float] | None = None
+    sensitivity: float | None = None
+    sensitivity_ci: tuple[float, float] | None = None
+    specificity: float | None = None
+    specificity_ci: tuple[float, float] | None = None
+
+    @classmethod
+    def from_card(cls, d: dict | None) -> "Rates | None":
+        if not d:
+            return None
+        ci = lambda k: tuple(float(v) for v in d[k]) if d.get(k) else None  # noqa: E731
+        num = lambda k: float(d[k]) if d.get(k) is not None else None  # noqa: E731
+        return cls(d.get("n"), d.get("n_positive"), num("auc"), ci("auc_ci"), num("sensitivity"), ci("sensitivity_ci"),
+                   num("specificity"), ci("specificity_ci"))
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    task: str
+    task_title: str
+    finding: str
+    positive: str
+    negative: str
+    modality: str
+    model_id: str
+    model_title: str
+    sha256: str
+    threshold: float  # the operating point used for the decisions
+    card_threshold: float | None
+    threshold_rule: str
+    description: str
+    data: dict
+    validation: Rates | None
+    test: Rates | None
+    external: dict | None = None  # card "external" results, when a card has them
+    calibration: dict | None = None  # card "calibration": raw score -> shown probability (core.inference.calibrate)
+
+    @property
+    def threshold_is_default(self) -> bool:
+        return self.card_threshold is not None and abs(self.threshold - self.card_threshold) < 1e-12
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    """Where an image came from in DICOM terms; `generated` lists the UIDs SecondLook had to make up."""
+
+    header: object  # pydicom Dataset without pixel data, or None for a plain image
+    study_uid: str | None
+    series_uid: str | None
+    sop_uid: str | None
+    sop_class_uid: str | None
+    generated: tuple[str, ...] = ()
+
+
+@dataclass
+class ImageResult:
+    name: str
+    sha256: str
+    probability: float | None = None
+    threshold: float | None = None
+    positive: str = ""
+    negative: str = ""
+    withheld: str | None = None
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    image: np.ndarray | None = None  # display-size uint8, grey or RGB
+    overlay: np.ndarray | None = None  # RGB uint8, Grad-CAM blended at OVERLAY_ALPHA
+    source: SourceRef | None = None
+    phi: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def flagged(self) -> bool | None:
+        if self.probability is None or self.withheld or self.threshold is None:
+            return None
+        return op.decide(self.probability, self.threshold)
+
+    @property
+    def decision(self) -> str | None:
+        """The class at the operating point, None when no decision is given (unreadable or withheld)."""
+        f = self.flagged
+        return None if f is None else (self.positive if f else self.negative)
+
+    def withhold(self, reason: str) -> None:
+        """Give no decision for this image (e.g. an input guard said the model should not be trusted here)."""
+        self.withheld = reason.strip() or "withheld"
+
+
+@dataclass
+class Case:
+    model: ModelInfo
+    images: list[ImageResult]
+    site_profile: str | None = None
+    created: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+    @property
+    def scored(self) -> list[ImageResult]:
+        return [r for r in self.images if r.ok]
+
+
+# ------------------------------------------------------------------------------------------------ model
+
+def model_info(task: str, model_id: str, threshold: float | None = None, root: str | Path | None = None,
+               card: dict | None = None) -> ModelInfo:
+    """Identity and card summary of a bundled model; `threshold` overrides the card's operating point."""
+    t = get_task(task)
+    spec = t.model(model_id)
+    card = card if card is not None else store.read_card(task, model_id, root)
+    card_thr = card.get("threshold")
+    thr = float(threshold if threshold is not None else (card_thr if card_thr is not None else 0.5))
+    if not (math.isfinite(thr) and 0.0 <= thr <= 1.0):
+        raise ValueError(f"threshold must be in [0, 1], got {thr!r}")
+    return ModelInfo(
+        task=t.name, task_title=t.title, finding=t.finding, positive=t.positive, negative=t.negative,
+        modality=t.modality, model_id=model_id, model_title=str(card.get("title") or spec.title),
+        sha256=str(card.get("sha256") or ""), threshold=thr,
+        card_threshold=float(card_thr) if card_thr is not None else None,
+        threshold_rule=str(card.get("threshold_rule") or ""), description=str(card.get("description") or spec.description),
+        data=dict(card.get("data") or {}), validation=Rates.from_card(card.get("validation")),
+        test=Rates.from_card(card.get("test")), external=card.get("external") or None,
+        calibration=card.get("calibration") or None,
+    )
+
+
+def load_model(task: str, model_id: str, root: str | Path | None = None):
+    """The Keras model (checksum verified against its card) and its OOD statistics (None when absent)."""
+    model = store.load_model(task, model_id, root=root)
+    try:
+        from core.inference.guard import load_ood
+
+        ood = load_ood(task, model_id, root=root, model=model)
+    except Exception:  # missing or stale statistics never stop scoring (as in the app)
+        ood = None
+    return model, ood
+
+
+def meaning(info: ModelInfo) -> str:
+    """What the operating point did on validation, in words (from the card's counts when it has them)."""
+    v = info.validation
+    if v is None or v.sensitivity is None or v.specificity is None:
+        return "The model card has no validation results for this operating point."
+    pos, neg, _ = op.nouns(info.task)
+    s = (f"On validation the model caught {op.fmt_pct(v.sensitivity)} of {pos} (sensitivity"
+         + (f", 95% CI {op.fmt_ci(v.sensitivity_ci)}" if v.sensitivity_ci else "") + ") and cleared "
+         f"{op.fmt_pct(v.specificity)} of {neg} (specificity"
+         + (f", 95% CI {op.fmt_ci(v.specificity_ci)}" if v.specificity_ci else "") + ")")
+    if not info.threshold_is_default:
+        s += (f". These figures belong to the card's threshold {info.card_threshold:.4f}; this report used "
+              f"{info.threshold:.4f}, so they do not describe it exactly" if info.card_threshold is not None
+              else ". The card has no threshold of its own")
+    return s + "."
+
+
+def fmt_prob(p: float | None) -> str:
+    return op.fmt_prob(p)
+
+
+def fmt_pct(v: float | None) -> str:
+    return op.fmt_pct(v)
+
+
+def fmt_ci(ci) -> str:
+    return op.fmt_ci(ci) if ci else "—"
+
+
+# ------------------------------------------------------------------------------------------------ scoring
+
+def source_ref(data: bytes) -> SourceRef | None:
+    """Pixel-free header of a DICOM input (None for other formats); missing UIDs are left None here."""
+    from core.io.dicom import has_preamble, looks_like_dicom
+
+    if not looks_like_dicom(data):
+        return None
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=not has_preamble(data))
+    except Exception:  # decoding already succeeded, so this cannot really fail; no header, no references
+        return None
+    get = lambda k: str(ds.get(k)) if ds.get(k) else None  # noqa: E731
+    return SourceRef(ds, get("StudyInstanceUID"), get("SeriesInstanceUID"), get("SOPInstanceUID"), get("SOPClassUID"))
+
+
+def score_one(model, info: ModelInfo, data: bytes, name: str, ood=None) -> ImageResult:
+    """Through the app's scoring path (`core.inference.scoring.score_bytes`): same probability, warnings and Grad-CAM."""
+    from core.inference.explain import overlay
+
+    spec = get_task(info.task).model(info.model_id)
+    s = scoring.score_bytes(model, spec, data, name, with_heatmap=True, ood=ood, with_display=True,
+                            calibration=info.calibration)
+    r = ImageResult(name, s.digest, s.probability, info.threshold, info.positive, info.negative, error=s.error,
+                    warnings=list(s.warnings), notes=list(s.notes), phi=dict(s.phi or {}))
+    if not s.ok:
+        return r
+    r.image = s.display
+    r.overlay = overlay(s.display, s.heatmap, alpha=OVERLAY_ALPHA) if s.heatmap is not None else None
+    r.source = source_ref(data) if s.format == "DICOM" else None
+    return r
+
+
+def score_case(model, info: ModelInfo, files: list[tuple[str, bytes]], ood=None, site_profile: str | None = None,
+               surface: str | None = "handoff", audit_db=None, withhold=None) -> Case:
+    """Score every file (a bad one keeps its error and does not stop the others); one audit row per scoring.
+
+    `withhold(result) -> reason | None` lets a caller's guard refuse a decision before it is recorded.
+    """
+    images = [score_one(model, info, data, name, ood) for name, data in files]
+    for r in images:
+        reason = withhold(r) if (withhold is not None and r.ok) else None
+        if reason:
+            r.withhold(reason)
+    case = Case(info, images, site_profile)
+    if surface:
+        record_audit(case, surface, db=audit_db)
+    return case
+
+
+def record_audit(case: Case, surface: str, db=None) -> list[int]:
+    """Audit rows for the scored images of a case (unreadable files were never scored)."""
+    m = case.model
+    return [audit.record(image_sha256=r.sha256, task=m.task, model_id=m.model_id, model_sha256=m.sha256,
+                         threshold=m.threshold, probability=r.probability, decision=r.decision,
+                         withheld_reason=r.withheld, site_profile=case.site_profile, surface=surface, db=db)
+            for r in case.scored]
+
+
+def from_scored(info: ModelInfo, s, data: bytes) -> ImageResult:
+    """An ImageResult from the app's cached `scoring.Scored` (no re-scoring: the picture is decoded again only
+    for the report, because the app's cache keeps scores small)."""
+    from core.inference.explain import overlay
+
+    r = ImageResult(s.name, s.digest, s.probability, info.threshold, info.positive, info.negative, error=s.error,
+                    warnings=list(s.warnings), notes=list(s.notes), phi=dict(s.phi or {}))
+    if not s.ok:
+        return r
+    dec = scoring.decode(data, s.name)
+    r.image = scoring.display_image(dec.pixels)
+    r.overlay = overlay(r.image, s.heatmap, alpha=OVERLAY_ALPHA) if s.heatmap is not None else None
+    r.source = source_ref(data) if dec.format == "DICOM" else None
+    return r

@@ -1,0 +1,64 @@
+"""The audit log browser: filters, a table of recent scorings and a CSV export (the page stays thin)."""
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta, timezone
+
+import streamlit as st
+
+from core import audit
+from core.models.registry import TASKS
+
+ROW_LIMIT = 5000
+SHOWN = ["created_at", "surface", "task", "model_id", "probability", "decision", "withheld_reason", "threshold",
+         "site_profile", "image_sha256", "model_sha256"]
+
+
+def _filters() -> dict:
+    c1, c2, c3, c4 = st.columns(4)
+    task = c1.selectbox("Task", ["(any)"] + list(TASKS), key="audit_task")
+    surface = c2.selectbox("Where", ["(any)"] + list(audit.SURFACES), key="audit_surface",
+                           help="app: Predict / PACS pages; cli: python -m core.predict; batch: batch scoring; "
+                                "handoff: python -m core.handoff")
+    today = datetime.now(timezone.utc).date()
+    days = c3.date_input("From – to (UTC)", (today - timedelta(days=30), today), key="audit_days")
+    sha = c4.text_input("Image SHA-256", key="audit_sha", help="The checksum of an image file: every scoring of it.").strip().lower()
+    f = {"task": None if task == "(any)" else task, "surface": None if surface == "(any)" else surface,
+         "image_sha256": sha or None}
+    if isinstance(days, (tuple, list)) and days:
+        start, end = days[0], days[-1]
+        f["since"] = datetime.combine(start, time.min, timezone.utc)
+        f["until"] = datetime.combine(end + timedelta(days=1), time.min, timezone.utc)
+    elif isinstance(days, date):
+        f["since"] = datetime.combine(days, time.min, timezone.utc)
+    return f
+
+
+def audit_browser() -> None:
+    st.caption(f"One row per scoring, from the app, the command line and batch runs: time (UTC), image checksum "
+               f"(never pixels or names), model and checksum, operating point, result. File: `{audit.db_path()}`.")
+    f = _filters()
+    try:
+        df = audit.to_frame(**f, limit=ROW_LIMIT)
+    except audit.AuditError as exc:
+        st.error(str(exc), icon=":material/history:")
+        return
+    if df.empty:
+        st.info("No scoring matches these filters yet.")
+        return
+    st.markdown(f"**{len(df)}** scoring(s)" + (f" (the newest {ROW_LIMIT} shown; the CSV has all)" if len(df) >= ROW_LIMIT else ""))
+    shown = df.assign(created_at=df["created_at"].str.slice(0, 19).str.replace("T", " "))
+    st.dataframe(shown, hide_index=True, width="stretch", key="audit_table", column_order=SHOWN, column_config={
+        "created_at": st.column_config.TextColumn("Time (UTC)", width="medium"),
+        "surface": st.column_config.TextColumn("Where", width="small"),
+        "task": st.column_config.TextColumn("Task", width="small"),
+        "model_id": st.column_config.TextColumn("Model"),
+        "probability": st.column_config.NumberColumn("Probability", format="%.4f"),
+        "decision": st.column_config.TextColumn("Decision"),
+        "withheld_reason": st.column_config.TextColumn("Withheld because"),
+        "threshold": st.column_config.NumberColumn("Threshold", format="%.4f"),
+        "site_profile": st.column_config.TextColumn("Site profile"),
+        "image_sha256": st.column_config.TextColumn("Image SHA-256", width="medium"),
+        "model_sha256": st.column_config.TextColumn("Model SHA-256", width="small"),
+    })
+    st.download_button("Export CSV", data=lambda: audit.export_csv(**f), on_click="ignore", mime="text/csv",
+                       file_name="secondlook_audit.csv", key="audit_csv", icon=":material/download:")
