@@ -7,11 +7,12 @@ import pandas as pd
 import streamlit as st
 
 from core.data import samples
-from core.evaluation import charts, metrics
+from core.evaluation import charts, intervals, metrics
 from core.evaluation import operating_point as op
 from core.inference import scoring
 from core.models.registry import get_task
 from ui import common, imaging
+from ui import intervals as ui_iv
 
 ctx = common.context()
 st.title("Model comparison")
@@ -47,13 +48,16 @@ thresholds = {m: common.threshold(task.name, m) for m in chosen}
 paths = sorted(set.intersection(*(set(tests[m]["path"]) for m in chosen)))
 aligned = {m: tests[m].set_index("path").loc[paths] for m in chosen}
 y = aligned[chosen[0]]["y"].to_numpy()
-st.caption(f"All figures on the same {len(paths)} held-out test images; each model at its own operating point.")
+groups = ui_iv.groups_for_paths(task.name, paths)
+kind = ui_iv.label(task.name, groups)
+st.caption(f"All figures on the same {len(paths)} held-out test images; each model at its own operating point. "
+           f"Confidence intervals and the paired AUC test: **{kind}**.")
 
 # ---------------------------------------------------------------- curves ---------------------------------------
 colours = {m: charts.PALETTE[i % len(charts.PALETTE)] for i, m in enumerate(chosen)}
 short = {m: common.short_model_label(task.name, m) for m in chosen}
 roc_items = [{
-    "name": short[m], "curve": common.curve(task.name, m, "test"), "auc": common.auc_ci(task.name, m, "test"),
+    "name": short[m], "curve": common.curve(task.name, m, "test"), "auc": ui_iv.auc_interval(task.name, m, "test"),
     "colour": colours[m],
     "points": [{"threshold": thresholds[m], "label": f"{short[m]} operating point", "colour": colours[m],
                 "legend": False, "size": 12}],
@@ -63,15 +67,17 @@ left, right = st.columns(2, gap="medium")
 with left:
     st.plotly_chart(charts.roc_figure(roc_items, height=460), width="stretch", key="compare_roc")
     st.caption("Ranking: a curve higher and further left separates cases with and without the finding better. "
-               "Each dot is that model's current operating point. AUC with its 95% CI (DeLong).")
+               "Each dot is that model's current operating point. AUC with its 95% CI, "
+               + (f"{kind}." if groups is not None else f"{kind}, DeLong."))
 with right:
     st.plotly_chart(charts.reliability_figure([
         {"name": short[m], "y": y, "s": aligned[m]["score"].to_numpy(), "colour": colours[m]} for m in chosen],
         height=460), width="stretch", key="compare_reliability")
     st.caption("Calibration: a model that says 70% should be right 70 times in 100 (points on the diagonal). "
                "**ECE** is the average gap (0.05 = off by 5 points); **Brier** is the squared error of the probability "
-               "(0 perfect, 0.25 = always saying 50%). Poor calibration leaves the ranking and the tuned yes/no calls "
-               "intact, but the probability should then not be read as a patient's risk.")
+               "(0 perfect, 0.25 = always saying 50%). Each probability shown is already calibrated (Platt scaling fitted "
+               "on the model's validation images); these held-out test curves show how well that carried over. Where "
+               "a curve is far from the diagonal, the probability should not be read as a patient's risk.")
 
 
 @st.cache_data(show_spinner="Measuring speed…", max_entries=64)
@@ -83,6 +89,8 @@ def _latency(task_name: str, model_id: str, sha: str) -> dict:
 st.subheader("Each model at its operating point (held-out test set)")
 ROW_HELP = {
     "AUC (95% CI)": "How well the model ranks cases with the finding above those without (1 = perfect, 0.5 = chance).",
+    "AUC (95% CI, DeLong, image-level)": "The same AUC with DeLong's interval, which treats every image as independent "
+                                         "(too narrow when patients repeat).",
     "Threshold": "The model's current operating point (set in the sidebar when that model is selected).",
     "Sensitivity": "Cases with the finding that were flagged.",
     "Specificity": "Cases without the finding that were cleared.",
@@ -90,14 +98,19 @@ ROW_HELP = {
     "NPV": "How often a clear call was right.",
     "Accuracy": "All cases called correctly.",
     "F1": "Balance of PPV and sensitivity (1 = perfect).",
+    "ECE (95% CI)": "Calibration: average gap between the stated probability and how often the finding is there.",
     "Parameters": "Number of learned weights: a rough measure of model size.",
     "File size": "Size of the model file.",
     "Time per image": "Median of 10 single-image runs on this machine now (shared with other work, so indicative).",
 }
 rows = {}
 for m in chosen:
-    pt = metrics.metrics_at(y, aligned[m]["score"].to_numpy(), thresholds[m])
-    a = common.auc_ci(task.name, m, "test")
+    sm = aligned[m]["score"].to_numpy()
+    pt = metrics.metrics_at(y, sm, thresholds[m])
+    rate_ci, _ = intervals.rate_cis(y, sm, groups, thresholds[m])
+    ece, ece_ci = intervals.calibration_cis(y, sm, groups)["ece"]
+    a = ui_iv.auc_interval(task.name, m, "test")
+    dl = common.auc_ci(task.name, m, "test")
     card = common.card(task.name, m)
     try:
         lat = f"{_latency(task.name, m, common.version(task.name, m))['median_ms']:.1f} ms"
@@ -105,13 +118,13 @@ for m in chosen:
         lat = "—"
     rows[short[m]] = {
         "AUC (95% CI)": f"{a[0]:.3f} ({a[1]:.3f}–{a[2]:.3f})" if a else "—",
+        "AUC (95% CI, DeLong, image-level)": f"{dl[0]:.3f} ({dl[1]:.3f}–{dl[2]:.3f})" if dl else "—",
         "Threshold": f"{thresholds[m]:.4f}",
-        "Sensitivity": op.fmt_pct(pt["sensitivity"]),
-        "Specificity": op.fmt_pct(pt["specificity"]),
-        "PPV": op.fmt_pct(pt["ppv"]),
-        "NPV": op.fmt_pct(pt["npv"]),
-        "Accuracy": op.fmt_pct(pt["accuracy"]),
+        **{name: f"{op.fmt_pct(pt[k])} ({op.fmt_ci(rate_ci[k])})" for name, k in (
+            ("Sensitivity", "sensitivity"), ("Specificity", "specificity"), ("PPV", "ppv"), ("NPV", "npv"),
+            ("Accuracy", "accuracy"))},
         "F1": f"{pt['f1']:.3f}" if not math.isnan(pt["f1"]) else "—",
+        "ECE (95% CI)": f"{ece:.3f} ({ece_ci[0]:.3f}–{ece_ci[1]:.3f})",
         "Parameters": f"{card.get('parameters', 0):,}",
         "File size": f"{card.get('file_bytes', 0) / 1e6:.1f} MB",
         "Time per image": lat,
@@ -119,27 +132,37 @@ for m in chosen:
 table = pd.DataFrame(rows)
 table.insert(0, "What it means", [ROW_HELP[i] for i in table.index])
 st.table(table, border="horizontal")
+st.caption(f"Intervals: **{kind}**" + (" (whole patients resampled, separately those with and without the finding)"
+           if groups is not None else "") + "; the DeLong row is the image-level interval, kept for reference.")
 
 # ---------------------------------------------------------------- paired tests ---------------------------------
 st.subheader("Are the differences real?")
+reps = ui_iv.paired_replicates(task.name, tuple(chosen), tuple(common.version(task.name, m) for m in chosen),
+                               ui_iv.data_key(task.name), y, {m: aligned[m]["score"].to_numpy() for m in chosen},
+                               hash(tuple(paths)), groups)
 tests_rows = []
 for a_, b_ in itertools.combinations(chosen, 2):
     sa, sb = aligned[a_]["score"].to_numpy(), aligned[b_]["score"].to_numpy()
     d = metrics.delong_test(y, sa, sb)
+    bs = intervals.paired_from_replicates(d["difference"], reps[a_], reps[b_])
     mc = metrics.mcnemar_test(y, (sa >= thresholds[a_]).astype(int), (sb >= thresholds[b_]).astype(int))
     better = short[a_] if d["difference"] > 0 else short[b_]
     tests_rows.append({
         "A vs B": f"{short[a_]} vs {short[b_]}",
-        "AUC A − B": f"{round(d['difference'], 3) + 0.0:+.3f}",
-        "DeLong p": f"{d['p_value']:.3g}",
-        "Ranking": f"{better} ranks better" if d["p_value"] < 0.05 else "no clear difference",
+        "AUC A − B (95% CI)": f"{round(d['difference'], 3) + 0.0:+.3f} ({bs['ci'][0]:+.3f} to {bs['ci'][1]:+.3f})",
+        "Bootstrap p": f"{bs['p_value']:.3g}",
+        "Ranking": f"{better} ranks better" if bs["p_value"] < 0.05 else "no clear difference",
+        "DeLong p (image-level)": f"{d['p_value']:.3g}",
         "Only A right / only B right": f"{mc['b']} / {mc['c']}",
-        "McNemar p": f"{mc['p_value']:.3g}",
+        "McNemar p (image-level)": f"{mc['p_value']:.3g}",
         "Yes/no calls": ("A is right more often" if mc["b"] > mc["c"] else "B is right more often")
         if mc["p_value"] < 0.05 else "no clear difference",
     })
 st.table(pd.DataFrame(tests_rows), hide_index=True, border="horizontal")
-st.caption("**DeLong p**: could the AUC difference be chance? **McNemar p**: do the two models' yes/no calls at their "
+st.caption(f"**Bootstrap p** ({kind}): could the AUC difference be chance? Both models are scored on the same "
+           "resampled " + ("patients" if groups is not None else "images") + ", 2000 times; the interval is that of "
+           "the difference. **DeLong p** answers the same question treating every image as independent (image-level, "
+           "too optimistic when patients repeat). **McNemar p** (image-level): do the two models' yes/no calls at their "
            "operating points differ more than chance, counting only test images where exactly one of them is right. "
            "Below 0.05 = unlikely to be chance; with several pairs, treat borderline values with caution.")
 

@@ -34,7 +34,9 @@ for col, (page, label, icon, blurb) in zip(st.columns(4), LINKS):
 st.subheader("Tasks and bundled models")
 st.caption(
     "Figures are from each model's card, measured on the task's held-out **test** set at the model's validated "
-    "operating point. The interval after AUC is its 95% confidence interval (DeLong)."
+    "operating point. Intervals are 95% confidence intervals that resample **patients** (a patient's images are "
+    "alike, so resampling images would be too narrow) where the card has them; otherwise image-level (DeLong for "
+    "AUC, Wilson for rates), as the Intervals column says."
 )
 
 HELP = {
@@ -44,6 +46,7 @@ HELP = {
     "Accuracy": "Share of all test cases called correctly.",
     "Threshold": "Probability at or above which the model flags a case; chosen on validation images.",
     "Test images": "Number of held-out test images (with the finding).",
+    "Intervals": "How the 95% intervals were made: resampling patients (patient-level) or images (image-level, no patient ids).",
 }
 
 for name, task in TASKS.items():
@@ -65,18 +68,29 @@ for name, task in TASKS.items():
             test = card.get("test") or {}
             row = {"Model": common.model_label(name, mid)}
             if test:
-                lo, hi = test.get("auc_ci", [float("nan")] * 2)
+                pl = card.get("test_patient_level")
+                ci = pl if pl else test  # patient-level where the card has it; else the image-level DeLong/Wilson block
+                lo, hi = ci.get("auc_ci", [float("nan")] * 2)
+
+                def rate(k: str) -> str:
+                    c = ci.get(f"{k}_ci")
+                    return common.pct(test[k]) + (f" ({common.pct(c[0])}–{common.pct(c[1])})" if c else "")
+
                 row.update({
                     "AUC (95% CI)": f"{test['auc']:.3f} ({lo:.3f}–{hi:.3f})",
-                    "Sensitivity": common.pct(test["sensitivity"]),
-                    "Specificity": common.pct(test["specificity"]),
-                    "Accuracy": common.pct(test["accuracy"]),
+                    "Sensitivity": rate("sensitivity"),
+                    "Specificity": rate("specificity"),
+                    "Accuracy": rate("accuracy"),
                     "Threshold": f"{card.get('threshold', float('nan')):.4f}",
                     "Test images": f"{test.get('n', '?')} ({test.get('n_positive', '?')})",
+                    "Intervals": f"patient-level, {pl['n_patients']} patients" if pl else "image-level (no patient ids)",
                 })
             else:
                 row["AUC (95% CI)"] = "not yet evaluated on test"
             rows.append(row)
+        choice = common.recommended_choice(name)
+        st.caption(f"**Default model** ({common.model_label(name, choice.model_id)}): chosen by {choice.rule} — "
+                   f"{choice.note}.")
         df = pd.DataFrame(rows)
         st.dataframe(
             df, hide_index=True, width="stretch",

@@ -7,6 +7,7 @@ import streamlit as st
 from core.evaluation import charts
 from core.evaluation import operating_point as op
 from ui import common
+from ui import intervals as ui_iv
 
 ctx = common.context()
 st.title("Threshold tuning")
@@ -90,19 +91,20 @@ with c2:
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
-def _table(task_name: str, model_id: str, sha: str, thr: float, prevalence: float) -> list[dict]:
+def _table(task_name: str, model_id: str, sha: str, thr: float, prevalence: float, dkey: str) -> list[dict]:
     v = common._predictions(task_name, model_id, "val", sha)
     t = common._predictions(task_name, model_id, "test", sha)
     return op.metrics_table(v["y"].to_numpy(), v["score"].to_numpy(),
                             None if t is None else t["y"].to_numpy(), None if t is None else t["score"].to_numpy(),
-                            thr, prevalence)
+                            thr, prevalence, val_groups=ui_iv.groups(task_name, model_id, "val"),
+                            test_groups=None if t is None else ui_iv.groups(task_name, model_id, "test"))
 
 
 def _cell(value: float, ci: tuple[float, float]) -> str:
     return f"{op.fmt_pct(value)}  ({op.fmt_ci(ci)})"
 
 
-rows = _table(task.name, mid, sha, float(thr), prev / 100)
+rows = _table(task.name, mid, sha, float(thr), prev / 100, ui_iv.data_key(task.name))
 table = pd.DataFrame({
     "Metric": [r["metric"] for r in rows],
     "What it means": [r["meaning"] for r in rows],
@@ -110,8 +112,14 @@ table = pd.DataFrame({
     **({"Test, held-out (95% CI)": [_cell(r["test"], r["test_ci"]) for r in rows]} if test is not None else {}),
 })
 st.table(table, hide_index=True, border="horizontal")
-st.caption("95% confidence intervals: stratified bootstrap (1000 resamples of the cases with and without the finding). "
-           "Validation is where the point was chosen, so it flatters; the test column is the honest estimate.")
+_kinds = {"Validation": ui_iv.label(task.name, ui_iv.groups(task.name, mid, "val"))}
+if test is not None:
+    _kinds["Test"] = ui_iv.label(task.name, ui_iv.groups(task.name, mid, "test"))
+st.caption("95% confidence intervals — " + "; ".join(f"{k}: **{v}**" for k, v in _kinds.items()) + ". Patient-level: "
+           "whole patients are resampled (2000 times, separately those with and without the finding), because images "
+           "of one patient are alike; image-level (where the patient ids are not on this machine): 1000 resamples of "
+           "the images, which is too narrow when patients repeat. Validation is where the point was chosen, so it "
+           "flatters; the test column is the honest estimate.")
 
 st.divider()
 split = "Test (held-out)"
@@ -120,7 +128,10 @@ if test_curve is not None:
 chart_df, chart_curve, chart_point = (test, test_curve, tp) if split.startswith("Test") and test_curve is not None else (val, val_curve, vp)
 
 # ---------------------------------------------------------------- curves ---------------------------------------
-auc = common.auc_ci(task.name, mid, "test" if chart_df is test else "val")
+_chart_which = "test" if chart_df is test else "val"
+auc = ui_iv.auc_interval(task.name, mid, _chart_which)
+_chart_groups = ui_iv.groups(task.name, mid, _chart_which)
+_chart_kind = ui_iv.label(task.name, _chart_groups) + ("" if _chart_groups is not None else ", DeLong")
 points = [{"threshold": thr, "label": "This operating point", "colour": charts.POINT_COLOUR}]
 if preset != CURRENT and abs(thr - current) > 1e-12:
     points.append({"threshold": current, "label": "Sidebar setting", "colour": charts.OTHER_POINT_COLOUR, "symbol": "circle-open", "size": 12})
@@ -141,5 +152,5 @@ with c2:
                     key="tune_confusion", config={"displayModeBar": False})
 st.caption(
     f"Charts: {'held-out test' if chart_df is test else 'validation'} predictions of "
-    f"{len(chart_df)} {unit}s. Hover any point for its threshold and counts; drag to zoom, double-click to reset."
+    f"{len(chart_df)} {unit}s; AUC interval {_chart_kind}. Hover any point for its threshold and counts; drag to zoom, double-click to reset."
 )

@@ -152,7 +152,9 @@ def bench_batch(task: str, model_id: str, model, test, repeats: int = 3, workers
     stored = _stored_scores(task, model_id, test, root)
     check = None
     if stored is not None and scores is not None:
-        diff = np.abs(scores - stored)
+        from core.inference.calibrate import apply_calibration, card_calibration
+
+        diff = np.abs(apply_calibration(scores, card_calibration(task, model_id, root)) - stored)  # stored = calibrated
         check = {"n": int(n), "n_different": int(np.sum(diff > 0)), "max_abs_diff": float(diff.max()) if n else 0.0}
     ips = [n / s for s in e2e]
     mips = [n / s for s in model_only]

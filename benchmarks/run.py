@@ -11,6 +11,8 @@ machine description to benchmarks/results/latest.json (git-ignored; `--out` to c
 Sections (all by default):
   threshold  operating-point update for 100,000 scores: counts + rates per slider move and operating_table for a
              1001-point grid (target < 5 ms, judged on p95), against scikit-learn recomputed on every move
+  intervals  patient-level CIs: card summary (AUC, rates, ECE, Brier) and paired AUC difference by cluster bootstrap,
+             2,000 resamples of 2,000 images from 100 patients (target < 2 s each, judged on p50)
   single     per model: decode (encoded bytes of real test images) + prepare + probability + Grad-CAM,
              p50/p95 after warm-up (target p50 <= 60 ms); cold first image; Keras model.predict() per image
   batch      per model: core.inference.forward.score_sources on the whole test split (target >= 1,000 images/s for the
@@ -50,7 +52,7 @@ from .common import (
     test_split,
 )
 
-SECTIONS = ("threshold", "single", "batch", "memory", "app", "fields", "handoff", "scale")
+SECTIONS = ("threshold", "intervals", "single", "batch", "memory", "app", "fields", "handoff", "scale")
 FULL = {"single_warmup": 5, "single_reps": 50, "naive_reps": 20, "batch_repeats": 3,
         "moves": 2000, "tables": 200, "naive_moves": 50}
 QUICK = {"single_warmup": 2, "single_reps": 10, "naive_reps": 5, "batch_repeats": 1,
@@ -91,6 +93,19 @@ def run_threshold(p: dict, rows: list) -> dict:
          f"{_ms(nv['p50'])} = {r['naive_speedup_p50']:,.0f}x the curve; same counts: {r['counts_agree_with_sklearn']}",
          "INFO")
     _row(rows, "  OperatingCurve.from_scores (once per prediction set)", label, "-", _ms(r["curve_build_ms"]), "INFO")
+    return r
+
+
+def run_intervals(p: dict, rows: list) -> dict:
+    from .intervals import TARGET_MS, bench_intervals
+
+    _log("[intervals] 2,000 resamples of 2,000 images ...")
+    r = bench_intervals(reps=2 if p is QUICK else 5)
+    label = f"{r['n_images']:,} images, {r['n_patients']} patients"
+    for key, name in (("summary_ms", "Patient-level card summary, 2,000 resamples (p50)"),
+                      ("paired_auc_ms", "Paired AUC difference, 2,000 resamples (p50)")):
+        _row(rows, name, label, f"< {TARGET_MS / 1000:g} s", _ms(r[key]["p50"]), _ok(r[key]["p50"] < TARGET_MS))
+    _row(rows, "  rates at a new threshold, 2,000 resamples (p50)", label, "-", _ms(r["rates_at_threshold_ms"]["p50"]), "INFO")
     return r
 
 
@@ -265,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {}
     if "threshold" in sections:
         results["threshold"] = run_threshold(params, rows)
+    if "intervals" in sections:
+        results["intervals"] = run_intervals(params, rows)
     if sections & {"single", "batch"}:
         if not models:
             _row(rows, "Single image / batch", "", "-", "no bundled model", "SKIP")

@@ -2,6 +2,9 @@
 
     python -m core.evaluate --task pneumonia --model secondlook_cnn [--manifest PATH] [--split test] [--out scores.csv]
 
+    python -m core.evaluate --task malaria --model secondlook_long --patient-intervals   # no model needed
+    python -m core.evaluate --all --refresh        # every bundled model of every task (or of --task)
+
 Without --manifest it uses the task's dataset. On the task's own test split it also writes
 models/<task>/<id>/test_predictions.csv and (with --update-card) refreshes the card's test metrics.
 """
@@ -12,15 +15,20 @@ import json
 import sys
 from pathlib import Path
 
-from core.evaluation.records import evaluate_split, headline, refresh_records
+from core.evaluation.patient_cards import add_patient_level
+from core.evaluation.records import evaluate_split, headline, model_records, refresh_records
+from core.models.registry import TASKS
 from core.models.selection import default_model
-from core.models.store import write_predictions
+from core.models.store import bundled_models, write_predictions
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", required=True)
+    p.add_argument("--task")
     p.add_argument("--model")
+    p.add_argument("--all", action="store_true", help="every bundled model (of --task, or of every task): with --refresh or --patient-intervals")
+    p.add_argument("--patient-intervals", action="store_true",
+                   help="add patient-level (cluster bootstrap) CIs to the card from the stored predictions and the manifest; no model is loaded")
     p.add_argument("--manifest", type=Path, help="CSV with path,label (paths relative to its folder)")
     p.add_argument("--split", help="keep only rows with this split (default: test for the task's dataset, all rows for --manifest)")
     p.add_argument("--out", type=Path, help="write per-image scores (path,label,score) here")
@@ -29,7 +37,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--refresh", action="store_true",
                    help="re-score validation and test with the current inference code, re-choose the threshold on validation, update the card")
     a = p.parse_args(argv)
+    if a.all:
+        if not (a.refresh or a.patient_intervals) or a.model:
+            p.error("--all goes with --refresh or --patient-intervals, without --model")
+        for task in [a.task] if a.task else list(TASKS):
+            for mid in bundled_models(task):
+                print(json.dumps({"task": task, "model": mid, **model_records(task, mid, a.refresh)}, default=float), flush=True)
+        return 0
+    if not a.task:
+        p.error("--task is required (or --all)")
     model_id = a.model or default_model(a.task)
+    if a.patient_intervals and not a.refresh:
+        blocks = add_patient_level(a.task, model_id)
+        print(json.dumps({"task": a.task, "model": model_id, **blocks}, default=float))
+        return 0
     if a.refresh:
         res = refresh_records(a.task, model_id)
         print(json.dumps({"task": a.task, "model": model_id, "threshold_before": res["threshold_before"],

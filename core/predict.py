@@ -20,6 +20,7 @@ import json
 import sys
 
 from core import audit
+from core.inference.calibrate import calibrated
 from core.inference.decision import decide, modality_verdict
 from core.inference.forward import predict_tensors
 from core.inference.preprocess import prepare
@@ -44,7 +45,7 @@ def predict_file(model, task: str, model_id: str, path: str, threshold: float, s
         x = prepare(pixels, get_task(task).model(model_id).input)
     except InputError as exc:
         return ctx.row(path, sha, error=str(exc))
-    p = float(predict_tensors(model, x[None])[0])
+    p = calibrated(task, model_id, float(predict_tensors(model, x[None])[0]))  # the card's calibration map
     d = decide(p, threshold, task, modality_verdict(pixels, task))
     row = ctx.row(path, sha, probability=p, decision=d)
     return row | (site_fields(site, p if d.assessed else None) if site is not None else {})

@@ -1,9 +1,12 @@
 """Train a registered model from its task's manifest.
 
     python -m core.train --task pneumonia --model secondlook_cnn [--limit 300 --epochs 2]
+    python -m core.train --task effusion --model seed_lenet --fold 0 --folds 5     # one cross-validation fold
 
 Writes models/<task>/<id>/model.keras, val_predictions.csv and card.json, then evaluates on the
-test split (core.evaluate) to add test metrics and test_predictions.csv to the card.
+test split (core.evaluate) to add test metrics and test_predictions.csv to the card. With --fold/--folds it
+trains on the other patient-grouped folds of `train` and writes models/<task>/<id>/cv/fold<i>.json and
+fold<i>_oof.csv (no weights), then refreshes the card's `cv` block (core.models.cv).
 """
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from core.models.cv import train_fold
 from core.models.training import train
 
 
@@ -23,7 +27,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--out", type=Path, help="write to this folder instead of models/<task>/<id> (no test evaluation)")
     p.add_argument("--no-test", action="store_true", help="skip the test-split evaluation")
+    p.add_argument("--fold", type=int, help="cross-validation: train on the other folds, score this one (0-based)")
+    p.add_argument("--folds", type=int, help="cross-validation: number of patient-grouped folds (k)")
     a = p.parse_args(argv)
+    if (a.fold is None) != (a.folds is None):
+        p.error("--fold and --folds go together")
+    if a.fold is not None:
+        if not 0 <= a.fold < a.folds:
+            p.error(f"--fold must be in 0..{a.folds - 1}")
+        train_fold(a.task, a.model, a.fold, a.folds, a.epochs, a.limit, a.seed, out_dir=a.out)
+        return 0
     train(a.task, a.model, a.epochs, a.limit, a.seed, evaluate_test=not a.no_test, out_dir=a.out)
     return 0
 

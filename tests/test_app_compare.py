@@ -4,7 +4,8 @@ from __future__ import annotations
 import json
 
 from core.models import store
-from tests.app_support import plotly_specs, start, task_with_models
+from core.evaluation import intervals
+from tests.app_support import need, plotly_specs, start, task_with_models
 from tests.conftest import require_dataset
 from ui import common
 
@@ -26,7 +27,7 @@ def test_compare_curves_tests_and_slider():
     names = " ".join(t.get("name", "") for t in roc["data"])
     for m in models:
         assert common.short_model_label(task, m) in names
-    assert {"DeLong p", "McNemar p"} <= set(at.table[1].value.columns)
+    assert {"Bootstrap p", "DeLong p (image-level)", "McNemar p (image-level)"} <= set(at.table[1].value.columns)
     assert len(at.table[1].value) == len(models) * (len(models) - 1) // 2
     assert any("Reliability" in s for s in specs.values())
     # moving the sidebar slider moves the current model's operating point in the table and the ROC marker
@@ -55,3 +56,34 @@ def test_one_example_through_every_model():
         csv = store.read_predictions(task, m, "test").set_index("path")["score"][ex["path"]]
         exact = float(shown.proto.help.split()[-1])
         assert abs(exact - csv) <= 1e-6
+
+
+def test_compare_resamples_patients_where_ids_exist():
+    """Malaria: 14 test patients, so the intervals and the paired test are patient-level, and say so."""
+    require_dataset("malaria")
+    need(len(store.bundled_models("malaria")) >= 2, "two malaria models are needed")
+    at = start("malaria", page="compare")
+    caps = " ".join(c.value for c in at.caption)
+    assert "patient-level (14 patients)" in caps
+    table = at.table[0].value
+    assert "AUC (95% CI, DeLong, image-level)" in table.index
+    m = store.bundled_models("malaria")[0]
+    auc, lo, hi = intervals.auc_ci(*_test_arrays("malaria", m))
+    assert f"{auc:.3f} ({lo:.3f}–{hi:.3f})" == table.loc["AUC (95% CI)", common.short_model_label("malaria", m)]
+    pairs = at.table[1].value
+    assert pairs["AUC A − B (95% CI)"].str.contains(" to ").all()
+
+
+def test_compare_without_patient_ids_says_image_level(tmp_path, monkeypatch):
+    monkeypatch.setenv("SECONDLOOK_DATA", str(tmp_path / "no-data"))
+    task = task_with_models(2)
+    at = start(task, page="compare")
+    assert not at.exception
+    assert "image-level (no patient ids)" in " ".join(c.value for c in at.caption)
+
+
+def _test_arrays(task, model_id):
+    from core.evaluation.patients import prediction_groups
+
+    df = store.read_predictions(task, model_id, "test")
+    return df["y"].to_numpy(), df["score"].to_numpy(), prediction_groups(task, df["path"].tolist())

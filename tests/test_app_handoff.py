@@ -73,7 +73,8 @@ def test_pdf_of_the_current_result_is_what_the_page_shows(audit_db, tmp_path):
     assert at.checkbox(key="predict_pdf_patient").value is False
     ctx = at.session_state["_ctx"]
     model = store.load_model(TASK, model_id())
-    s = scoring.score_bytes(model, get_task(TASK).model(model_id()), data, "study.dcm")
+    s = scoring.score_bytes(model, get_task(TASK).model(model_id()), data, "study.dcm",
+                            calibration=store.read_card(TASK, model_id()).get("calibration"))  # as the page scores
     results = [{"name": "study.dcm", "scored": s, "truth": None, "data": data}]
     exe = need_tool("pdftotext", "poppler-utils")
     for include, name_shown in ((False, False), (True, True)):

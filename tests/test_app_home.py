@@ -106,3 +106,36 @@ def test_model_still_being_evaluated_is_handled(tmp_path, monkeypatch):
     finally:
         st.cache_data.clear()
         st.cache_resource.clear()
+
+
+def test_home_shows_patient_level_intervals_from_the_cards():
+    at = start()
+    frames = iter(df.value for df in at.dataframe)
+    for name in [t for t in TASKS if store.bundled_models(t)]:
+        frame = next(frames)  # one table per task with models, rows in registry order
+        for (_, row), mid in zip(frame.iterrows(), store.bundled_models(name), strict=True):
+            card = store.read_card(name, mid)
+            if not card.get("test"):
+                continue
+            assert row["Model"].startswith(TASKS[name].model(mid).title)
+            pl = card.get("test_patient_level")
+            if pl:
+                assert row["Intervals"] == f"patient-level, {pl['n_patients']} patients"
+                lo, hi = pl["auc_ci"]
+                assert row["AUC (95% CI)"] == f"{card['test']['auc']:.3f} ({lo:.3f}–{hi:.3f})"
+            else:
+                assert row["Intervals"] == "image-level (no patient ids)"
+
+
+def test_home_says_how_each_default_was_chosen():
+    from core.models.selection import default_choice
+
+    at = start()
+    caps = [c.value for c in at.caption if c.value.startswith("**Default model**")]
+    tasks = [t for t in TASKS if store.bundled_models(t)]
+    assert len(caps) == len(tasks)
+    for task, cap in zip(tasks, caps):
+        choice = default_choice(task)
+        assert f"chosen by {choice.rule}" in cap and choice.note in cap
+        if choice.rule.startswith("best on validation"):
+            assert "cross-validation is not complete" in cap or "different k" in cap

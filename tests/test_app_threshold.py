@@ -1,7 +1,9 @@
 """AppTest: Threshold tuning — works from the prediction CSVs, reacts to the slider, presets and model switches."""
 from __future__ import annotations
 
+from core.evaluation import operating_point as op
 from core.models import store
+from tests.conftest import require_dataset
 from tests.app_support import plotly_specs, start, task_with_models
 
 
@@ -74,3 +76,24 @@ def test_works_from_prediction_csvs_without_images(tmp_path, monkeypatch):
     at = start(task, page="threshold")
     assert not at.exception
     assert len(at.table[0].value) >= 6 and len(plotly_specs(at)) == 4
+
+
+def test_test_column_is_the_cards_patient_level_interval():
+    """At the card's threshold the page's test CIs are the card's patient-level ones (same draws), labelled."""
+    require_dataset("malaria")
+    at = start("malaria", page="threshold")
+    mid = at.session_state["model"]
+    card = store.read_card("malaria", mid)
+    rows = at.table[0].value.set_index("Metric")
+    pl = card["test_patient_level"]
+    for metric, key in (("Sensitivity", "sensitivity"), ("Specificity", "specificity"), ("Accuracy", "accuracy")):
+        assert rows.loc[metric, "Test, held-out (95% CI)"] == f"{op.fmt_pct(pl[key])}  ({op.fmt_ci(pl[key + '_ci'])})"
+    caps = " ".join(c.value for c in at.caption)
+    assert "Test: **patient-level (14 patients)**" in caps and "Validation: **patient-level (16 patients)**" in caps
+
+
+def test_without_patient_ids_the_intervals_are_labelled_image_level(tmp_path, monkeypatch):
+    monkeypatch.setenv("SECONDLOOK_DATA", str(tmp_path / "no-images-here"))
+    at = start(task_with_models(), page="threshold")
+    caps = " ".join(c.value for c in at.caption)
+    assert "Test: **image-level (no patient ids)**" in caps and "DeLong" in caps

@@ -82,6 +82,8 @@ def test_train_smoke_run(tmp_path):
     assert card["training"]["epochs_run"] == 1 and card["data"]["n_train"] == 200
     assert (out / "model.keras").is_file() and (out / "val_predictions.csv").is_file()
     assert 0 <= card["threshold"] <= 1
+    # shown probabilities are calibrated on validation, or the card says why not (a 1-epoch model may rank backwards)
+    assert card["calibration"]["a"] > 0 if card["calibration"] else card["calibration_check"]["not_fitted"]
 
 
 def test_secondlook_script_runs_the_same_commands(capsys):

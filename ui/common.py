@@ -22,7 +22,7 @@ from core.evaluation.metrics import OperatingCurve
 from core.inference import scoring
 from core.models import store
 from core.models.registry import TASKS, TaskSpec, get_task
-from core.models.selection import best_on_validation, default_model
+from core.models.selection import Choice, choose, default_model
 
 DISCLAIMER = (
     "SecondLook is decision support for trained clinicians, **not a diagnostic device**. It has not been "
@@ -215,8 +215,13 @@ def short_task_title(task: str) -> str:
 
 
 def recommended_model(task: str) -> str:
-    """The task's default model (best validation AUC among SecondLook's), from the cached cards."""
-    return best_on_validation(get_task(task), lambda m: card(task, m))
+    """The task's default model (core.models.selection: grouped CV, else best validation AUC), from the cached cards."""
+    return recommended_choice(task).model_id
+
+
+def recommended_choice(task: str) -> Choice:
+    """The default model and the rule that chose it (for the Home page's note)."""
+    return choose(get_task(task), lambda m: card(task, m))
 
 
 def model_label(task: str, model_id: str) -> str:
@@ -257,7 +262,8 @@ def sidebar() -> Context:
             ss["model"] = rec if rec in models else models[0]
         model_id = st.selectbox("Model", models, format_func=lambda m: model_label(task_name, m), key="model",
                                 help="Bundled models for this task. Seed baselines are the notebooks' original networks; "
-                                     "'recommended' marks SecondLook's model with the best AUC on validation images.")
+                                     "'recommended' marks the task's default SecondLook model (best cross-validated AUC, "
+                                     "or best on validation until cross-validation is complete).")
         from ui import sites
 
         site = sites.sidebar_selector(task_name, model_id)

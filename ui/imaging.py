@@ -12,15 +12,16 @@ from ui import common
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
-def _scored(task: str, model_id: str, sha: str, digest: str, name: str, _data: bytes) -> scoring.Scored:
+def _scored(task: str, model_id: str, sha: str, digest: str, name: str, _data: bytes, calibration: str = "") -> scoring.Scored:
     spec = get_task(task).model(model_id)
     return scoring.score_bytes(common._model(task, model_id, sha), spec, _data, name, ood=common._ood(task, model_id, sha),
-                               with_display=False)
+                               with_display=False, calibration=common.card(task, model_id).get("calibration"))
 
 
 def score(task: str, model_id: str, data: bytes, name: str) -> scoring.Scored:
-    """Probability + Grad-CAM of one file, computed once per (model version, file content)."""
-    return _scored(task, model_id, common.version(task, model_id), scoring.digest(data), name, data)
+    """Probability (calibrated by the card) + Grad-CAM of one file, once per (model version, calibration, content)."""
+    return _scored(task, model_id, common.version(task, model_id), scoring.digest(data), name, data,
+                   str(common.card(task, model_id).get("calibration") or ""))
 
 
 @st.cache_data(show_spinner=False, max_entries=2048)

@@ -45,7 +45,7 @@ class RowSink:
         self._waiting: dict[str, list[str]] = defaultdict(list)  # sha256 -> duplicate files waiting for its result
 
     def _row(self, file: str, sha: str | None, p: float | None, err: str | None) -> dict:
-        return self.ctx.row(file, sha, probability=p, error=err) if err is None else self.ctx.row(file, sha, error=err)
+        return self.ctx.row(file, sha, probability=self.ctx.calibrate(p)) if err is None else self.ctx.row(file, sha, error=err)
 
     def skipped(self, n: int = 1) -> None:
         self.summary.skipped += n

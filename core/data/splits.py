@@ -37,3 +37,44 @@ def split_train_val(df: pd.DataFrame, task: TaskSpec, seed: int = SPLIT_SEED) ->
             taken += groups.loc[g, "size"]
     is_val = keys.isin(val_groups)
     return train[~is_val].reset_index(drop=True), train[is_val].reset_index(drop=True)
+
+
+# The patient unit for grouped cross-validation and patient-level intervals (see each dataset's SOURCE.md):
+# pneumonia's coarse `patient_id` (person numbers may be shared across subtypes, so grouping by it is the
+# conservative choice), effusion's `split_group` (the NIH patient where known, else one image or near-duplicate pair).
+PATIENT_COLUMN = {"malaria": "patient_id", "pneumonia": "patient_id", "effusion": "split_group"}
+CV_SEED = 20261201
+
+
+def patient_column(task: TaskSpec) -> str:
+    return PATIENT_COLUMN.get(task.name, task.group_column[0])
+
+
+def grouped_kfold(df: pd.DataFrame, task: TaskSpec, k: int, seed: int = CV_SEED) -> np.ndarray:
+    """Fold number (0..k-1) of every row: whole patients per fold, stratified by whether the patient has the finding.
+
+    Within each stratum the patients are shuffled with `seed`, then taken largest first, each into the fold that
+    has the fewest images of that stratum so far (ties: the lower fold), so folds are balanced in images as well as
+    patients. Deterministic for a given frame, task, k and seed; row order does not matter.
+    """
+    if k < 2:
+        raise ValueError(f"k-fold cross-validation needs k >= 2, got {k}")
+    col = patient_column(task)
+    if col not in df.columns:
+        raise ValueError(f"{task.name}: manifest lacks the patient column {col!r} needed for grouped folds")
+    keys = df[col].astype(str)
+    stats = df.groupby(keys)["y"].agg(["max", "size"])
+    if len(stats) < k:
+        raise ValueError(f"{task.name}: {len(stats)} patients cannot fill {k} folds")
+    rng = np.random.default_rng(seed)
+    fold_of: dict[str, int] = {}
+    for stratum in (1, 0):
+        groups = stats[stats["max"] == stratum]
+        order = rng.permutation(np.sort(groups.index.to_numpy()))  # sorted first: row order does not matter
+        sizes = groups.loc[order, "size"].to_numpy()
+        load = np.zeros(k, dtype=np.int64)
+        for i in np.argsort(-sizes, kind="stable"):
+            f = int(np.argmin(load))
+            fold_of[order[i]] = f
+            load[f] += sizes[i]
+    return keys.map(fold_of).to_numpy(dtype=np.int64)

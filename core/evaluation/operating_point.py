@@ -147,20 +147,28 @@ def split_point(val_curve: OperatingCurve, test_curve: OperatingCurve | None, th
 
 
 def metrics_table(val_y, val_s, test_y, test_s, threshold: float, prevalence: float | None = None,
-                  n_boot: int = 1000) -> list[dict]:
+                  n_boot: int = 1000, val_groups=None, test_groups=None) -> list[dict]:
     """Rows of (metric, plain meaning, validation value + 95% CI, test value + 95% CI) for the tuning page.
 
-    CIs are stratified bootstrap percentile intervals (`metrics.bootstrap_rates_ci`). With `prevalence`, two more
-    rows give PPV and NPV re-weighted to that prevalence (Bayes) from each set's sensitivity and specificity.
+    CIs: with a set's patient groups, the cluster bootstrap over patients (`intervals.rate_cis`, its own
+    `intervals.N_BOOT` resamples, so the card's threshold gives the card's patient-level intervals); without, the
+    image-level stratified bootstrap (`metrics.bootstrap_rates_ci`). With `prevalence`, two more rows give PPV and
+    NPV re-weighted to that prevalence (Bayes) from each replicate's sensitivity and specificity.
     """
-    sets = {"val": (val_y, val_s)}
+    from core.evaluation import intervals
+
+    sets = {"val": (val_y, val_s, val_groups)}
     if test_y is not None:
-        sets["test"] = (test_y, test_s)
+        sets["test"] = (test_y, test_s, test_groups)
     vals: dict[str, dict] = {}
     cis: dict[str, dict] = {}
-    for k, (y, s) in sets.items():
+    reps: dict[str, dict | None] = {}
+    for k, (y, s, g) in sets.items():
         vals[k] = metrics.metrics_at(y, s, threshold)
-        cis[k] = metrics.bootstrap_rates_ci(y, s, threshold, n_boot=n_boot)
+        if g is None:
+            cis[k], reps[k] = metrics.bootstrap_rates_ci(y, s, threshold, n_boot=n_boot), None
+        else:
+            cis[k], reps[k] = intervals.rate_cis(y, s, g, threshold)
     rows = []
     for key, (name, plain) in RATE_LABELS.items():
         row = {"metric": name, "meaning": plain}
@@ -175,7 +183,8 @@ def metrics_table(val_y, val_s, test_y, test_s, threshold: float, prevalence: fl
             for k in sets:
                 se, sp = vals[k]["sensitivity"], vals[k]["specificity"]
                 row[k] = metrics.predictive_values_at_prevalence(se, sp, prevalence)[idx] if not (math.isnan(se) or math.isnan(sp)) else float("nan")
-                row[f"{k}_ci"] = _bootstrap_pv_ci(vals[k], prevalence, idx, n_boot)
+                row[f"{k}_ci"] = (_bootstrap_pv_ci(vals[k], prevalence, idx, n_boot) if reps[k] is None
+                                  else _replicate_pv_ci(reps[k], prevalence, idx))
             rows.append(row)
     return rows
 
@@ -193,6 +202,19 @@ def _bootstrap_pv_ci(point: dict, prevalence: float, idx: int, n_boot: int, seed
     tp_b = rng.binomial(n_pos, point["tp"] / n_pos, size=n_boot)
     fp_b = rng.binomial(n_neg, point["fp"] / n_neg, size=n_boot)
     vals = metrics.predictive_values_at_prevalence(tp_b / n_pos, 1 - fp_b / n_neg, prevalence)[idx]
+    vals = vals[np.isfinite(vals)]
+    if not vals.size:
+        return float("nan"), float("nan")
+    return float(np.quantile(vals, alpha / 2)), float(np.quantile(vals, 1 - alpha / 2))
+
+
+def _replicate_pv_ci(reps: dict, prevalence: float, idx: int, alpha: float = 0.05) -> tuple[float, float]:
+    """PPV (idx 0) or NPV (idx 1) at `prevalence` from each cluster-bootstrap replicate's sensitivity/specificity."""
+    se, sp = reps["sensitivity"], reps["specificity"]
+    ok = np.isfinite(se) & np.isfinite(sp)
+    if not ok.any():
+        return float("nan"), float("nan")
+    vals = metrics.predictive_values_at_prevalence(se[ok], sp[ok], prevalence)[idx]
     vals = vals[np.isfinite(vals)]
     if not vals.size:
         return float("nan"), float("nan")

@@ -7,7 +7,9 @@ import numpy as np
 import pandas as pd
 
 from core.data import load_task_manifest, read_manifest, split_train_val
-from core.evaluation import metrics
+from core.evaluation import calibration, metrics
+from core.evaluation.patient_cards import add_patient_level
+from core.inference.calibrate import apply_calibration
 from core.inference.forward import score_sources
 from core.models.registry import get_model_spec, get_task
 from core.models.store import (
@@ -35,21 +37,33 @@ def check_not_degenerate(y: np.ndarray, scores: np.ndarray, threshold: float, wh
         raise DegenerateModelError(f"{what}: AUC {auc:.3f} is below {DEGENERATE_MIN_AUC}")
 
 
-def evaluate_frame(task: str, model_id: str, frame: pd.DataFrame, model=None, threshold: float | None = None) -> tuple[np.ndarray, dict]:
-    """Score every row of a manifest frame (`file`, `y`) and summarise at the card's threshold."""
+def evaluate_frame(task: str, model_id: str, frame: pd.DataFrame, model=None, threshold: float | None = None,
+                   raw_scores: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
+    """Score every row of a manifest frame (`file`, `y`) and summarise at the card's threshold.
+
+    Scores are the shown probabilities: the raw model output mapped by the card's calibration (the one map in
+    `core.inference.calibrate`). `raw_scores` skips the forward pass when the caller already has them.
+    """
     spec = get_model_spec(task, model_id)
-    model = model or load_model(task, model_id)
-    thr = read_card(task, model_id)["threshold"] if threshold is None else threshold
-    scores = score_sources(model, spec.input, frame["file"].tolist())
+    card = read_card(task, model_id)
+    thr = card["threshold"] if threshold is None else threshold
+    if raw_scores is None:
+        raw_scores = score_sources(model or load_model(task, model_id), spec.input, frame["file"].tolist())
+    scores = apply_calibration(raw_scores, card.get("calibration"))
     y = frame["y"].to_numpy()
     return scores, metrics.summary(y, scores, thr)
 
 
 def evaluate_bundled(task: str, model_id: str, split: str = "test", update_card: bool = False, model=None) -> dict:
-    """Evaluate on the task's own dataset split; on test, write test_predictions.csv and check for degeneracy."""
+    """Evaluate on the task's own dataset split; on test, write test_predictions.csv and check for degeneracy.
+
+    With a calibrated card, `update_card` also records test ECE and Brier before and after the calibration map.
+    """
     df = load_task_manifest(task)
     df = df[df["split"] == split].reset_index(drop=True)
-    scores, summ = evaluate_frame(task, model_id, df, model)
+    spec = get_model_spec(task, model_id)
+    raw = score_sources(model or load_model(task, model_id), spec.input, df["file"].tolist())
+    scores, summ = evaluate_frame(task, model_id, df, raw_scores=raw)
     if split == "test":
         write_predictions(model_dir(task, model_id) / "test_predictions.csv", df["path"].tolist(), df["label"].tolist(), scores)
         card = read_card(task, model_id)
@@ -57,6 +71,10 @@ def evaluate_bundled(task: str, model_id: str, split: str = "test", update_card:
         if "patient_id_known" in df.columns:
             known = df["patient_id_known"].str.lower() == "true"
             extra["test_patient_id_known"] = metrics.summary(df.y[known].to_numpy(), scores[known.to_numpy()], card["threshold"])
+        if card.get("calibration"):
+            check = dict(card.get("calibration_check") or {})
+            check["test"] = calibration.effect(df["y"].to_numpy(), raw, card["calibration"])
+            extra["calibration_check"] = check
         if update_card:
             card["test"] = summ
             card.update(extra)
@@ -66,26 +84,35 @@ def evaluate_bundled(task: str, model_id: str, split: str = "test", update_card:
 
 
 def refresh_records(task: str, model_id: str) -> dict:
-    """Re-score validation and test with the current inference path and re-derive the operating point.
+    """Re-score validation and test with the current inference path, refit the calibration and re-derive the
+    operating point.
 
-    For when the inference path changes numerically (e.g. a new graph optimisation moves scores by float rounding):
-    the threshold is chosen again by the card's rule on the new *validation* scores, then test is re-evaluated at it,
-    exactly as training does. Returns {"threshold_before", "threshold", "validation_auc", "test": summary}.
+    For when the inference path changes numerically (e.g. a new graph optimisation moves scores by float rounding),
+    or the calibration is (re)introduced: Platt scaling is fitted on the raw *validation* scores, the threshold is
+    chosen again by the card's rule on the calibrated validation scores, then test is re-evaluated at it, exactly
+    as training does. Returns {"threshold_before", "threshold", "validation_auc", "calibration", "test": summary}.
     """
     t = get_task(task)
     model = load_model(task, model_id)
     card = read_card(task, model_id)
     _, va = split_train_val(load_task_manifest(task), t)
-    val_scores = score_sources(model, get_model_spec(task, model_id).input, va["file"].tolist())
+    raw_val = score_sources(model, get_model_spec(task, model_id).input, va["file"].tolist())
+    y_val = va["y"].to_numpy()
+    cal = calibration.fit_platt(y_val, raw_val, calibration.VALIDATION)
+    val_scores = apply_calibration(raw_val, cal)
     rule = card.get("threshold_rule", t.threshold_rule)
-    threshold = metrics.choose_threshold(rule, va["y"].to_numpy(), val_scores)
+    threshold = metrics.choose_threshold(rule, y_val, val_scores)
     write_predictions(model_dir(task, model_id) / "val_predictions.csv", va["path"].tolist(), va["label"].tolist(), val_scores)
     before = card["threshold"]
     card["threshold"] = threshold
-    card["validation"] = metrics.summary(va["y"].to_numpy(), val_scores, threshold)
+    card["calibration"] = cal
+    card["calibration_check"] = {"validation (fitted here, so in-sample)": calibration.effect(y_val, raw_val, cal)}
+    card["validation"] = metrics.summary(y_val, val_scores, threshold)
     write_card(task, model_id, card)
     test = evaluate_bundled(task, model_id, update_card=True, model=model)
-    return {"threshold_before": before, "threshold": threshold, "validation_auc": card["validation"]["auc"], "test": test}
+    add_patient_level(task, model_id)
+    return {"threshold_before": before, "threshold": threshold, "validation_auc": card["validation"]["auc"],
+            "calibration": cal, "test": test}
 
 
 def evaluate_split(task: str, model_id: str, manifest: Path | None = None, split: str | None = None,
@@ -115,3 +142,12 @@ def headline(summ: dict) -> dict:
     """The summary fields a command prints."""
     keys = ("n", "n_positive", "auc", "auc_ci", "accuracy", "sensitivity", "specificity", "ppv", "npv", "f1", "threshold", "tp", "fp", "fn", "tn")
     return {k: summ[k] for k in keys if k in summ}
+
+
+def model_records(task: str, model_id: str, refresh: bool) -> dict:
+    """One model's records for a sweep over models: re-scored and re-derived (`refresh_records`, patient-level
+    blocks included), or only the patient-level blocks from the stored predictions (no model loaded)."""
+    if refresh:
+        res = refresh_records(task, model_id)
+        return {"threshold_before": res["threshold_before"], "validation_auc": res["validation_auc"], **headline(res["test"])}
+    return {k: {m: v[m] for m in ("n_patients", "auc", "auc_ci")} for k, v in add_patient_level(task, model_id).items()}

@@ -1,8 +1,12 @@
-"""Markdown table of every bundled model's card (the README's results table)."""
+"""Markdown table of every bundled model's card (the README's results table).
+
+Intervals are the card's patient-level ones (cluster bootstrap over patients) where it has them; a † marks an
+image-level interval (DeLong for AUC, Wilson for rates) on a card without patient ids.
+"""
 from __future__ import annotations
 
 from core.models.registry import TASKS
-from core.models.selection import default_model
+from core.models.selection import RULE_CV, default_choice
 from core.models.store import bundled_models, read_card
 
 
@@ -11,22 +15,33 @@ def _ci(c: dict, k: str) -> str:
     return f"{c[k]:.3f} ({lo:.3f}–{hi:.3f})"
 
 
+def _ece(c: dict) -> str:
+    check = (c.get("calibration_check") or {}).get("test")
+    return f"{check['ece_raw']:.3f} → {check['ece_calibrated']:.3f}" if check else "—"
+
+
 def results_table() -> str:
     rows = [
-        "| task | model | params | val AUC | test AUC (95% CI, DeLong) | threshold | test sensitivity | test specificity | test accuracy |",
-        "|---|---|---:|---:|---|---:|---|---|---|",
+        "| task | model | params | val AUC | test AUC (95% CI) | threshold | test sensitivity | test specificity | test accuracy "
+        "| test ECE, raw → calibrated |",
+        "|---|---|---:|---:|---|---:|---|---|---|---|",
     ]
     for task in TASKS:
-        default = default_model(task)
+        choice = default_choice(task)
+        default = choice.model_id
+        why = "best CV mean" if choice.rule == RULE_CV else "best on validation"
         for mid in bundled_models(task):
             c = read_card(task, mid)
             t = c.get("test")
             if not t:
                 continue
-            role = " (baseline)" if c["baseline"] else " (**default**: best on validation)" if mid == default else ""
+            role = " (baseline)" if c["baseline"] else f" (**default**: {why})" if mid == default else ""
+            ci = c.get("test_patient_level") or t  # patient-level intervals where the card has them
+            mark = "" if "test_patient_level" in c else " †"
             rows.append(
                 f"| {task} | `{mid}`{role} | {c['parameters']:,} | {c['validation']['auc']:.4f} | "
-                f"{_ci(t, 'auc')} | {c['threshold']:.3f} | {_ci(t, 'sensitivity')} | {_ci(t, 'specificity')} | {_ci(t, 'accuracy')} |"
+                f"{_ci(ci, 'auc')}{mark} | {c['threshold']:.3f} | {_ci(ci, 'sensitivity')}{mark} | {_ci(ci, 'specificity')}{mark} | "
+                f"{_ci(ci, 'accuracy')}{mark} | {_ece(c)} |"
             )
     return "\n".join(rows)
 

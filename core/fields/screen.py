@@ -18,6 +18,7 @@ import numpy as np
 from core.data.field_crops import cut_cells
 from core.evaluation.metrics import wilson_ci
 from core.fields.finder import NO_CELLS_MESSAGE, find_cells
+from core.inference.calibrate import calibrated
 from core.inference.decision import FIELD_MIN_SIDE
 from core.inference.forward import predict_tensors
 from core.inference.preprocess import prepare
@@ -79,7 +80,7 @@ def score_crops(model, spec: ModelSpec, crops: np.ndarray) -> np.ndarray:
     if len(crops) == 0:
         return np.zeros(0, np.float64)
     x = np.stack([prepare(c, spec.input) for c in crops])
-    return np.asarray(predict_tensors(model, x), np.float64)
+    return np.asarray(calibrated(spec.task, spec.id, predict_tensors(model, x)), np.float64)  # shown probabilities
 
 
 def countable(boxes: np.ndarray, width: int, height: int) -> np.ndarray:

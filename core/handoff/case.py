@@ -73,6 +73,7 @@ class ModelInfo:
     validation: Rates | None
     test: Rates | None
     external: dict | None = None  # card "external" results, when a card has them
+    calibration: dict | None = None  # card "calibration": raw score -> shown probability (core.inference.calibrate)
 
     @property
     def threshold_is_default(self) -> bool:
@@ -161,6 +162,7 @@ def model_info(task: str, model_id: str, threshold: float | None = None, root: s
         threshold_rule=str(card.get("threshold_rule") or ""), description=str(card.get("description") or spec.description),
         data=dict(card.get("data") or {}), validation=Rates.from_card(card.get("validation")),
         test=Rates.from_card(card.get("test")), external=card.get("external") or None,
+        calibration=card.get("calibration") or None,
     )
 
 
@@ -228,7 +230,8 @@ def score_one(model, info: ModelInfo, data: bytes, name: str, ood=None) -> Image
     from core.inference.explain import overlay
 
     spec = get_task(info.task).model(info.model_id)
-    s = scoring.score_bytes(model, spec, data, name, with_heatmap=True, ood=ood, with_display=True)
+    s = scoring.score_bytes(model, spec, data, name, with_heatmap=True, ood=ood, with_display=True,
+                            calibration=info.calibration)
     r = ImageResult(name, s.digest, s.probability, info.threshold, info.positive, info.negative, error=s.error,
                     warnings=list(s.warnings), notes=list(s.notes), phi=dict(s.phi or {}))
     if not s.ok:

@@ -28,6 +28,13 @@ class RowContext:
     threshold: float
     negative: str
     positive: str
+    calibration: dict | None = None  # the card's map from raw network output to the probability shown
+
+    def calibrate(self, raw: float) -> float:
+        """Raw network output -> the probability every surface shows (core.inference.calibrate)."""
+        from core.inference.calibrate import apply_calibration
+
+        return float(apply_calibration(float(raw), self.calibration))
 
     def decide(self, probability: float) -> str:
         """The class label at this operating point (a probability equal to the threshold counts as positive)."""
@@ -75,4 +82,5 @@ def row_context(task: str, model_id: str, threshold: float | None = None, root=N
         if "threshold" not in card:
             raise KeyError(f"{task}/{model_id}: the model card has no threshold; pass one explicitly")
         threshold = float(card["threshold"])
-    return RowContext(task, model_id, card.get("sha256"), float(threshold), spec.negative, spec.positive)
+    return RowContext(task, model_id, card.get("sha256"), float(threshold), spec.negative, spec.positive,
+                      card.get("calibration"))

@@ -1,8 +1,8 @@
 """Scoring single images for the app: decode, the shared preprocessing, probability, Grad-CAM, worklists.
 
 The probability comes from exactly the evaluation path (`read_image` -> `prepare` -> `predict_tensors`, rounded
-to 8 decimals), so the app shows the same number `core.evaluate` wrote to test_predictions.csv. Nothing here
-writes to disk.
+to 8 decimals, then the card's calibration map `core.inference.calibrate.apply_calibration`), so the app shows the
+same number `core.evaluate` wrote to test_predictions.csv. Nothing here writes to disk.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from core.inference.calibrate import apply_calibration
 from core.inference.decision import decide, modality_verdict
 from core.inference.forward import predict_tensors
 from core.inference.preprocess import prepare
@@ -69,10 +70,10 @@ def _sniff_format(data: bytes) -> str:
         return ""
 
 
-def probability(model, spec: ModelSpec, pixels: np.ndarray) -> float:
-    """The evaluation path for one decoded image."""
+def probability(model, spec: ModelSpec, pixels: np.ndarray, calibration: dict | None = None) -> float:
+    """The evaluation path for one decoded image; `calibration` is the model card's (None: the raw score)."""
     x = prepare(pixels, spec.input)
-    return float(predict_tensors(model, x[None])[0])
+    return apply_calibration(float(predict_tensors(model, x[None])[0]), calibration)
 
 
 def heatmap(model, spec: ModelSpec, pixels: np.ndarray) -> np.ndarray:
@@ -173,8 +174,10 @@ def input_warnings(model_spec: ModelSpec, pixels: np.ndarray, ood=None) -> list[
 
 
 def score_bytes(model, spec: ModelSpec, data: bytes, name: str, with_heatmap: bool = True, ood=None,
-                with_display: bool = True) -> Scored:
+                with_display: bool = True, calibration: dict | None = None) -> Scored:
     """Decode and score one file; an unreadable file comes back with `error` set instead of raising.
+
+    `calibration` (the model card's) maps the raw score to the probability shown, as in the stored predictions.
 
     `with_display=False` leaves out the display-size copy of the image (callers that cache many results keep
     them small and render the picture on demand).
@@ -184,7 +187,7 @@ def score_bytes(model, spec: ModelSpec, data: bytes, name: str, with_heatmap: bo
         dec = decode(data, name)
     except InputError as exc:
         return Scored(name, d, error=str(exc))
-    p = probability(model, spec, dec.pixels)
+    p = probability(model, spec, dec.pixels, calibration)
     cam = heatmap(model, spec, dec.pixels) if with_heatmap else None
     from core.inference.guard import modality_stats
 

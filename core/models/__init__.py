@@ -1,5 +1,6 @@
 """Models: what each task and model is (`registry`), how it is built (`networks`), stored and verified (`store`),
-folded for inference (`fold`), chosen as a task's default (`selection`) and trained (`training`, `augment`).
+folded for inference (`fold`), chosen as a task's default (`selection`), trained (`training`, `augment`) and
+cross-validated by patient-grouped folds (`cv`).
 
 `training` is imported on its own (it pulls in data loading and TensorFlow); the rest are light.
 """

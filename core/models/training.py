@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 from core.data import SPLIT_SEED, group_keys, load_arrays, load_task_manifest, manifest_sha256, split_train_val
-from core.evaluation import metrics
+from core.evaluation import calibration, metrics
+from core.inference.calibrate import apply_calibration
 from core.inference.forward import predict_tensors
 from core.models.augment import augmenter, contrast_jitter, intensity_then_standardize, stain_jitter
 from core.models.registry import InputSpec, ModelSpec, TaskSpec, get_model_spec, get_task
@@ -108,9 +109,13 @@ def _class_weights(y: np.ndarray) -> np.ndarray:
     return np.where(y == 1, 0.5 / pos, 0.5 / (1 - pos)).astype(np.float32)
 
 
-def load_training_data(task: TaskSpec, spec: ModelSpec, limit: int = 0, seed: int = 42) -> TrainingData:
-    """Step 1: the task's train split without its validation groups, and validation, as prepared arrays."""
-    tr_df, va_df = split_train_val(load_task_manifest(task.name), task)
+def load_training_data(task: TaskSpec, spec: ModelSpec, limit: int = 0, seed: int = 42,
+                       split: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> TrainingData:
+    """Step 1: the task's train split without its validation groups, and validation, as prepared arrays.
+
+    `split` replaces the fixed train/validation carve-out (a cross-validation fold: the other folds, this fold).
+    """
+    tr_df, va_df = split if split is not None else split_train_val(load_task_manifest(task.name), task)
     assert not set(group_keys(tr_df, task)) & set(group_keys(va_df, task)), "validation leaks groups"
     if limit:
         tr_df = _subsample(tr_df, limit, seed)
@@ -310,10 +315,20 @@ def train(task_name: str, model_id: str, epochs: int | None = None, limit: int =
     data = load_training_data(task, spec, limit, seed)
     fit = fit_model(spec, data, n_epochs, seed)
     train_seconds = time.time() - t0
-    val_scores = predict_tensors(fit.model, data.x_val)
+    raw_val = predict_tensors(fit.model, data.x_val)
+    try:  # shown probabilities are calibrated on validation
+        cal, why_not = calibration.fit_platt(data.y_val, raw_val, calibration.VALIDATION), None
+    except calibration.CalibrationError as exc:  # e.g. a 1-epoch smoke run: keep the raw score and say why
+        cal, why_not = None, str(exc)
+    val_scores = apply_calibration(raw_val, cal)
     threshold, val_summary = choose_operating_point(task, data.y_val, val_scores)
-    card = write_record(task, spec, data, fit, val_scores, threshold, val_summary, out_dir or model_dir(task_name, model_id),
+    out = out_dir or model_dir(task_name, model_id)
+    card = write_record(task, spec, data, fit, val_scores, threshold, val_summary, out,
                         n_epochs=n_epochs, seed=seed, limit=limit, wall_seconds=train_seconds)
+    card["calibration"] = cal
+    card["calibration_check"] = ({"validation (fitted here, so in-sample)": calibration.effect(data.y_val, raw_val, cal)}
+                                 if cal else {"not_fitted": why_not})
+    write_card_file(out / "card.json", card)
     print(f"val AUC {val_summary['auc']:.4f}, threshold {threshold:.4f} ({task.threshold_rule}); "
           f"sens {val_summary['sensitivity']:.3f} spec {val_summary['specificity']:.3f}; {train_seconds:.0f}s", flush=True)
     if evaluate_test and out_dir is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from core.inference.decision import modality_verdict
+from core.inference.calibrate import calibrated
 from core.inference.forward import predict_tensors
 from core.inference.preprocess import prepare_batch
 from core.models.registry import get_task
@@ -26,7 +27,7 @@ def score_cases(model, task: str, model_id: str, cases: SiteCases) -> np.ndarray
     spec = t.model(model_id)
     out = []
     for i in range(0, len(cases), 256):  # prepared tensors in chunks keep memory flat for big sets
-        out.append(predict_tensors(model, prepare_batch(cases.pixels[i:i + 256], spec.input)))
+        out.append(calibrated(spec.task, spec.id, predict_tensors(model, prepare_batch(cases.pixels[i:i + 256], spec.input))))
     return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
 
 

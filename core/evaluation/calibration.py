@@ -1,0 +1,103 @@
+"""Fitting the probability map on held-out predictions, and what it does to calibration (ECE, Brier).
+
+Platt scaling on the logit, p = sigmoid(a * logit(raw) + b), by maximum likelihood (Newton's method on the two
+parameters); temperature scaling is the one-parameter case (b = 0, a = 1/T). Fitted on predictions the model did not
+train on: today each model's validation predictions, later its out-of-fold predictions (the `fitted_on` field says
+which). The map itself is applied in one place, `core.inference.calibrate.apply_calibration`.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import expit
+
+from core.evaluation import metrics
+from core.inference.calibrate import apply_calibration, check_calibration, logit
+
+VALIDATION = "validation predictions"
+OUT_OF_FOLD = "out-of-fold predictions"
+
+
+class CalibrationError(ValueError):
+    """No increasing map fits: on the held-out predictions the model ranks no better than chance (slope a <= 0)."""
+
+
+def _nll(y: np.ndarray, eta: np.ndarray) -> float:
+    """Mean negative log-likelihood of 0/1 labels under sigmoid(eta), computed without overflow."""
+    return float(np.mean(np.logaddexp(0.0, eta) - y * eta))
+
+
+def _newton(x: np.ndarray, y: np.ndarray, start: np.ndarray, max_iter: int = 100, tol: float = 1e-10) -> np.ndarray:
+    """Maximum-likelihood logistic coefficients for design matrix x, by damped Newton steps."""
+    w = start.astype(np.float64)
+    loss = _nll(y, x @ w)
+    for _ in range(max_iter):
+        p = expit(x @ w)
+        grad = x.T @ (p - y) / y.size
+        hess = (x * (p * (1 - p))[:, None]).T @ x / y.size + 1e-12 * np.eye(x.shape[1])
+        step = np.linalg.solve(hess, grad)
+        t = 1.0
+        while t > 1e-8:
+            cand = w - t * step
+            new = _nll(y, x @ cand)
+            if new <= loss + 1e-15:
+                break
+            t /= 2
+        else:
+            break
+        w, done, loss = cand, float(np.max(np.abs(t * step))) < tol, new
+        if done:
+            return w
+    return w
+
+
+def _prepare(y_true, raw_scores) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(y_true).astype(np.float64).ravel()
+    s = np.asarray(raw_scores, dtype=np.float64).ravel()
+    if y.shape != s.shape:
+        raise ValueError(f"y_true has {y.size} values, raw_scores {s.size}")
+    if not np.isin(y, (0, 1)).all():
+        raise ValueError("y_true must be 0/1")
+    if y.min() == y.max():
+        raise ValueError("calibration needs both classes in the held-out predictions")
+    if not np.isfinite(s).all() or s.min() < 0 or s.max() > 1:
+        raise ValueError("raw_scores must be probabilities in [0, 1]")
+    return y, logit(s)
+
+
+def fit_platt(y_true, raw_scores, fitted_on: str = VALIDATION) -> dict:
+    """{"method": "platt", "a", "b", "fitted_on", "n"} maximising the likelihood of the labels."""
+    y, z = _prepare(y_true, raw_scores)
+    a, b = _newton(np.c_[z, np.ones_like(z)], y, np.array([1.0, 0.0]))
+    if not a > 0:
+        raise CalibrationError(f"Platt fit on {y.size} {fitted_on} gives slope a = {a:.4g} <= 0: the model does not rank "
+                               "these cases better than chance, so no increasing calibration exists")
+    cal = {"method": "platt", "a": float(a), "b": float(b), "fitted_on": fitted_on, "n": int(y.size)}
+    check_calibration(cal)
+    return cal
+
+
+def fit_temperature(y_true, raw_scores, fitted_on: str = VALIDATION) -> dict:
+    """Temperature scaling: {"method": "temperature", "a": 1/T, "b": 0.0, "temperature": T, ...}."""
+    y, z = _prepare(y_true, raw_scores)
+    (a,) = _newton(z[:, None], y, np.array([1.0]))
+    if not a > 0:
+        raise CalibrationError(f"temperature fit on {y.size} {fitted_on} gives a = {a:.4g} <= 0")
+    cal = {"method": "temperature", "a": float(a), "b": 0.0, "temperature": float(1 / a) if a else float("inf"),
+           "fitted_on": fitted_on, "n": int(y.size)}
+    check_calibration(cal)
+    return cal
+
+
+def effect(y_true, raw_scores, calibration: dict, n_bins: int = 10) -> dict:
+    """ECE (n_bins uniform bins) and Brier score of the raw and of the calibrated probabilities on one set."""
+    y = np.asarray(y_true)
+    raw = np.asarray(raw_scores, dtype=np.float64)
+    cal = apply_calibration(raw, calibration)
+    return {
+        "n": int(y.size),
+        "ece_raw": metrics.expected_calibration_error(y, raw, n_bins),
+        "ece_calibrated": metrics.expected_calibration_error(y, cal, n_bins),
+        "brier_raw": metrics.brier_score(y, raw),
+        "brier_calibrated": metrics.brier_score(y, cal),
+        "ece_bins": n_bins,
+    }

@@ -1,0 +1,184 @@
+"""Patient-grouped cross-validation: the folds, the fold records, the card's cv block and the default-model rule."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.data import grouped_kfold, load_task_manifest, patient_column
+from core.evaluation import metrics
+from core.models import cv
+from core.models.registry import TASKS, get_task
+from core.models.selection import RULE_CV, RULE_VALIDATION, choose, one_se_choice
+from core.models.store import write_card, write_predictions
+from tests.conftest import require_dataset
+
+
+def _frame(n_pat: int = 40, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for p in range(n_pat):
+        infected = p % 3 != 0
+        for i in range(int(rng.integers(1, 30))):
+            y = int(infected and rng.random() < 0.6)
+            rows.append({"path": f"P{p}_{i}.jpg", "label": "Parasitized" if y else "Uninfected", "patient_id": f"P{p}", "y": y,
+                         "split": "train"})
+    return pd.DataFrame(rows)
+
+
+def _check_folds(df: pd.DataFrame, fold: np.ndarray, k: int, col: str) -> None:
+    assert set(fold) == set(range(k))
+    assert (df.groupby(df[col].astype(str))["y"].size() > 0).all()
+    per_patient = pd.Series(fold).groupby(df[col].astype(str).to_numpy()).nunique()
+    assert (per_patient == 1).all(), "a patient straddles folds"
+    has = df.groupby(df[col].astype(str))["y"].max()
+    for f in range(k):  # every fold has patients of both strata
+        pats = set(df[col].astype(str)[fold == f])
+        assert has[list(pats)].max() == 1 and has[list(pats)].min() == 0
+
+
+@pytest.mark.parametrize("k", [3, 5])
+def test_grouped_kfold_keeps_patients_whole_and_is_deterministic(k):
+    df = _frame()
+    task = get_task("malaria")
+    fold = grouped_kfold(df, task, k, seed=1)
+    _check_folds(df, fold, k, "patient_id")
+    assert (grouped_kfold(df, task, k, seed=1) == fold).all()
+    shuffled = df.sample(frac=1, random_state=0)
+    np.testing.assert_array_equal(grouped_kfold(shuffled, task, k, seed=1), pd.Series(fold, index=df.index)[shuffled.index])
+    assert not (grouped_kfold(df, task, k, seed=2) == fold).all()
+    sizes = np.bincount(fold, minlength=k)
+    assert sizes.max() - sizes.min() <= 35  # balanced to within about one large patient
+
+
+def test_grouped_kfold_refuses_what_it_cannot_do():
+    task = get_task("malaria")
+    with pytest.raises(ValueError, match="k >= 2"):
+        grouped_kfold(_frame(), task, 1)
+    with pytest.raises(ValueError, match="cannot fill"):
+        grouped_kfold(_frame(3), task, 5)
+    with pytest.raises(ValueError, match="patient column"):
+        grouped_kfold(_frame().drop(columns="patient_id"), task, 3)
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_real_folds_use_the_patient_column(task):
+    require_dataset(task)
+    t = get_task(task)
+    train = load_task_manifest(task).query("split == 'train'").reset_index(drop=True)
+    fold = grouped_kfold(train, t, 5)
+    _check_folds(train, fold, 5, patient_column(t))
+    tr, va = cv.fold_frames(task, 2, 5)
+    assert len(tr) + len(va) == len(train)
+    assert not set(tr[patient_column(t)]) & set(va[patient_column(t)])
+    assert (va["split"] == "train").all()  # test is never in a fold
+
+
+def _fake_folds(root, task: str, model_id: str, k: int, aucs_from_noise: float, folds=None, params: int = 1000) -> None:
+    """Fold records as train_fold writes them, with synthetic out-of-fold scores (no training)."""
+    rng = np.random.default_rng(int(aucs_from_noise * 1000))
+    write_card(task, model_id, {"task": task, "model_id": model_id, "parameters": params, "threshold": 0.5,
+                                "validation": {"auc": 0.9}}, root)
+    d = cv.cv_dir(task, model_id, root)
+    d.mkdir(parents=True, exist_ok=True)
+    pos = get_task(task).positive
+    for f in (range(k) if folds is None else folds):
+        y = rng.random(200) < 0.5
+        s = 1 / (1 + np.exp(-((2 * y - 1) * 1.5 + rng.normal(0, aucs_from_noise, y.size))))
+        paths = [f"f{f}_{i}.png" for i in range(y.size)]
+        write_predictions(d / f"fold{f}_oof.csv", paths, [pos if v else "NORMAL" for v in y], s)
+        rec = {"fold": f, "folds": k, "cv_seed": 1, "grouped_by": "split_group", "limit": 0, "val_auc": metrics.roc_auc(y, s),
+               "wall_time_seconds": 10.0, "epochs_run": [5]}
+        (d / f"fold{f}.json").write_text(json.dumps(rec))
+
+
+def test_cv_block_summarises_every_fold(tmp_path):
+    _fake_folds(tmp_path, "effusion", "secondlook_cnn", 5, 1.0)
+    block = cv.aggregate_cv("effusion", "secondlook_cnn", tmp_path)
+    recs = cv.read_folds("effusion", "secondlook_cnn", tmp_path)
+    aucs = np.array([r["val_auc"] for r in recs])
+    assert block["complete"] and block["k"] == 5 and block["fold_auc"] == aucs.tolist()
+    assert block["mean_auc"] == pytest.approx(aucs.mean()) and block["sd_auc"] == pytest.approx(aucs.std(ddof=1))
+    assert block["se_auc"] == pytest.approx(aucs.std(ddof=1) / np.sqrt(5))
+    oof = pd.concat([pd.read_csv(cv.cv_dir("effusion", "secondlook_cnn", tmp_path) / f"fold{f}_oof.csv") for f in range(5)])
+    assert block["pooled_oof_auc"] == pytest.approx(metrics.roc_auc(oof.label == "EFFUSION", oof.score))
+    from core.models.store import read_card
+
+    assert read_card("effusion", "secondlook_cnn", tmp_path)["cv"] == block
+
+
+def test_incomplete_cv_is_marked(tmp_path):
+    _fake_folds(tmp_path, "effusion", "secondlook_cnn", 5, 1.0, folds=[0, 2])
+    block = cv.cv_block("effusion", "secondlook_cnn", tmp_path)
+    assert not block["complete"] and block["folds_done"] == [0, 2]
+
+
+def test_one_se_rule_prefers_the_smaller_model_when_close():
+    cvs = {"big": {"mean_auc": 0.900, "se_auc": 0.010}, "small": {"mean_auc": 0.893, "se_auc": 0.012},
+           "weak": {"mean_auc": 0.850, "se_auc": 0.010}}
+    params = {"big": 1_000_000, "small": 100_000, "weak": 10}
+    assert one_se_choice(cvs, params, ["big", "small", "weak"]) == "small"
+    cvs["small"]["mean_auc"] = 0.880  # more than one SE below the best
+    assert one_se_choice(cvs, params, ["big", "small", "weak"]) == "big"
+
+
+def test_default_falls_back_to_validation_until_every_candidate_has_cv(tmp_path):
+    task = get_task("effusion")
+    ours = [m.id for m in task.models if not m.baseline]
+    for i, m in enumerate(ours[:-1]):
+        _fake_folds(tmp_path, "effusion", m, 5, 0.5 + 0.5 * i, params=1000 * (i + 1))
+    from core.models.store import read_card
+
+    write_card("effusion", ours[-1], {"parameters": 10, "validation": {"auc": 0.99}}, tmp_path)
+    for m in ours[:-1]:
+        cv.aggregate_cv("effusion", m, tmp_path)
+    card_of = lambda m: read_card("effusion", m, tmp_path)  # noqa: E731
+    c = choose(task, card_of)
+    assert c.rule == RULE_VALIDATION and c.model_id == ours[-1] and ours[-1] in c.note
+    _fake_folds(tmp_path, "effusion", ours[-1], 5, 9.0, params=10)  # noisy: the worst CV mean
+    cv.aggregate_cv("effusion", ours[-1], tmp_path)
+    c = choose(task, card_of)
+    assert c.rule == RULE_CV
+    means = {m: card_of(m)["cv"]["mean_auc"] for m in ours}
+    assert means[c.model_id] >= max(means.values()) - card_of(max(means, key=means.get))["cv"]["se_auc"] - 1e-12
+    assert c.model_id != ours[-1]
+
+
+def test_fold_smoke_run_writes_records_and_no_weights(tmp_path):
+    require_dataset("effusion")
+    from tests.test_cli import run
+
+    out = tmp_path / "cv"
+    r = run("core.train", "--task", "effusion", "--model", "seed_lenet", "--fold", "1", "--folds", "3", "--limit", "120",
+            "--epochs", "1", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    rec = json.loads((out / "fold1.json").read_text())
+    assert rec["fold"] == 1 and rec["folds"] == 3 and rec["epochs_run"] == [1] and rec["limit"] == 120
+    assert 0 <= rec["val_auc"] <= 1 and rec["grouped_by"] == "split_group"
+    oof = pd.read_csv(out / "fold1_oof.csv")
+    assert list(oof.columns) == ["path", "label", "score"] and len(oof) == rec["n_val"]
+    _, va = cv.fold_frames("effusion", 1, 3)
+    assert set(oof.path) <= set(va.path)  # every out-of-fold image is from the held-out fold
+    assert not list(out.glob("*.keras"))
+    assert run("core.train", "--task", "effusion", "--model", "seed_lenet", "--fold", "3", "--folds", "3").returncode != 0
+
+
+@pytest.mark.parametrize("task,model_id", [(t.name, m.id) for t in TASKS.values() for m in t.models])
+def test_bundled_cv_blocks_are_the_fold_records(task, model_id):
+    """A card's cv block is exactly what its committed fold records give; out-of-fold images are train images."""
+    from core.models.store import read_card
+
+    card = read_card(task, model_id)
+    if not cv.read_folds(task, model_id):
+        assert "cv" not in card
+        return
+    block = cv.cv_block(task, model_id)
+    assert card["cv"] == block
+    require_dataset(task)
+    train_paths = set(load_task_manifest(task).query("split == 'train'")["path"])
+    for r in cv.read_folds(task, model_id):
+        oof = pd.read_csv(cv.cv_dir(task, model_id) / f"fold{r['fold']}_oof.csv")
+        assert set(oof["path"]) <= train_paths and len(oof) == r["n_val"]
+        assert r["val_auc"] == pytest.approx(metrics.roc_auc(oof["label"] == get_task(task).positive, oof["score"]), abs=1e-9)
