@@ -11,6 +11,11 @@ VERBS = {
     "report": "core.report",
     "samples": "core.samples",
     "guard": "core.guard",
+    "fields": "core.fields.__main__",
+    "site": "core.site.__main__",
+    "handoff": "core.handoff.__main__",
+    "batch": "core.batch.__main__",
+    "export": "core.export.__main__",
 }
 
 

@@ -9,7 +9,7 @@ from core.config import REPO_ROOT
 
 CORE = REPO_ROOT / "core"
 COMMANDS = ("train", "evaluate", "report", "samples", "guard")
-PACKAGES = ("io", "models", "inference", "data", "evaluation")
+PACKAGES = ("io", "models", "inference", "data", "evaluation", "fields", "site", "handoff", "batch", "export")
 
 
 def _module_name(path: Path) -> str:

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from core.config import REPO_ROOT
-from core.io.images import _SUFFIX_FORMAT, MAX_UPLOAD_BYTES, InputError, decode_bytes, read_image
+from core.io.base import MAX_UPLOAD_BYTES, InputError
+from core.io.images import _SUFFIX_FORMAT, decode_bytes, read_image
 from core.inference.forward import predict_tensors
 from core.inference.preprocess import prepare
 from core.inference.rows import COLUMNS, PROVENANCE, RowContext, row_context
