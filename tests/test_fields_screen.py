@@ -177,9 +177,13 @@ FIELD_BARS = {
     "false_positive_cells_per_field": ("<=", 0.5),
     "parasitemia_abs_error_median": ("<=", 0.5),
 }
-FIELD_MISSES = {
-    "infected_cells_found": "the classical finder merges infected cells into clumps: 0.75 of infected test cells matched at IoU >= 0.5",
-    "infected_sensitivity": "bounded by the finder (0.75) and by the cell model's specificity on field cells",
+FIELD_MISSES = {  # secondlook_twosite on the test fields, as measured (README "Whole smear fields")
+    "red_cells_found": "0.851 of annotated cells among the counted ones (edge-cut and oversized boxes are not counted; "
+                       "the finder alone matches 0.917)",
+    "infected_cells_found": "0.738: the classical finder merges infected cells into clumps",
+    "infected_sensitivity": "0.388: bounded by the finder and by the cell model's specificity on field cells",
+    "false_positive_cells_per_field": "0.69 at the point chosen for at most 0.5 on the validation fields",
+    "parasitemia_abs_error_median": "1.02 points: few infected cells called at that point",
 }
 
 
