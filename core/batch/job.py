@@ -37,10 +37,10 @@ def run_batch(task: str, inputs: list[str], out: str, model_id: str | None = Non
     Raises ValueError subclasses (with a message for the user) for misuse: unknown task/model, an INPUT that expands
     to nothing, an output from another scorer. Unreadable files are rows, never exceptions.
     """
-    from core.batch._core import get_task
+    from core.models.selection import default_model
 
     output_format(out)  # wrong suffix: refuse before any work
-    model_id = model_id or get_task(task).default_model
+    model_id = model_id or default_model(task)
     ctx = row_context(task, model_id, threshold)
     files = expand_inputs(inputs)
     existing = read_rows(out)

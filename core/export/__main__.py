@@ -25,9 +25,10 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     from core.export._core import get_task
     from core.export.writers import export
+    from core.models.selection import default_model
 
     try:
-        model_id = a.model or get_task(a.task).default_model
+        model_id = a.model or default_model(a.task)
         get_task(a.task).model(model_id)
     except KeyError as exc:
         p.error(str(exc.args[0]))
