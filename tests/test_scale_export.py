@@ -38,6 +38,7 @@ def test_both_exports_reproduce_our_scores_on_the_malaria_test_split(tmp_path):
     require_dataset("malaria")
     from benchmarks.common import test_split
     from core.io.images import read_image
+    from core.inference.calibrate import calibrated
     from core.inference.forward import score_sources
     from core.models.store import load_model, read_card
 
@@ -46,7 +47,7 @@ def test_both_exports_reproduce_our_scores_on_the_malaria_test_split(tmp_path):
     files = test_split(task)["file"].tolist()
     assert len(files) >= 1000
     model = load_model(task, mid)
-    ours = score_sources(model, spec, files)
+    ours = calibrated(task, mid, score_sources(model, spec, files))  # the probability every surface shows
     pixels = np.stack([model_pixels(read_image(f), spec) for f in files])
     card = read_card(task, mid)
     sm = export_savedmodel(model, spec, card, task, mid, tmp_path / "sm")
