@@ -139,7 +139,7 @@ def bench_stages(task: str, mid: str, files: list[str]) -> dict:
     blobs = [read_hashed(f) for f in files]
     read_ms = (time.perf_counter() - t0) * 1000 / len(files)
     t0 = time.perf_counter()
-    x = np.stack([prepare_bytes(d, f, spec) for f, (_, d, _) in zip(files, blobs)])
+    x = np.stack([prepare_bytes(d, f, spec, task)[0] for f, (_, d, _) in zip(files, blobs)])
     prep_ms = (time.perf_counter() - t0) * 1000 / len(files)
     predict_tensors(model, x[:128])
     t0 = time.perf_counter()

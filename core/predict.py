@@ -20,8 +20,7 @@ import json
 import sys
 
 from core import audit
-from core.inference.calibrate import calibrated
-from core.inference.decision import decide, modality_verdict
+from core.inference.decision import modality_verdict
 from core.inference.forward import predict_tensors
 from core.inference.preprocess import prepare
 from core.inference.routing import auto_rows
@@ -30,12 +29,14 @@ from core.io.images import InputError, read_image
 from core.models.registry import get_task
 from core.models.selection import default_model
 from core.models.store import load_model, sha256_file
-from core.site.apply import load_site, site_fields
+from core.site.apply import load_site, with_site
 
 
 def predict_file(model, task: str, model_id: str, path: str, threshold: float, site=None, pixels=None) -> dict:
     """One row (core.inference.rows); the decision follows `core.inference.decision.decide`."""
     ctx = row_context(task, model_id, threshold)
+    if site is not None:
+        ctx = with_site(ctx, site, threshold)
     try:
         sha = sha256_file(path)
     except OSError:
@@ -45,10 +46,9 @@ def predict_file(model, task: str, model_id: str, path: str, threshold: float, s
         x = prepare(pixels, get_task(task).model(model_id).input)
     except InputError as exc:
         return ctx.row(path, sha, error=str(exc))
-    p = calibrated(task, model_id, float(predict_tensors(model, x[None])[0]))  # the card's calibration map
-    d = decide(p, threshold, task, modality_verdict(pixels, task))
-    row = ctx.row(path, sha, probability=p, decision=d)
-    return row | (site_fields(site, p if d.assessed else None) if site is not None else {})
+    p = ctx.calibrate(float(predict_tensors(model, x[None])[0]))  # the card's calibration map
+    row = ctx.row(path, sha, probability=p, decision=ctx.decision(p, modality_verdict(pixels, task)))
+    return row | ({"site_threshold_changed": site.changes_threshold} if site is not None else {})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             p.error(str(exc))
     model = load_model(a.task, model_id)
-    ctx = row_context(a.task, model_id, a.threshold if a.threshold is not None else site.threshold if site else None)
+    ctx = row_context(a.task, model_id, a.threshold)
+    if site is not None:
+        ctx = with_site(ctx, site, a.threshold)
     audit_failed = False
     for f in a.files:
         try:

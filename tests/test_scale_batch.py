@@ -77,10 +77,24 @@ def test_inputs_that_expand_to_nothing_are_refused(tmp_path):
         expand_inputs([str(tmp_path / "bad.csv")])
 
 
+def grey(path: Path, seed: int, size: int = 96) -> Path:
+    """A greyscale picture: the wrong kind of image for the cell task (the modality check withholds it)."""
+    rng = np.random.default_rng(seed)
+    y = np.linspace(0, 255, size)[:, None] * np.ones((1, size))
+    arr = np.clip(y + rng.normal(0, 20, (size, size)), 0, 255).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path)
+    return path
+
+
 def test_ledger_skips_known_pairs_and_marks_duplicates():
-    led = Ledger([{"file": "a", "sha256": "h1", "probability": 0.5, "error": None}])
+    led = Ledger([{"file": "a", "sha256": "h1", "probability": 0.5, "error": None, "withheld": None,
+                   "score_out_of_scope": None},
+                  {"file": "w", "sha256": "h3", "probability": None, "error": None, "withheld": "greyscale",
+                   "score_out_of_scope": 0.25}])
     assert led.triage("a", "h1") == "skip"
-    assert led.triage("b", "h1") == "duplicate" and led.result("h1") == (0.5, None)
+    assert led.triage("b", "h1") == "duplicate" and led.result("h1") == (0.5, None, None)
+    assert led.result("h3") == (0.25, None, "greyscale")  # a withheld file keeps its score and its reason
     assert led.triage("c", "h2") == "new" and led.triage("d", "h2") == "duplicate" and led.result("h2") is None
     assert led.triage("e", None) == "new" and led.triage("e", None) == "skip"
 
@@ -129,10 +143,59 @@ def test_duplicates_are_scored_once_and_each_gets_a_row(tmp_path, model):
     same = [r for r in rows if r["sha256"] == sha_a]
     assert sorted(Path(r["file"]).name for r in same) == ["a.png", "again.png", "copy.png"]
     assert len({r["probability"] for r in same}) == 1
-    # a copy that appears only in a later run is not scored again either: it takes the stored result
+    # a copy that appears only in a later run is not scored again either: it takes the stored result, as shown
+    # (calibrated once: the ledger keeps the shown probability, not the raw output)
     shutil.copy(a, tmp_path / "late.png")
     s2 = batch(model, [tmp_path], out)
     assert (s2.rows_written, s2.duplicates, s2.skipped) == (1, 1, 4)
+    late = [r for r in read_rows(out) if r["file"].endswith("late.png")]
+    assert len(late) == 1 and late[0]["probability"] == same[0]["probability"]
+
+
+def test_the_wrong_kind_of_image_gets_a_row_without_a_decision(tmp_path, model):
+    """The modality check runs in batch as in core.predict: same withheld rows, duplicates and resumes keep it."""
+    from core import predict
+
+    cells = [png(tmp_path / f"c{i}.png", i) for i in range(2)]
+    xray = grey(tmp_path / "xray.png", 1)
+    out = tmp_path / "out.csv"
+    s = batch(model, [*cells, xray], out)
+    rows = {Path(r["file"]).name: r for r in read_rows(out)}
+    w = rows["xray.png"]
+    assert w["ok"] and w["decision"] is None and w["probability"] is None and "greyscale" in w["withheld"]
+    assert 0 <= w["score_out_of_scope"] <= 1 and s.withheld == 1 and "1 not assessed" in s.line()
+    assert all(rows[c.name]["decision"] and rows[c.name]["withheld"] is None for c in cells)
+    shutil.copy(xray, tmp_path / "xray_copy.png")  # a later run's duplicate of a withheld file: still withheld
+    batch(model, [*cells, xray, tmp_path / "xray_copy.png"], out)
+    copy = [r for r in read_rows(out) if r["file"].endswith("xray_copy.png")][0]
+    assert {k: copy[k] for k in ("decision", "withheld", "score_out_of_scope")} == \
+        {k: w[k] for k in ("decision", "withheld", "score_out_of_scope")}
+    assert predict.predict_file(model, TASK, MODEL, str(xray), w["threshold"]) == w  # the CLI's row, key for key
+
+
+def test_a_site_profile_sets_the_point_names_the_site_and_cannot_be_mixed(tmp_path, model, monkeypatch):
+    from core.site import profiles
+
+    monkeypatch.setenv("SECONDLOOK_SITES", str(tmp_path / "sites.sqlite"))
+    from core.models.store import read_card
+
+    shipped = float(read_card(TASK, MODEL)["threshold"])
+    profiles.save(profiles.SiteProfile("lab1", TASK, MODEL, profiles.current_sha256(TASK, MODEL), 40, 0.123, shipped,
+                                       {"method": "platt_logit", "a": 0.5, "b": -1.0}, {}))
+    files = [png(tmp_path / f"{i}.png", i) for i in range(3)]
+    out = tmp_path / "site.csv"
+    batch(model, files, out, site="lab1")
+    rows = read_rows(out)
+    assert all(r["site"] == "lab1" and r["threshold"] == 0.123 for r in rows)
+    for r in rows:
+        assert r["decision"] == ("Parasitized" if r["probability"] >= 0.123 else "Uninfected")
+        assert r["calibrated_probability"] != r["probability"] and 0 < r["calibrated_probability"] < 1
+    with pytest.raises(OutputError, match="another scorer"):  # the same file without the site: refused
+        batch(model, files, out)
+    with pytest.raises(ValueError, match="nosuch"):
+        batch(model, files, tmp_path / "o2.csv", site="nosuch")
+    batch(model, files, tmp_path / "plain.csv")
+    assert all(r["site"] is None and r["calibrated_probability"] is None for r in read_rows(tmp_path / "plain.csv"))
 
 
 def test_an_output_from_another_scorer_is_refused(tmp_path, model):
@@ -207,6 +270,26 @@ def test_cli_runs_and_refuses_misuse_with_a_message(tmp_path):
     assert r.returncode == 2 and "--engine local" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_no_batch_decision_on_another_tasks_test_images(tmp_path):
+    """Issue #11's target on the batch surface: every test image of the other modality, through core.batch."""
+    from benchmarks.common import test_split
+    from core.models.selection import default_model
+
+    for t in ("pneumonia", "effusion", "malaria"):
+        require_dataset(t)
+    xrays = test_split("pneumonia")["file"].tolist() + test_split("effusion")["file"].tolist()
+    cells = test_split("malaria")["file"].tolist()
+    counts = {}
+    for task, files in (("malaria", xrays), ("pneumonia", cells), ("effusion", cells)):
+        out = tmp_path / f"{task}.csv"
+        run_batch(task, files, str(out), default_model(task), progress=False)
+        rows = read_rows(out)
+        counts[task] = (sum(r["decision"] is not None for r in rows), len(rows))
+        assert len(rows) == len(files) and all(r["ok"] and r["withheld"] for r in rows)
+    print(counts)
+    assert counts == {"malaria": (0, len(xrays)), "pneumonia": (0, len(cells)), "effusion": (0, len(cells))}
+
+
 # ------------------------------------------------------------------------------------------------ Ray
 
 
@@ -217,6 +300,7 @@ def test_ray_engine_scores_equal_the_embedded_engine_on_the_malaria_test_split(t
 
     files = test_split("malaria")["file"].tolist()
     assert len(files) >= 1000
+    files += [str(grey(tmp_path / f"xray{i}.png", i)) for i in range(3)]  # withheld by both engines alike
     manifest = tmp_path / "test.csv"
     pd.DataFrame({"path": files}).to_csv(manifest, index=False)
     emb = run_batch("malaria", [str(manifest)], str(tmp_path / "emb.csv"), "secondlook_cnn", progress=False)
@@ -227,4 +311,7 @@ def test_ray_engine_scores_equal_the_embedded_engine_on_the_malaria_test_split(t
     assert emb.rows_written == ray.rows_written == len(files) and list(a.index) == list(b.index)
     assert a["ok"].all() and b["ok"].all()
     assert float((a["probability"] - b["probability"]).abs().max()) <= 1e-6
-    assert (a[["sha256", "decision", "model_sha256"]] == b[["sha256", "decision", "model_sha256"]]).all().all()
+    assert float((a["score_out_of_scope"] - b["score_out_of_scope"]).abs().max()) <= 1e-6
+    cols = ["sha256", "decision", "withheld", "model_sha256"]
+    assert (a[cols].fillna("-") == b[cols].fillna("-")).all().all()
+    assert a["withheld"].notna().sum() == 3 and a.loc[a["withheld"].notna()].index.str.contains("xray").all()

@@ -2,11 +2,13 @@
 
     python -m core.batch --task malaria cells/ more/*.png manifest.csv --out results.csv
     python -m core.batch --task pneumonia --engine ray --ray-address ray://head:10001 /archive --out scores.parquet
+    python -m core.batch --task malaria --site lab1 cells/ --out lab1.csv     # the site profile's point
 
 INPUT: files, folders (recursive; image and DICOM suffixes), globs (quote them; ** allowed) or manifest CSVs with a
 `path` column (relative to the CSV). Re-running with the same --out resumes: files already in it (same path and
 sha256) are skipped and new rows appended. Files with identical bytes are scored once and each gets its row. An
-unreadable file gets a row with its error and never stops the run. Exit status 0 unless the command is misused.
+unreadable file gets a row with its error and never stops the run; a file of the wrong kind for the task (the modality
+check) gets a row with no decision and the reason in `withheld`. Exit status 0 unless the command is misused.
 """
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", required=True)
     p.add_argument("--model", help="model id (default: the task's default model)")
-    p.add_argument("--threshold", type=float, help="operating point (default: the model card's)")
+    p.add_argument("--threshold", type=float, help="operating point (default: the site's, else the model card's)")
+    p.add_argument("--site", help="a site profile (python -m core.site): its threshold and calibration, named on each row")
     p.add_argument("inputs", nargs="+", metavar="INPUT")
     p.add_argument("--out", required=True, help="FILE.csv or FILE.parquet (appended to when it exists)")
     p.add_argument("--engine", choices=("local", "ray"), default="local")
@@ -43,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     elif a.ray_address or a.ray_actors:
         p.error("--ray-address/--ray-actors need --engine ray")
     try:
-        summary = run_batch(a.task, a.inputs, a.out, a.model, a.threshold, engine=a.engine, **opts)
+        summary = run_batch(a.task, a.inputs, a.out, a.model, a.threshold, engine=a.engine, site=a.site, **opts)
     except KeyError as exc:  # unknown task or model id
         p.error(str(exc.args[0]) if exc.args else str(exc))
     except (ValueError, ConnectionError) as exc:

@@ -12,17 +12,20 @@ import numpy as np
 from core.config import REPO_ROOT
 from core.io.base import MAX_UPLOAD_BYTES, InputError
 from core.io.images import _SUFFIX_FORMAT, decode_bytes, read_image
+from core.inference.decision import modality_verdict
 from core.inference.forward import predict_tensors
 from core.inference.preprocess import prepare
 from core.inference.rows import COLUMNS, PROVENANCE, RowContext, row_context
 from core.models.store import load_model
 from core.models.registry import InputSpec, get_task
+from core.site.apply import load_site, with_site
 
 IMAGE_SUFFIXES = frozenset(_SUFFIX_FORMAT)  # what a folder is searched for: every suffix the decoder knows
 
 __all__ = [
     "COLUMNS", "IMAGE_SUFFIXES", "PROVENANCE", "REPO_ROOT", "InputError", "InputSpec", "RowContext", "get_task",
-    "input_spec", "load_model", "predict_tensors", "prepare_bytes", "read_hashed", "row_context",
+    "input_spec", "load_model", "load_site", "predict_tensors", "prepare_bytes", "read_hashed", "row_context",
+    "with_site",
 ]
 
 
@@ -53,6 +56,8 @@ def read_hashed(path: str) -> tuple[str | None, bytes | None, str | None]:
     return sha, None, "the file could not be read."
 
 
-def prepare_bytes(data: bytes, path: str, spec: InputSpec) -> np.ndarray:
-    """Encoded bytes -> model tensor, decoded exactly as core.predict decodes the same file; raises InputError."""
-    return prepare(decode_bytes(data, Path(path).name), spec)
+def prepare_bytes(data: bytes, path: str, spec: InputSpec, task: str) -> tuple[np.ndarray, str | None]:
+    """Encoded bytes -> (model tensor, the modality check's reason to withhold or None), decoded exactly as
+    core.predict decodes the same file; raises InputError."""
+    pixels = decode_bytes(data, Path(path).name)
+    return prepare(pixels, spec), modality_verdict(pixels, task)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 import time
 
-from core.batch._core import row_context
+from core.batch._core import load_site, row_context, with_site
 from core.batch.inputs import expand_inputs
 from core.batch.ledger import Ledger
 from core.batch.output import RowWriter, check_provenance, output_format, read_rows
@@ -31,17 +31,20 @@ def progress_bar(total: int, enabled: bool | None = None):
 
 
 def run_batch(task: str, inputs: list[str], out: str, model_id: str | None = None, threshold: float | None = None,
-              engine: str = "local", progress: bool | None = None, **engine_options) -> Summary:
+              engine: str = "local", progress: bool | None = None, site: str | None = None, **engine_options) -> Summary:
     """Score every file the inputs name into `out` (CSV or Parquet), resuming whatever `out` already holds.
 
-    Raises ValueError subclasses (with a message for the user) for misuse: unknown task/model, an INPUT that expands
-    to nothing, an output from another scorer. Unreadable files are rows, never exceptions.
+    With `site` (a saved profile's name) rows use its operating point and recalibration and name it.
+    Raises ValueError subclasses (with a message for the user) for misuse: unknown task/model/site, an INPUT that
+    expands to nothing, an output from another scorer. Unreadable files are rows, never exceptions.
     """
     from core.models.selection import default_model
 
     output_format(out)  # wrong suffix: refuse before any work
     model_id = model_id or default_model(task)
     ctx = row_context(task, model_id, threshold)
+    if site:
+        ctx = with_site(ctx, load_site(site, task, model_id), threshold)
     files = expand_inputs(inputs)
     existing = read_rows(out)
     check_provenance(out, existing, ctx)

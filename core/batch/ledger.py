@@ -5,7 +5,8 @@ import threading
 from dataclasses import dataclass
 from typing import Literal
 
-Outcome = tuple[float | None, str | None]  # (probability, error): exactly one is None
+# (probability shown, error, withheld): probability or error is None; a withheld file keeps its out-of-scope score
+Outcome = tuple[float | None, str | None, str | None]
 Triage = Literal["skip", "duplicate", "new"]
 
 
@@ -15,8 +16,9 @@ class Scored:
 
     file: str
     sha256: str | None
-    probability: float | None
+    probability: float | None  # the network's raw output (the row shows it calibrated)
     error: str | None
+    withheld: str | None = None  # the modality check's reason: no decision for this file
 
 
 class Ledger:
@@ -31,7 +33,9 @@ class Ledger:
         self._lock = threading.Lock()
         self._done = {(r["file"], r["sha256"]) for r in existing_rows}
         self._results: dict[str, Outcome] = {
-            r["sha256"]: (r["probability"], r["error"]) for r in existing_rows if r["sha256"]
+            r["sha256"]: (r["probability"] if r["probability"] is not None else r["score_out_of_scope"], r["error"],
+                          r["withheld"])
+            for r in existing_rows if r["sha256"]
         }
         self._claimed: set[str] = set()
 
@@ -47,10 +51,10 @@ class Ledger:
             self._claimed.add(sha256)
             return "new"
 
-    def record(self, sha256: str | None, probability: float | None, error: str | None) -> None:
+    def record(self, sha256: str | None, outcome: Outcome) -> None:
         if sha256 is not None:
             with self._lock:
-                self._results[sha256] = (probability, error)
+                self._results[sha256] = outcome
 
     def result(self, sha256: str) -> Outcome | None:
         with self._lock:

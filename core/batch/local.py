@@ -14,19 +14,20 @@ from core.batch.sink import UNEXPECTED, RowSink, chunks
 from core.batch.ledger import Ledger, Scored
 
 
-def load_one(path: str, ledger: Ledger, spec) -> tuple[str, str, str | None, np.ndarray | None, str | None]:
-    """(triage, file, sha256, tensor, error) for one path; never raises."""
+def load_one(path: str, ledger: Ledger, spec, task: str) -> tuple:
+    """(triage, file, sha256, tensor, error, withheld) for one path; never raises."""
     try:
         sha, data, err = read_hashed(path)
         kind = ledger.triage(path, sha)
         if kind != "new" or err is not None:
-            return kind, path, sha, None, err
+            return kind, path, sha, None, err, None
         try:
-            return kind, path, sha, prepare_bytes(data, path, spec), None
+            x, withheld = prepare_bytes(data, path, spec, task)
+            return kind, path, sha, x, None, withheld
         except InputError as exc:
-            return kind, path, sha, None, str(exc)
+            return kind, path, sha, None, str(exc), None
     except Exception as exc:  # one file must never stop the run
-        return "new", path, None, None, UNEXPECTED.format(exc)
+        return "new", path, None, None, UNEXPECTED.format(exc), None
 
 
 def score_chunk(get_model, loaded: list, batch_size: int) -> list[Scored]:
@@ -40,7 +41,7 @@ def score_chunk(get_model, loaded: list, batch_size: int) -> list[Scored]:
             probs = {id(t): float(v) for t, v in zip(good, p)}
         except Exception as exc:  # e.g. a tensor of the wrong shape: the chunk's files get the error, the run goes on
             return [Scored(t[1], t[2], None, t[4] or UNEXPECTED.format(exc)) for t in new]
-    return [Scored(t[1], t[2], probs.get(id(t)), t[4]) for t in new]
+    return [Scored(t[1], t[2], probs.get(id(t)), t[4], t[5]) for t in new]
 
 
 def run_local(files: list[str], ledger: Ledger, sink: RowSink, *, ctx, timings: dict, model=None,
@@ -57,14 +58,14 @@ def run_local(files: list[str], ledger: Ledger, sink: RowSink, *, ctx, timings: 
     parts = list(chunks(files, batch_size))
     with ThreadPoolExecutor(workers) as pool:
         def submit(chunk):
-            return [pool.submit(load_one, f, ledger, spec) for f in chunk]
+            return [pool.submit(load_one, f, ledger, spec, ctx.task) for f in chunk]
 
         pending = submit(parts[0]) if parts else []
         for k in range(len(parts)):
             loaded = [f.result() for f in pending]
             pending = submit(parts[k + 1]) if k + 1 < len(parts) else []
             sink.scored(score_chunk(get_model, loaded, batch_size))
-            for kind, path, sha, _, _ in loaded:
+            for kind, path, sha, *_ in loaded:
                 if kind == "skip":
                     sink.skipped()
                 elif kind == "duplicate":

@@ -27,10 +27,13 @@ def output_format(path: str | Path) -> str:
     return fmt
 
 
+FLOAT_COLUMNS = ("probability", "score_out_of_scope", "threshold", "calibrated_probability")
+
+
 def _schema():
     import pyarrow as pa
 
-    types = {"ok": pa.bool_(), "probability": pa.float64(), "threshold": pa.float64()}
+    types = {"ok": pa.bool_(), **{c: pa.float64() for c in FLOAT_COLUMNS}}
     return pa.schema([(c, types.get(c, pa.string())) for c in COLUMNS])
 
 
@@ -39,7 +42,7 @@ def _from_text(col: str, v: str):
         return v == "True"
     if v == "":
         return None
-    return float(v) if col in ("probability", "threshold") else v
+    return float(v) if col in FLOAT_COLUMNS else v
 
 
 def _read_csv(path: Path) -> list[dict]:

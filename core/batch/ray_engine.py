@@ -2,7 +2,7 @@
 
 Stages, each a Ray Data operator so they stream and overlap:
   1. hash      tasks read each file and take its sha256 (the driver then decides skip / duplicate / score);
-  2. prepare   tasks read, decode and prepare the files left to score (core.imageio + core.preprocess);
+  2. prepare   tasks read, decode, run the modality check and prepare the files left to score;
   3. score     an actor pool (`map_batches` with a callable class): each actor loads and verifies the model once
                and scores batches with core.inference.forward.predict_tensors, so scores equal the embedded engine's;
   4. write     outcomes stream back to the driver, which writes the rows (the same writer as the embedded engine:
@@ -91,22 +91,24 @@ def hash_batch(batch: dict) -> dict:
 def prepare_batch(batch: dict, task: str, model_id: str) -> dict:
     """Stage 2: read, decode and prepare; a file that fails keeps its row with the error and a zero tensor."""
     spec = input_spec(task, model_id)
-    xs, errs = [], []
+    xs, errs, held = [], [], []
     for f, want in zip(batch["file"], batch["sha256"]):
-        x, err = None, None
+        x, err, withheld = None, None, None
         try:
             sha, data, err = read_hashed(str(f))
             if err is None and sha != want:
                 err = f"{os.path.basename(str(f))}: the file changed while the batch was running; run it again."
             if err is None:
-                x = prepare_bytes(data, str(f), spec)
+                x, withheld = prepare_bytes(data, str(f), spec, task)
         except InputError as exc:
             err = str(exc)
         except Exception as exc:
             err = UNEXPECTED.format(exc)
         xs.append(x if x is not None else np.zeros((spec.size, spec.size, spec.channels), np.float32))
         errs.append(_text(err))
-    return {"file": batch["file"], "sha256": batch["sha256"], "error": np.array(errs, dtype=object), "x": np.stack(xs)}
+        held.append(_text(withheld))
+    return {"file": batch["file"], "sha256": batch["sha256"], "error": np.array(errs, dtype=object),
+            "withheld": np.array(held, dtype=object), "x": np.stack(xs)}
 
 
 class Scorer:
@@ -132,7 +134,8 @@ class Scorer:
                 p[good] = predict_tensors(self.model, batch["x"][good], self.batch_size)
             except Exception as exc:
                 errs = np.array([e or UNEXPECTED.format(exc) for e in errs], dtype=object)
-        return {"file": batch["file"], "sha256": batch["sha256"], "error": errs, "probability": p}
+        return {"file": batch["file"], "sha256": batch["sha256"], "error": errs, "withheld": batch["withheld"],
+                "probability": p}
 
 
 def _blocks(n: int, batch_size: int) -> int:
@@ -185,8 +188,9 @@ def run_ray(files: list[str], ledger: Ledger, sink: RowSink, *, ctx, timings: di
                                                      "threads": actor_threads}))
             first_n, first_t = 0, None
             for b in ds.iter_batches(batch_size=None, batch_format="numpy"):
-                sink.scored([Scored(str(f), str(s) or None, None if e else float(p), str(e) or None)
-                             for f, s, e, p in zip(b["file"], b["sha256"], b["error"], b["probability"])])
+                sink.scored([Scored(str(f), str(s) or None, None if e else float(p), str(e) or None, str(w) or None)
+                             for f, s, e, w, p in zip(b["file"], b["sha256"], b["error"], b["withheld"],
+                                                      b["probability"])])
                 if first_t is None:  # actors started, model loaded, graph traced: the fixed cost ends here
                     first_n, first_t = len(b["file"]), time.perf_counter()
             timings["actors"] = n_actors

@@ -27,13 +27,14 @@ class Summary:
     duplicates: int = 0
     skipped: int = 0
     errors: int = 0
+    withheld: int = 0
     seconds: float = 0.0
     timings: dict = field(default_factory=dict)
 
     def line(self) -> str:
         rate = self.rows_written / self.seconds if self.seconds > 0 else 0.0
         return (f"{self.out}: {self.rows_written} rows written ({self.scored} scored, {self.duplicates} duplicates, "
-                f"{self.errors} unreadable; {self.skipped} already in the file) in {self.seconds:.1f} s "
+                f"{self.errors} unreadable, {self.withheld} not assessed; {self.skipped} already in the file) in {self.seconds:.1f} s "
                 f"({rate:,.0f} files/s, engine {self.engine})")
 
 
@@ -44,8 +45,11 @@ class RowSink:
         self.ctx, self.ledger, self.writer, self.summary, self.bar = ctx, ledger, writer, summary, bar
         self._waiting: dict[str, list[str]] = defaultdict(list)  # sha256 -> duplicate files waiting for its result
 
-    def _row(self, file: str, sha: str | None, p: float | None, err: str | None) -> dict:
-        return self.ctx.row(file, sha, probability=self.ctx.calibrate(p)) if err is None else self.ctx.row(file, sha, error=err)
+    def _row(self, file: str, sha: str | None, p: float | None, err: str | None, withheld: str | None) -> dict:
+        """`p` is the calibrated probability (the ledger keeps those, so a resumed run's duplicates match)."""
+        if err is not None:
+            return self.ctx.row(file, sha, error=err)
+        return self.ctx.row(file, sha, probability=p, decision=self.ctx.decision(p, withheld))
 
     def skipped(self, n: int = 1) -> None:
         self.summary.skipped += n
@@ -62,11 +66,13 @@ class RowSink:
     def scored(self, outcomes: Iterable[Scored]) -> None:
         rows, dups = [], 0
         for o in outcomes:
-            self.ledger.record(o.sha256, o.probability, o.error)
-            rows.append(self._row(o.file, o.sha256, o.probability, o.error))
+            outcome = (None if o.error is not None else self.ctx.calibrate(o.probability), o.error, o.withheld)
+            self.ledger.record(o.sha256, outcome)
+            rows.append(self._row(o.file, o.sha256, *outcome))
             self.summary.errors += o.error is not None
+            self.summary.withheld += o.error is None and o.withheld is not None
             for f in self._waiting.pop(o.sha256, []) if o.sha256 else []:
-                rows.append(self._row(f, o.sha256, o.probability, o.error))
+                rows.append(self._row(f, o.sha256, *outcome))
                 dups += 1
         self._emit(rows, duplicates=dups)
 

@@ -3,19 +3,20 @@
 Both surfaces build their rows here, so they cannot drift. A row is a flat dict with the keys of `COLUMNS`, in that
 order; a file that could not be scored has `ok` False, its `error`, and no probability or decision.
 
-Extending: a later field (a withheld decision and its reason, a malaria field result) is one more entry in
-`COLUMNS` and one more keyword in `RowContext.row`; readers take columns by name, so older outputs stay readable.
+Extending: a later field (e.g. a malaria field result) is one more entry in `COLUMNS` and one more keyword in
+`RowContext.row`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 COLUMNS: tuple[str, ...] = (
-    "file", "sha256", "ok", "error", "probability", "decision", "withheld", "caution", "threshold", "task", "model",
-    "model_sha256",
+    "file", "sha256", "ok", "error", "probability", "decision", "withheld", "score_out_of_scope", "caution",
+    "threshold", "site", "calibrated_probability", "task", "model", "model_sha256",
 )
 # The columns that say which scorer produced a row: a batch output may only ever hold one combination of them.
-PROVENANCE: tuple[str, ...] = ("task", "model", "model_sha256", "threshold")
+PROVENANCE: tuple[str, ...] = ("task", "model", "model_sha256", "threshold", "site")
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,9 @@ class RowContext:
     negative: str
     positive: str
     calibration: dict | None = None  # the card's map from raw network output to the probability shown
+    site: str | None = None  # the site profile in use (core.site.apply.with_site), whose threshold this is
+    site_map: Callable[[float], float] | None = field(default=None, compare=False)  # its recalibration
+
 
     def calibrate(self, raw: float) -> float:
         """Raw network output -> the probability every surface shows (core.inference.calibrate)."""
@@ -40,12 +44,19 @@ class RowContext:
         """The class label at this operating point (a probability equal to the threshold counts as positive)."""
         return self.positive if probability >= self.threshold else self.negative
 
+    def decision(self, probability: float, modality_verdict: str | None):
+        """`core.inference.decision.decide` at this operating point: withheld when the modality check says so."""
+        from core.inference.decision import decide
+
+        return decide(probability, self.threshold, self.task, modality_verdict)
+
     def row(self, file: str, sha256: str | None, probability: float | None = None, error: str | None = None,
             decision=None) -> dict:
         """The row for one file: give a probability, or an error saying why there is none.
 
         `decision` (a `core.inference.decision.Decision`) carries the modality check: when it withholds, the row has
-        no probability and no decision, the reason in `withheld`, and the raw output only as `score_out_of_scope`.
+        no probability and no decision, the reason in `withheld`, and the output only as `score_out_of_scope`.
+        Every row has every key of `COLUMNS` (None where it does not apply).
         """
         if (probability is None) == (error is None):
             raise ValueError("a row has either a probability or an error, not both or neither")
@@ -61,13 +72,15 @@ class RowContext:
             "withheld": decision.withheld if decision is not None else None,
             "caution": decision.caution if decision is not None else None,
             "threshold": float(self.threshold),
+            "site": self.site,
+            "calibrated_probability": float(self.site_map(float(probability))) if assessed and self.site_map else None,
             "task": self.task,
             "model": self.model,
             "model_sha256": self.model_sha256,
+            # kept apart: not a probability this model stands behind
+            "score_out_of_scope": float(probability) if ok and not assessed else None,
         }
-        if ok and not assessed:
-            row["score_out_of_scope"] = float(probability)  # kept apart: not a probability this model stands behind
-        return row
+        return {c: row[c] for c in COLUMNS}
 
 
 def row_context(task: str, model_id: str, threshold: float | None = None, root=None) -> RowContext:

@@ -1,6 +1,10 @@
-"""Using a saved site profile at scoring time: find it, refuse it for a changed model file, add its fields."""
+"""Using a saved site profile at scoring time: find it, refuse it for a changed model file, put it in the row context."""
 from __future__ import annotations
 
+import dataclasses
+from functools import partial
+
+from core.inference.rows import RowContext
 from core.site import profiles
 from core.site.validate import apply_calibration
 
@@ -12,8 +16,10 @@ def load_site(name: str, task: str, model_id: str | None = None, db=None) -> pro
     return p
 
 
-def site_fields(p: profiles.SiteProfile, probability: float | None) -> dict:
-    """JSON keys a site adds to a scored row: its name and the site-calibrated probability (None if withheld)."""
-    cal = None if probability is None else float(apply_calibration(probability, p.calibration))
-    return {"site": p.name, "calibrated_probability": cal,
-            "site_threshold_changed": p.changes_threshold}
+def with_site(ctx: RowContext, p: profiles.SiteProfile, threshold: float | None = None) -> RowContext:
+    """`ctx` scoring for the site: its operating point (unless `threshold` overrides it), its name on every row and
+    its recalibration as the row's `calibrated_probability`."""
+    if (p.task, p.model_id) != (ctx.task, ctx.model):
+        raise profiles.ProfileError(f"site profile {p.name!r} is for {p.task}/{p.model_id}, not {ctx.task}/{ctx.model}")
+    return dataclasses.replace(ctx, threshold=float(p.threshold if threshold is None else threshold), site=p.name,
+                               site_map=partial(apply_calibration, calibration=p.calibration))
