@@ -315,3 +315,25 @@ def test_ray_engine_scores_equal_the_embedded_engine_on_the_malaria_test_split(t
     cols = ["sha256", "decision", "withheld", "model_sha256"]
     assert (a[cols].fillna("-") == b[cols].fillna("-")).all().all()
     assert a["withheld"].notna().sum() == 3 and a.loc[a["withheld"].notna()].index.str.contains("xray").all()
+
+
+def test_ray_engine_resumes_scores_copies_once_and_keeps_bad_files(tmp_path, model):
+    """The Ray engine's triage (a ledger actor) gives the embedded engine's rows: duplicates, resume, errors."""
+    a = png(tmp_path / "in" / "a.png", 1)
+    shutil.copy(a, tmp_path / "in" / "copy.png")
+    png(tmp_path / "in" / "b.png", 2)
+    (tmp_path / "in" / "broken.png").write_bytes(a.read_bytes()[:50])
+    grey(tmp_path / "in" / "xray.png", 3)
+    out, ref = tmp_path / "ray.csv", tmp_path / "emb.csv"
+    s = batch(model, [tmp_path / "in"], out, engine="ray", num_cpus=2)
+    assert (s.rows_written, s.duplicates, s.errors, s.withheld) == (5, 1, 1, 1)
+    shutil.copy(a, tmp_path / "in" / "late.png")
+    png(tmp_path / "in" / "c.png", 4)
+    s2 = batch(model, [tmp_path / "in"], out, engine="ray", num_cpus=2)
+    assert (s2.rows_written, s2.duplicates, s2.skipped) == (2, 1, 5)
+    batch(model, [tmp_path / "in"], ref)
+
+    def key(rows):
+        return {Path(r["file"]).name: {k: v for k, v in r.items() if k != "file"} for r in rows}
+
+    assert key(read_rows(out)) == key(read_rows(ref))

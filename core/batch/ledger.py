@@ -51,6 +51,20 @@ class Ledger:
             self._claimed.add(sha256)
             return "new"
 
+    def __getstate__(self) -> dict:  # picklable (the Ray engine hands a copy to its ledger actor); the lock is not
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def triage_many(self, files: list[str], shas: list[str | None]) -> list[Triage]:
+        return [self.triage(f, s) for f, s in zip(files, shas)]
+
+    def load(self, other: "Ledger") -> None:
+        """Become a copy of `other` (how the Ray engine's ledger actor gets the driver's state)."""
+        self.__setstate__(other.__getstate__())
+
     def record(self, sha256: str | None, outcome: Outcome) -> None:
         if sha256 is not None:
             with self._lock:

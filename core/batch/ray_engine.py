@@ -1,11 +1,12 @@
 """The Ray Data engine: the same job spread over a Ray cluster (or a local Ray started for it).
 
-Stages, each a Ray Data operator so they stream and overlap:
-  1. hash      tasks read each file and take its sha256 (the driver then decides skip / duplicate / score);
-  2. prepare   tasks read, decode, run the modality check and prepare the files left to score;
-  3. score     an actor pool (`map_batches` with a callable class): each actor loads and verifies the model once
+Stages, each a Ray Data operator so they stream and overlap (one pass over the files, so the scoring actors start
+while the first files are read):
+  1. prepare   tasks read each file once, take its sha256, ask the run's ledger (an actor holding a copy of the
+               driver's: skip / duplicate / score), then decode, run the modality check and prepare what is to score;
+  2. score     an actor pool (`map_batches` with a callable class): each actor loads and verifies the model once
                and scores batches with core.inference.forward.predict_tensors, so scores equal the embedded engine's;
-  4. write     outcomes stream back to the driver, which writes the rows (the same writer as the embedded engine:
+  3. write     outcomes stream back to the driver, which writes the rows (the same writer as the embedded engine:
                one CSV/Parquet file, resumable).
 
 Workers import `core` from the repository, so every node needs the repository (with models/) at the driver's path,
@@ -24,6 +25,9 @@ from core.batch._core import REPO_ROOT, InputError, input_spec, load_model, pred
 from core.batch.sink import UNEXPECTED, RowSink
 from core.batch.ledger import Ledger, Scored
 
+# Half a CPU per prepare task: with whole-CPU tasks a 2-CPU Ray ran one at a time and the scorer starved (steady
+# state 346 vs 476 files/s, benchmarks.scale, 10,000 cells).
+PREPARE_CPUS = 0.5
 _FORWARDED_ENV = ("SECONDLOOK_DATA", "SECONDLOOK_ENGINE", "TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS")
 
 
@@ -75,40 +79,42 @@ def _text(v) -> str:
     return "" if v is None else str(v)
 
 
-def hash_batch(batch: dict) -> dict:
-    """Stage 1: file -> sha256 ('' when unreadable) and the reader's error ('' when none)."""
-    shas, errs = [], []
-    for f in batch["file"]:
-        try:
-            sha, _, err = read_hashed(str(f))
-        except Exception as exc:
-            sha, err = None, UNEXPECTED.format(exc)
-        shas.append(_text(sha))
-        errs.append(_text(err))
-    return {"file": batch["file"], "sha256": np.array(shas, dtype=object), "error": np.array(errs, dtype=object)}
+def read_prepare_batch(batch: dict, task: str, model_id: str, ledger) -> dict:
+    """Stage 1: read and hash each file once, ask the ledger actor which to score, decode, check and prepare those.
 
+    A file not to score (already in the output, or a copy of one scored) passes with its triage and a 1-pixel
+    placeholder tensor; a file that fails keeps its row with the error.
+    """
+    import ray
 
-def prepare_batch(batch: dict, task: str, model_id: str) -> dict:
-    """Stage 2: read, decode and prepare; a file that fails keeps its row with the error and a zero tensor."""
     spec = input_spec(task, model_id)
-    xs, errs, held = [], [], []
-    for f, want in zip(batch["file"], batch["sha256"]):
-        x, err, withheld = None, None, None
+    files = [str(f) for f in batch["file"]]
+    reads = []
+    for f in files:
         try:
-            sha, data, err = read_hashed(str(f))
-            if err is None and sha != want:
-                err = f"{os.path.basename(str(f))}: the file changed while the batch was running; run it again."
-            if err is None:
-                x, withheld = prepare_bytes(data, str(f), spec, task)
-        except InputError as exc:
-            err = str(exc)
+            reads.append(read_hashed(f))
         except Exception as exc:
-            err = UNEXPECTED.format(exc)
-        xs.append(x if x is not None else np.zeros((spec.size, spec.size, spec.channels), np.float32))
+            reads.append((None, None, UNEXPECTED.format(exc)))
+    kinds = ray.get(ledger.triage_many.remote(files, [r[0] for r in reads]))
+    blank = np.zeros((1, 1, spec.channels), np.float32)
+    xs, errs, held = [], [], []
+    for f, (sha, data, err), kind in zip(files, reads, kinds):
+        x, withheld = blank, None
+        if kind == "new" and err is None:
+            try:
+                x, withheld = prepare_bytes(data, f, spec, task)
+            except InputError as exc:
+                err = str(exc)
+            except Exception as exc:
+                err = UNEXPECTED.format(exc)
+        xs.append(x)
         errs.append(_text(err))
         held.append(_text(withheld))
-    return {"file": batch["file"], "sha256": batch["sha256"], "error": np.array(errs, dtype=object),
-            "withheld": np.array(held, dtype=object), "x": np.stack(xs)}
+    column = np.empty(len(xs), dtype=object)
+    column[:] = xs
+    return {"file": np.array(files, dtype=object), "sha256": np.array([_text(r[0]) for r in reads], dtype=object),
+            "kind": np.array(kinds, dtype=object), "error": np.array(errs, dtype=object),
+            "withheld": np.array(held, dtype=object), "x": column}
 
 
 class Scorer:
@@ -127,15 +133,16 @@ class Scorer:
 
     def __call__(self, batch: dict) -> dict:
         errs = batch["error"]
-        good = np.array([not e for e in errs], dtype=bool)
+        good = np.array([k == "new" and not e for k, e in zip(batch["kind"], errs)], dtype=bool)
         p = np.full(len(errs), np.nan)
         if good.any():
             try:
-                p[good] = predict_tensors(self.model, batch["x"][good], self.batch_size)
+                x = np.stack([batch["x"][i] for i in np.flatnonzero(good)])
+                p[good] = predict_tensors(self.model, x, self.batch_size)
             except Exception as exc:
-                errs = np.array([e or UNEXPECTED.format(exc) for e in errs], dtype=object)
-        return {"file": batch["file"], "sha256": batch["sha256"], "error": errs, "withheld": batch["withheld"],
-                "probability": p}
+                errs = np.array([e or (UNEXPECTED.format(exc) if g else e) for e, g in zip(errs, good)], dtype=object)
+        return {"file": batch["file"], "sha256": batch["sha256"], "kind": batch["kind"], "error": errs,
+                "withheld": batch["withheld"], "probability": p}
 
 
 def _blocks(n: int, batch_size: int) -> int:
@@ -158,45 +165,39 @@ def run_ray(files: list[str], ledger: Ledger, sink: RowSink, *, ctx, timings: di
         dctx.enable_progress_bars = False  # our bar counts rows; Ray's own would interleave with it
         if hasattr(dctx, "print_on_execution_start"):
             dctx.print_on_execution_start = False
-        t0 = time.perf_counter()
-        todo = []
-        if files:
-            hashed = (ray.data.from_items([{"file": f} for f in files], override_num_blocks=_blocks(len(files), 4 * batch_size))
-                      .map_batches(hash_batch, batch_size=4 * batch_size, batch_format="numpy"))
-            for b in hashed.iter_batches(batch_size=None, batch_format="numpy"):
-                for f, sha, err in zip(b["file"], b["sha256"], b["error"]):
-                    f, sha, err = str(f), (str(sha) or None), (str(err) or None)
-                    kind = ledger.triage(f, sha)
-                    if kind == "skip":
-                        sink.skipped()
-                    elif kind == "duplicate":
-                        sink.duplicate(f, sha)
-                    elif err is not None:
-                        sink.scored([Scored(f, sha, None, err)])
-                    else:
-                        todo.append({"file": f, "sha256": sha})
-        timings["hash_s"] = time.perf_counter() - t0
         t1 = time.perf_counter()
-        if todo:
+        if files:
+            # the triage as an actor holding a copy of the driver's ledger (the driver's keeps the results for the rows)
+            ledger_actor = ray.remote(num_cpus=0)(Ledger).remote([])
+            ray.get(ledger_actor.load.remote(ledger))
             n_actors = actors or max(1, int(ray.cluster_resources().get("CPU", 2)) // 2)
-            ds = (ray.data.from_items(todo, override_num_blocks=_blocks(len(todo), batch_size))
-                  .map_batches(prepare_batch, batch_size=batch_size, batch_format="numpy", num_cpus=0.5,
-                               fn_kwargs={"task": ctx.task, "model_id": ctx.model})
+            ds = (ray.data.from_items([{"file": f} for f in files], override_num_blocks=_blocks(len(files), batch_size))
+                  .map_batches(read_prepare_batch, batch_size=batch_size, batch_format="numpy", num_cpus=PREPARE_CPUS,
+                               fn_kwargs={"task": ctx.task, "model_id": ctx.model, "ledger": ledger_actor})
                   .map_batches(Scorer, batch_size=batch_size, batch_format="numpy", num_cpus=1,
                                compute=ray.data.ActorPoolStrategy(size=n_actors),
                                fn_constructor_kwargs={"task": ctx.task, "model_id": ctx.model, "batch_size": batch_size,
                                                      "threads": actor_threads}))
-            first_n, first_t = 0, None
+            first_n, first_t, n_new = 0, None, 0
             for b in ds.iter_batches(batch_size=None, batch_format="numpy"):
-                sink.scored([Scored(str(f), str(s) or None, None if e else float(p), str(e) or None, str(w) or None)
-                             for f, s, e, w, p in zip(b["file"], b["sha256"], b["error"], b["withheld"],
-                                                      b["probability"])])
-                if first_t is None:  # actors started, model loaded, graph traced: the fixed cost ends here
-                    first_n, first_t = len(b["file"]), time.perf_counter()
+                outcomes = []
+                for f, sha, kind, e, w, p in zip(b["file"], b["sha256"], b["kind"], b["error"], b["withheld"],
+                                                 b["probability"]):
+                    f, sha = str(f), (str(sha) or None)
+                    if kind == "skip":
+                        sink.skipped()
+                    elif kind == "duplicate":
+                        sink.duplicate(f, sha)
+                    else:
+                        outcomes.append(Scored(f, sha, None if e else float(p), str(e) or None, str(w) or None))
+                sink.scored(outcomes)
+                n_new += len(outcomes)
+                if first_t is None and outcomes:  # actors started, model loaded, graph traced: the fixed cost ends here
+                    first_n, first_t = len(outcomes), time.perf_counter()
             timings["actors"] = n_actors
             timings["first_result_s"] = first_t - t1 if first_t else None
             rest = time.perf_counter() - first_t if first_t else 0.0
-            timings["steady_files_per_s"] = (len(todo) - first_n) / rest if rest > 0 and len(todo) > first_n else None
+            timings["steady_files_per_s"] = (n_new - first_n) / rest if rest > 0 and n_new > first_n else None
         timings["score_s"] = time.perf_counter() - t1
     finally:
         if started and shutdown:
