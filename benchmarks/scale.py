@@ -73,9 +73,11 @@ def bench_embedded(model, files: list[str], repeats: int, slice_size: int | None
         def run_src(part):
             return _timed_cpu(lambda: score_sources(model, spec, part))
 
-        def run_bat(part, i):
-            out = Path(tmp) / f"run{i}.csv"
-            return _timed_cpu(lambda: run_batch(BATCH_TASK, part, str(out), BATCH_MODEL, progress=False, model=model))
+        def run_bat(part, i):  # the files as a manifest CSV, as an archive job names them
+            out, manifest = Path(tmp) / f"run{i}.csv", Path(tmp) / f"files{i}.csv"
+            manifest.write_text("path\n" + "\n".join(part) + "\n")
+            return _timed_cpu(lambda: run_batch(BATCH_TASK, [str(manifest)], str(out), BATCH_MODEL, progress=False,
+                                                model=model))
 
         for i in range(n_slices):
             lo = (i * slice_size) % max(1, len(files) - slice_size + 1)

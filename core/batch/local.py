@@ -56,17 +56,27 @@ def run_local(files: list[str], ledger: Ledger, sink: RowSink, *, ctx, timings: 
 
     spec = input_spec(ctx.task, ctx.model)
     parts = list(chunks(files, batch_size))
-    with ThreadPoolExecutor(workers) as pool:
+
+    def emit(loaded: list, outcomes: list[Scored]) -> None:
+        sink.scored(outcomes)
+        for kind, path, sha, *_ in loaded:
+            if kind == "skip":
+                sink.skipped()
+            elif kind == "duplicate":
+                sink.duplicate(path, sha)
+
+    # Rows are built and written by one writer thread (in order), so TensorFlow goes on to the next chunk at once.
+    with ThreadPoolExecutor(workers) as pool, ThreadPoolExecutor(1) as writer:
         def submit(chunk):
             return [pool.submit(load_one, f, ledger, spec, ctx.task) for f in chunk]
 
         pending = submit(parts[0]) if parts else []
+        written = []
         for k in range(len(parts)):
             loaded = [f.result() for f in pending]
             pending = submit(parts[k + 1]) if k + 1 < len(parts) else []
-            sink.scored(score_chunk(get_model, loaded, batch_size))
-            for kind, path, sha, *_ in loaded:
-                if kind == "skip":
-                    sink.skipped()
-                elif kind == "duplicate":
-                    sink.duplicate(path, sha)
+            written.append(writer.submit(emit, loaded, score_chunk(get_model, loaded, batch_size)))
+            while written and written[0].done():
+                written.pop(0).result()  # a writing error (e.g. disk full) stops the run here
+        for w in written:
+            w.result()
