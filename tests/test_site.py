@@ -302,17 +302,20 @@ def test_reading_profiles_never_creates_the_database(tmp_path):
     assert profiles.list_profiles(db=db) == [] and not db.exists()
 
 
-def test_field_cells_as_a_new_site():
-    """The real case (cells cut from the malaria_fields test session S1), one model, not saved: the numbers in
-    the README come from `python -m core.site --task malaria --fields-session S1 --name iml-s1`."""
+def test_field_cells_as_a_new_site_and_the_readme_table():
+    """The real case (cells cut from the malaria_fields test session S1), not saved: the README's table is
+    `python -m core.site --task malaria --fields-session S1 --name iml-s1 --model ... --markdown`."""
+    from core.config import REPO_ROOT
     from core.models.store import bundled_models
-    from core.site.fields import field_study
+    from core.site.fields import field_study, markdown_table
     from tests.app_support import need
     from tests.conftest import require_dataset
 
     require_dataset("malaria_fields")
-    need("secondlook_cnn" in bundled_models("malaria"), "malaria/secondlook_cnn not bundled")
-    row = field_study(["secondlook_cnn"], "t", n_boot=200, save=False)[0]
+    ids = ["secondlook_twosite", "secondlook_long", "secondlook_cnn"]
+    need(set(ids) <= set(bundled_models("malaria")), "the three malaria cell models are not bundled")
+    rows = field_study(ids, "t", n_boot=1000, save=False)
+    row = rows[2]
     f = row["fields"]
     assert row["n"] == 6123 and row["n_positive"] == 80 and f["n_fields"] == 52 and f["cluster"] == "field"
     assert "field-level cluster bootstrap (52 fields" in row["current"]["ci_method"]
@@ -320,3 +323,5 @@ def test_field_cells_as_a_new_site():
     assert f["site_rule_same_cells"]["sensitivity"] >= 0.95  # the task's rule, on the cells it was chosen on
     assert f["site_specificity_0.97_same_cells"]["specificity"] >= 0.97
     assert len(f["split"]) == 2 and sum(s["n_eval"] for s in f["split"]) == row["n"]
+    assert f["cross_session"]["chosen_on"] == ["S3"] and f["cross_session"]["n_chosen_on"] > 10_000
+    assert markdown_table(rows) in (REPO_ROOT / "README.md").read_text()

@@ -1,7 +1,7 @@
 """Local validation from the command line: build a named site profile and print one JSON line.
 
     python -m core.site --task T [--model M] --manifest CSV --name NAME
-    python -m core.site --task malaria --fields-session S1 --name iml-s1 [--model M ...]
+    python -m core.site --task malaria --fields-session S1 --name iml-s1 [--model M ...] [--markdown]
     python -m core.site --list | --export NAME --task T [--model M] | --import FILE
 
 The manifest is `path,label[,patient_id]` (paths relative to the CSV). The line holds the metrics at the current
@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fields-session", action="append", help="malaria only: cells of these malaria_fields sessions (S1 = test)")
     p.add_argument("--name")
     p.add_argument("--n-boot", type=int, default=1000)
+    p.add_argument("--markdown", action="store_true", help="with --fields-session: also print the README's table (stderr)")
     p.add_argument("--list", action="store_true")
     p.add_argument("--export")
     p.add_argument("--import", dest="import_file")
@@ -60,8 +61,13 @@ def main(argv: list[str] | None = None) -> int:
 
             if a.task != "malaria":
                 p.error("--fields-session is for the malaria task (cells cut from smear fields)")
-            for row in field_study(models, a.name, tuple(a.fields_session), n_boot=a.n_boot):
+            from core.site.fields import markdown_table
+
+            rows = field_study(models, a.name, tuple(a.fields_session), n_boot=a.n_boot)
+            for row in rows:
                 print(json.dumps(profiles._clean(row)), flush=True)
+            if a.markdown:
+                print(markdown_table(rows), file=sys.stderr)
             return 0
         if len(models) != 1:
             p.error("one --model with --manifest")

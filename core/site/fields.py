@@ -5,9 +5,10 @@ cell models (another lab, species, stain and microscope).
 with `core.data.field_crops.session_crops` (in memory only). The field a cell comes from is its cluster: cells of
 one field share slide, stain and focus, so intervals resample fields, not cells.
 
-A profile built on all of S1 evaluates its site point on the very cells it was chosen on (optimistic).
-`split_study` is the honest check: choose the point on one half of the S1 fields (contiguous in file-name order,
-i.e. in capture order) and read it on the other half, both ways round.
+A profile built on all of S1 evaluates its site point on the very cells it was chosen on (optimistic). Two honest
+checks: `split_study` chooses the point on one half of the S1 fields (contiguous in file-name order, i.e. in capture
+order) and reads it on the other half, both ways round; `cross_session` chooses it on another session of the same
+lab (S3, a training-split session) and reads it on S1, as a site would use a profile on its next patients.
 """
 from __future__ import annotations
 
@@ -64,13 +65,25 @@ def split_study(task: str, y, s, groups: list[str], shipped: float) -> list[dict
     return out
 
 
+def cross_session(task: str, y_fit, s_fit, y, s) -> dict:
+    """Site points chosen on one session's cells (the task's rule; specificity >= 0.97), read on another's."""
+    rule = get_task(task).threshold_rule
+    return {"site_rule": _rates(y, s, metrics.choose_threshold(rule, y_fit, s_fit)),
+            "site_specificity_0.97": _rates(y, s, metrics.threshold_for_specificity(y_fit, s_fit, TARGET_SPECIFICITY)),
+            "auc_chosen_on": metrics.roc_auc(y_fit, s_fit)}
+
+
+CHOOSE_ON = ("S3",)  # the other session of the training split that no cell model trains on (secondlook_twosite stops on it)
+
+
 def field_study(model_ids: list[str], name: str, sessions: tuple[str, ...] = ("S1",), task: str = "malaria",
-                db=None, n_boot: int = 1000, save: bool = True) -> list[dict]:
-    """Build (and save) a site profile per model from the field cells, with the shipped-vs-site comparison and
-    the split check. One dict per model (the CLI prints each as a JSON line)."""
+                db=None, n_boot: int = 1000, save: bool = True, choose_on: tuple[str, ...] = CHOOSE_ON) -> list[dict]:
+    """Build (and save) a site profile per model from the field cells, with the shipped-vs-site comparison, the
+    split check and the cross-session check. One dict per model (the CLI prints each as a JSON line)."""
     from core.models.store import load_model
 
     cases = field_cases(sessions)
+    other = field_cases(choose_on) if choose_on and not set(choose_on) & set(sessions) else None
     rows = []
     for mid in model_ids:
         model = load_model(task, mid)
@@ -88,5 +101,37 @@ def field_study(model_ids: list[str], name: str, sessions: tuple[str, ...] = ("S
             "site_specificity_0.97_same_cells": _rates(y, s, spec_thr),
             "split": split_study(task, y, s, cases.groups, p.shipped_threshold),
         }
+        if other is not None:
+            line["fields"]["cross_session"] = {"chosen_on": list(choose_on), "n_chosen_on": len(other.y),
+                                               **cross_session(task, other.y, site_build.score_cases(model, task, mid, other), y, s)}
         rows.append(line)
     return rows
+
+
+def _pct(r: dict, key: str) -> str:
+    n = r["tp"] + r["fn"] if key == "sensitivity" else r["tn"] + r["fp"]
+    k = r["tp"] if key == "sensitivity" else r["tn"]
+    return f"{r[key]:.3f} ({k}/{n})" if key == "sensitivity" else f"{r[key]:.3f}"
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """The README's table of what a site profile recovers, from `field_study` rows (one block per model)."""
+    out = ["| model | point | threshold | sensitivity | specificity |", "|---|---|---|---|---|"]
+    for row in rows:
+        f, cur = row["fields"], row["current"]
+        ci = cur["ci"]
+        label = f"{row['model']} (AUC {row['auc']:.3f})"
+        out.append(f"| {label} | shipped | {f['shipped']['threshold']:.3f} | {_pct(f['shipped'], 'sensitivity')}; "
+                   f"{ci['sensitivity'][0]:.2f}-{ci['sensitivity'][1]:.2f} | {f['shipped']['specificity']:.3f} "
+                   f"({ci['specificity'][0]:.3f}-{ci['specificity'][1]:.3f}) |")
+        for key, text in (("site_rule_same_cells", "site, task rule, same cells"),
+                          ("site_specificity_0.97_same_cells", "site, specificity >= 0.97, same cells")):
+            out.append(f"| | {text} | {f[key]['threshold']:.3f} | {_pct(f[key], 'sensitivity')} | {_pct(f[key], 'specificity')} |")
+        cs = f.get("cross_session")
+        if cs:
+            on = "+".join(cs["chosen_on"])
+            for key, text in (("site_rule", f"site, task rule, chosen on {on}"),
+                              ("site_specificity_0.97", f"site, specificity >= 0.97 on {on}")):
+                out.append(f"| | {text} | {cs[key]['threshold']:.3f} | {_pct(cs[key], 'sensitivity')} | "
+                           f"{_pct(cs[key], 'specificity')} |")
+    return "\n".join(out)
