@@ -3,6 +3,7 @@ import pandas as pd
 import streamlit as st
 
 from core.config import dataset_available
+from core.evaluation.external import external_summary
 from core.models import store
 from core.models.registry import TASKS
 from ui import common
@@ -46,8 +47,10 @@ HELP = {
     "Accuracy": "Share of all test cases called correctly.",
     "Threshold": "Probability at or above which the model flags a case; chosen on validation images.",
     "Test images": "Number of held-out test images (with the finding).",
+    "External": "The same model on images from outside its training source, at the same threshold (see the README).",
     "Intervals": "How the 95% intervals were made: resampling patients (patient-level) or images (image-level, no patient ids).",
 }
+
 
 for name, task in TASKS.items():
     with st.container(border=True):
@@ -87,6 +90,7 @@ for name, task in TASKS.items():
                 })
             else:
                 row["AUC (95% CI)"] = "not yet evaluated on test"
+            row["External"] = external_summary(card.get("external"))
             rows.append(row)
         choice = common.recommended_choice(name)
         st.caption(f"**Default model** ({common.model_label(name, choice.model_id)}): chosen by {choice.rule} — "

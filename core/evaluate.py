@@ -4,6 +4,7 @@
 
     python -m core.evaluate --task malaria --model secondlook_long --patient-intervals   # no model needed
     python -m core.evaluate --all --refresh        # every bundled model of every task (or of --task)
+    python -m core.evaluate --all --external       # the cards' external results (core.evaluation.external)
 
 Without --manifest it uses the task's dataset. On the task's own test split it also writes
 models/<task>/<id>/test_predictions.csv and (with --update-card) refreshes the card's test metrics.
@@ -16,6 +17,7 @@ import sys
 from pathlib import Path
 
 from core.evaluation.patient_cards import add_patient_level
+from core.evaluation.external import add_external_brief
 from core.evaluation.records import evaluate_split, headline, model_records, refresh_records
 from core.models.registry import TASKS
 from core.models.selection import default_model
@@ -27,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--task")
     p.add_argument("--model")
     p.add_argument("--all", action="store_true", help="every bundled model (of --task, or of every task): with --refresh or --patient-intervals")
+    p.add_argument("--external", action="store_true",
+                   help="record the card's external results (effusion: verified NIH test images; malaria: field cells)")
     p.add_argument("--patient-intervals", action="store_true",
                    help="add patient-level (cluster bootstrap) CIs to the card from the stored predictions and the manifest; no model is loaded")
     p.add_argument("--manifest", type=Path, help="CSV with path,label (paths relative to its folder)")
@@ -38,15 +42,19 @@ def main(argv: list[str] | None = None) -> int:
                    help="re-score validation and test with the current inference code, re-choose the threshold on validation, update the card")
     a = p.parse_args(argv)
     if a.all:
-        if not (a.refresh or a.patient_intervals) or a.model:
-            p.error("--all goes with --refresh or --patient-intervals, without --model")
+        if not (a.refresh or a.patient_intervals or a.external) or a.model:
+            p.error("--all goes with --refresh, --patient-intervals or --external, without --model")
         for task in [a.task] if a.task else list(TASKS):
             for mid in bundled_models(task):
-                print(json.dumps({"task": task, "model": mid, **model_records(task, mid, a.refresh)}, default=float), flush=True)
+                rec = add_external_brief(task, mid) if a.external else model_records(task, mid, a.refresh)
+                print(json.dumps({"task": task, "model": mid, **rec}, default=float), flush=True)
         return 0
     if not a.task:
         p.error("--task is required (or --all)")
     model_id = a.model or default_model(a.task)
+    if a.external:
+        print(json.dumps({"task": a.task, "model": model_id, **add_external_brief(a.task, model_id)}, default=float))
+        return 0
     if a.patient_intervals and not a.refresh:
         blocks = add_patient_level(a.task, model_id)
         print(json.dumps({"task": a.task, "model": model_id, **blocks}, default=float))

@@ -84,3 +84,27 @@ def test_cli_patient_intervals_flag(capsys, monkeypatch, tmp_path):
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["test_patient_level"]["unit"].startswith("patients (split_group")
     assert np.isfinite(out["test_patient_level"]["auc_ci"]).all()
+
+
+def test_external_results_on_the_cards_reproduce_and_the_readme_shows_them():
+    """Issue #15: each card's `external` block is re-derived (effusion from the stored predictions for every
+    model; malaria by re-scoring the field cells for the default; pneumonia says there is none)."""
+    from core.config import REPO_ROOT
+    from core.evaluation.external import MALARIA_SET, external_block, external_summary
+    from core.evaluation.report import external_table
+    from core.models.selection import default_model
+    from core.models.store import bundled_models
+    from tests.conftest import require_dataset
+
+    require_dataset("effusion")
+    require_dataset("malaria_fields")
+    for mid in bundled_models("effusion"):
+        assert external_block("effusion", mid) == read_card("effusion", mid)["external"], mid
+    mid = default_model("malaria")
+    got, stored = external_block("malaria", mid)[MALARIA_SET], read_card("malaria", mid)["external"][MALARIA_SET]
+    for k in ("auc", "sensitivity", "specificity", "ece"):
+        assert abs(got[k] - stored[k]) <= 1e-4, k
+    assert got["n_images"] == 6123 and got["unit"] == "field" and got["n_patients"] == 52
+    assert all("none" in read_card("pneumonia", m)["external"] for m in bundled_models("pneumonia"))
+    assert "AUC" in external_summary(read_card("malaria", mid)["external"])
+    assert external_table() in (REPO_ROOT / "README.md").read_text(), "README external results stale: python -m core.report"

@@ -45,3 +45,26 @@ def results_table() -> str:
             )
     return "\n".join(rows)
 
+
+
+def external_table() -> str:
+    """Every bundled model's external results (the card's `external` block) at its shipped operating point."""
+    rows = ["| task | model | external set | images (clusters) | AUC (95% CI) | sensitivity | specificity |",
+            "|---|---|---|---|---|---|---|"]
+    for task in TASKS:
+        default = default_choice(task).model_id
+        cards = {mid: read_card(task, mid).get("external") for mid in bundled_models(task)}
+        none = {e["none"] for e in cards.values() if e and "none" in e}
+        if none and all(e and "none" in e for e in cards.values()):  # one line for a task without an external set
+            rows.append(f"| {task} | every model | {none.pop()} | — | — | — | — |")
+            continue
+        for mid, ext in cards.items():
+            name = f"`{mid}`" + (" (**default**)" if mid == default else "")
+            for what, e in (ext or {}).items():
+                if not isinstance(e, dict):
+                    rows.append(f"| {task} | {name} | {e} | — | — | — | — |")
+                    continue
+                unit = "fields" if e["unit"] == "field" else "patients"
+                rows.append(f"| {task} | {name} | {what} | {e['n_images']:,} ({e['n_patients']} {unit}) | "
+                            f"{_ci(e, 'auc')} | {_ci(e, 'sensitivity')} | {_ci(e, 'specificity')} |")
+    return "\n".join(rows)

@@ -263,10 +263,9 @@ def _model_card(pdf: _Doc, case: Case) -> None:
                      + f", sensitivity {fmt_pct(m.test.sensitivity)}, specificity {fmt_pct(m.test.specificity)}"
                      if m.test.auc is not None else "see the model card"))
     if m.external:
-        ext = "; ".join(f"{k}: " + (", ".join(f"{kk} {vv:.3f}" if isinstance(vv, float) else f"{kk} {vv}"
-                                               for kk, vv in v.items() if not isinstance(vv, (dict, list)))
-                                    if isinstance(v, dict) else str(v)) for k, v in m.external.items())
-        rows.append(("External results", ext))
+        from core.evaluation.external import external_summary
+
+        rows.append(("External results", external_summary(m.external)))
     else:
         rows.append(("External results", "none on the model card: the model has not been tested on data from another site."))
     _kv(pdf, rows, key_w=32)
