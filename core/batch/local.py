@@ -45,8 +45,12 @@ def score_chunk(get_model, loaded: list, batch_size: int) -> list[Scored]:
 
 
 def run_local(files: list[str], ledger: Ledger, sink: RowSink, *, ctx, timings: dict, model=None,
-              batch_size: int = 128, workers: int = 4) -> None:
-    """Score `files` in this process; rows go to `sink` chunk by chunk (so a killed run keeps its finished chunks)."""
+              batch_size: int = 128, workers: int = 2) -> None:
+    """Score `files` in this process; rows go to `sink` chunk by chunk (so a killed run keeps its finished chunks).
+
+    Two decode threads: each file also takes a hash and the modality check, and on 2 cores four GIL-sharing threads
+    cost more CPU per file than they saved (benchmarks.scale, 1,865 cells: 1, 2 and 4 threads within noise).
+    """
     box = [model]
 
     def get_model():  # loaded on first use: a resumed run with nothing left to score needs no model
