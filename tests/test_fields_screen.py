@@ -116,6 +116,23 @@ def test_cli_contract(tmp_path):
     misuse = subprocess.run([sys.executable, "-m", "core.fields", "--model", "nosuch", str(field_png)], cwd=REPO_ROOT,
                             capture_output=True, text=True, env=env, timeout=600)
     assert misuse.returncode != 0
+    # --site: the profile's cell threshold counts the cells and every line names the site
+    from core.models.store import read_card
+    from core.site import profiles
+
+    env["SECONDLOOK_SITES"] = str(tmp_path / "sites.sqlite")
+    shipped = float(read_card("malaria", "secondlook_long")["threshold"])
+    profiles.save(profiles.SiteProfile("lab1", "malaria", "secondlook_long", profiles.current_sha256("malaria", "secondlook_long"),
+                                       40, 0.25, shipped, None, {}), db=tmp_path / "sites.sqlite")
+    r = subprocess.run([sys.executable, "-m", "core.fields", "--model", "secondlook_long", "--site", "lab1", str(field_png)],
+                       cwd=REPO_ROOT, capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    field, summary = [json.loads(x) for x in r.stdout.splitlines() if x.startswith("{")]
+    assert field["site"] == "lab1" and field["threshold"] == 0.25 and summary["summary"]["site"] == "lab1"
+    assert field["n_infected"] == sum(c["probability"] >= 0.25 for c in field["cells"])
+    nosite = subprocess.run([sys.executable, "-m", "core.fields", "--site", "nosuch", str(field_png)], cwd=REPO_ROOT,
+                            capture_output=True, text=True, env=env, timeout=600)
+    assert nosite.returncode != 0 and "nosuch" in nosite.stderr
 
 
 def _require_fields() -> None:

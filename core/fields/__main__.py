@@ -1,12 +1,14 @@
 """Screen whole thin-smear fields: one JSON line per field, then one summary line for all fields together.
 
-    python -m core.fields [--model ID] [--threshold T] FILE...
+    python -m core.fields [--model ID] [--threshold T | --site NAME] FILE...
 
 Each field line: {"file", "ok", "width", "height", "n_cells", "n_infected", "parasitemia", "parasitemia_ci",
 "threshold", "model", "cells": [{"x", "y", "w", "h", "probability", "infected"}]} (boxes in the original image's
 pixels, x/y top-left; parasitemia in percent with its 95% Wilson interval). A file that cannot be read or holds no
 countable red cells gets "ok": false and a readable "error"; the others still go through. The last line is
-{"summary": {...}} (all counted fields as one case). Exit code 0 unless the command is misused.
+{"summary": {...}} (all counted fields as one case). With --site the site profile's cell threshold counts the cells
+and every line has "site": NAME (its recalibration is monotone, so it changes no count). Exit code 0 unless the
+command is misused.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m core.fields", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help="malaria cell model id (default: the two-site model when bundled)")
     p.add_argument("--threshold", type=float, help="cell operating point (default: the model's field operating point)")
+    p.add_argument("--site", help="a site profile of the cell model (python -m core.site): its threshold counts the cells")
     p.add_argument("files", nargs="+")
     a = p.parse_args(argv)
     model_id = a.model or field_model()
@@ -32,7 +35,21 @@ def main(argv: list[str] | None = None) -> int:
         spec = get_model_spec(TASK, model_id)
     except KeyError as exc:
         p.error(str(exc.args[0]))
-    threshold, source = (a.threshold, "--threshold") if a.threshold is not None else field_threshold(model_id)
+    site = {}
+    if a.site:
+        from core.site.apply import load_site
+
+        try:
+            profile = load_site(a.site, TASK, model_id)
+        except ValueError as exc:
+            p.error(str(exc))
+        site = {"site": profile.name}
+    if a.threshold is not None:
+        threshold, source = a.threshold, "--threshold"
+    elif a.site:
+        threshold, source = profile.threshold, f"site profile {profile.name!r}"
+    else:
+        threshold, source = field_threshold(model_id)
     model = load_model(TASK, model_id)
     screens: list[FieldScreen] = []
     for f in a.files:
@@ -44,8 +61,8 @@ def main(argv: list[str] | None = None) -> int:
             row = {"file": f, "ok": False, "error": str(exc)}
         except Exception as exc:  # one bad file never stops the others
             row = {"file": f, "ok": False, "error": f"unexpected error while screening this file: {type(exc).__name__}: {exc}"}
-        print(json.dumps(row), flush=True)
-    summary = case_result(screens, threshold, model_id) | {"n_files": len(a.files), "threshold_source": source}
+        print(json.dumps(row | site), flush=True)
+    summary = case_result(screens, threshold, model_id) | {"n_files": len(a.files), "threshold_source": source} | site
     print(json.dumps({"summary": summary}), flush=True)
     return 0
 
