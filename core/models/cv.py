@@ -102,8 +102,8 @@ def cv_block(task: str, model_id: str, root: str | Path | None = None) -> dict |
         "k": k, "grouped_by": recs[0]["grouped_by"], "cv_seed": recs[0]["cv_seed"],
         "folds_done": [r["fold"] for r in recs], "complete": bool(complete),
         "fold_auc": aucs.tolist(), "mean_auc": float(aucs.mean()),
-        "sd_auc": float(aucs.std(ddof=1)) if aucs.size > 1 else float("nan"),
-        "se_auc": float(aucs.std(ddof=1) / np.sqrt(aucs.size)) if aucs.size > 1 else float("nan"),
+        "sd_auc": float(aucs.std(ddof=1)) if aucs.size > 1 else None,  # None, not NaN: cards are strict JSON
+        "se_auc": float(aucs.std(ddof=1) / np.sqrt(aucs.size)) if aucs.size > 1 else None,
         "wall_time_seconds": float(sum(r["wall_time_seconds"] for r in recs)),
         "epochs_run": [r["epochs_run"] for r in recs],
         "limit": max(r["limit"] for r in recs),
