@@ -19,6 +19,7 @@ from core.models.store import read_card, read_predictions, write_card
 
 EFFUSION_SET = "verified NIH test images (real patient ids)"
 MALARIA_SET = "malaria_fields test session S1 cells (IML lab, P. vivax)"
+SHORT = {EFFUSION_SET: "verified NIH subset", MALARIA_SET: "IML field cells"}  # for a table cell
 NO_SET = ("no external set exists here: every pediatric chest X-ray on this machine comes from the one Guangzhou "
           "source the model was trained on, so its test numbers say nothing about another hospital")
 
@@ -77,5 +78,5 @@ def external_summary(ext: dict | None) -> str:
     if "none" in ext:
         return "none: " + ext["none"].split(":")[0]
     what, e = next(iter(ext.items()))
-    return (f"{what}: AUC {e['auc']:.3f}, sensitivity {e['sensitivity']:.0%}, specificity {e['specificity']:.0%} "
+    return (f"{SHORT.get(what, what)}: AUC {e['auc']:.3f} · sens {e['sensitivity']:.0%} · spec {e['specificity']:.0%} "
             f"(n={e['n_images']:,})")
