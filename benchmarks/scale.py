@@ -8,7 +8,8 @@ Measured, each in one run so the ratios share the machine's state:
              core.inference.forward.score_sources on the whole malaria test split per run (target >= 0.95x), runs
              ABBA-interleaved so contention hits both alike; total wall time and CPU time
   ray        core.batch's Ray engine on a local Ray (2 CPUs) vs the embedded engine end to end on 10,000 real cells
-             (target >= 0.7x; each run starts its actors), the steady state after the first batch, the same on the
+             (target >= 0.7x; each run loads its model: the Ray run in its actors, which also import TensorFlow; the
+             embedded one in-process; also reported against an embedded run handed a loaded model), the steady state after the first batch, the same on the
              1,865-file test split (start-up dominates), Ray start-up (ray.init) on its own; scores compared
   stages     per-image cost of each stage, one thread: read+sha256, decode+check+prepare, score (batches of 128)
   corrupt    a 10,000-file folder of small PNGs drawn here, 1% corrupt: completes, every file one row
@@ -123,20 +124,24 @@ def bench_ray(model, files: list[str], repeats: int) -> dict:
         ray.shutdown()
     _, res["ray_init_s"] = connect(None, 2)
     try:
-        ray_s, emb_s, timings = [], [], []
+        ray_s, emb_s, warm_s, timings = [], [], [], []
         with tempfile.TemporaryDirectory() as tmp:
             for r in range(repeats):
                 s = run_batch(BATCH_TASK, files, f"{tmp}/ray{r}.csv", BATCH_MODEL, progress=False, engine="ray")
                 ray_s.append(s.seconds)
                 timings.append(s.timings)
-                emb_s.append(run_batch(BATCH_TASK, files, f"{tmp}/emb{r}.csv", BATCH_MODEL, progress=False,
-                                       model=model).seconds)
+                # like for like: the embedded run loads and traces its model, as each Ray run's actors do (still in
+                # a process that has imported TensorFlow, which a Ray actor pays for: 4.5 s here)
+                emb_s.append(run_batch(BATCH_TASK, files, f"{tmp}/emb{r}.csv", BATCH_MODEL, progress=False).seconds)
+                warm_s.append(run_batch(BATCH_TASK, files, f"{tmp}/warm{r}.csv", BATCH_MODEL, progress=False,
+                                        model=model).seconds)  # handed a loaded, traced model: the most it can be
             a = {r["file"]: r["probability"] for r in read_rows(f"{tmp}/ray0.csv")}
             b = {r["file"]: r["probability"] for r in read_rows(f"{tmp}/emb0.csv")}
-        res.update(ray_s=ray_s, embedded_s=emb_s, ray_stage_timings=timings,
+        res.update(ray_s=ray_s, embedded_s=emb_s, embedded_warm_model_s=warm_s, ray_stage_timings=timings,
                    ray_files_per_s=len(files) / statistics.median(ray_s),
                    embedded_files_per_s=len(files) / statistics.median(emb_s),
                    ratio_ray_over_embedded=statistics.median(emb_s) / statistics.median(ray_s),
+                   ratio_ray_over_embedded_warm_model=statistics.median(warm_s) / statistics.median(ray_s),
                    ratio_first_run=emb_s[0] / ray_s[0],
                    same_files=sorted(a) == sorted(b),
                    max_abs_diff=max(abs(a[f] - b[f]) for f in a) if a and sorted(a) == sorted(b) else None)
@@ -272,7 +277,10 @@ def run(rows: list, quick: bool = False, sections=SECTIONS, models=None) -> dict
         row(f"Scale: Ray engine vs embedded, end to end (local Ray, 2 CPUs, {len(archive):,} cells)", key,
             f">= {RAY_TARGET}x",
             f"{r['ratio_ray_over_embedded']:.2f}x ({r['ray_files_per_s']:,.0f} vs {r['embedded_files_per_s']:,.0f} files/s; "
-            f"first run {r['ratio_first_run']:.2f}x)", "PASS" if r["ratio_ray_over_embedded"] >= RAY_TARGET else "MISS")
+            f"first run {r['ratio_first_run']:.2f}x; each run loads its model)",
+            "PASS" if r["ratio_ray_over_embedded"] >= RAY_TARGET else "MISS")
+        row("  Ray vs an embedded run handed an already loaded model", key, "reported",
+            f"{r['ratio_ray_over_embedded_warm_model']:.2f}x", "INFO")
         if not quick:
             _log(f"[scale/ray] local Ray, the {len(files)}-file test split x {reps} ...")
             small = res["ray_test_split"] = bench_ray(model, files, reps)

@@ -13,6 +13,7 @@ from core.inference.guard import (
     fit_and_save_ood,
     load_ood,
     measure_modality_guard,
+    chroma_p75,
     modality_check,
     modality_stats,
 )
@@ -73,6 +74,16 @@ def test_black_image_and_unknown_modality():
     assert modality_check(np.zeros((64, 64, 3), np.uint8), "xray") is None
     with pytest.raises(ValueError):
         modality_check(_xray(), "ultrasound")
+
+
+def test_fast_chroma_is_the_statistics_number():
+    """The batch's histogram form equals modality_stats' percentile on cells, X-rays, odd shapes, RGBA, 16-bit, black."""
+    rng = np.random.default_rng(3)
+    images = [_cell(), _cell(130, (150, 60, 170), 1), _xray(), np.stack([_xray()] * 3, -1), np.zeros((40, 50, 3), np.uint8),
+              rng.integers(0, 256, (961, 1283, 3), dtype=np.uint8), rng.integers(0, 256, (33, 700, 4), dtype=np.uint8),
+              (rng.random((300, 200, 3)) * 65535).astype(np.uint16), rng.integers(0, 256, (7, 5, 3), dtype=np.uint8)]
+    for img in images:
+        assert chroma_p75(img) == modality_stats(img).chroma_p75, img.shape
 
 
 def test_guard_rates_on_real_test_splits():

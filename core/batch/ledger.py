@@ -61,10 +61,6 @@ class Ledger:
     def triage_many(self, files: list[str], shas: list[str | None]) -> list[Triage]:
         return [self.triage(f, s) for f, s in zip(files, shas)]
 
-    def load(self, other: "Ledger") -> None:
-        """Become a copy of `other` (how the Ray engine's ledger actor gets the driver's state)."""
-        self.__setstate__(other.__getstate__())
-
     def record(self, sha256: str | None, outcome: Outcome) -> None:
         if sha256 is not None:
             with self._lock:

@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import time
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -64,8 +65,12 @@ def connect(address: str | None, num_cpus: int = 2) -> tuple[bool, float]:
             _probe(address)
             ray.init(address=address, runtime_env=runtime_env(), logging_level=logging.WARNING, log_to_driver=False)
         else:
-            ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env=runtime_env(),
-                     logging_level=logging.WARNING, log_to_driver=False)
+            # A local Ray's workers inherit the environment it starts with: set there rather than as a runtime
+            # environment, so Ray's pre-started workers serve the job (1.9 -> 1.1 s to a first actor, 4.4 -> 3.4 s to
+            # a first Ray Data batch, measured here).
+            with _environ(runtime_env()["env_vars"]):
+                ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING,
+                         log_to_driver=False)
     except Exception as exc:  # ConnectionError, TimeoutError, RuntimeError, ...: all mean "no cluster to run on"
         where = f"the Ray cluster at {address!r}" if address else "a local Ray"
         raise ConnectionError(
@@ -73,6 +78,30 @@ def connect(address: str | None, num_cpus: int = 2) -> tuple[bool, float]:
             "Check the address and that the cluster is up, or run on this machine with --engine local."
         ) from None
     return True, time.perf_counter() - t0
+
+
+@contextmanager
+def _environ(values: dict):
+    """os.environ with `values` set for the duration (the driver's own environment is restored after)."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+class LedgerActor(Ledger):
+    """The run's ledger as a Ray actor, built from the driver's state in its constructor: an actor runs its
+    constructor before any method, so the prepare tasks' first triage already sees it, and the driver need not wait
+    for the actor's process to start (2.4 s here)."""
+
+    def __init__(self, state: dict) -> None:
+        self.__setstate__(state)
 
 
 def _text(v) -> str:
@@ -168,8 +197,7 @@ def run_ray(files: list[str], ledger: Ledger, sink: RowSink, *, ctx, timings: di
         t1 = time.perf_counter()
         if files:
             # the triage as an actor holding a copy of the driver's ledger (the driver's keeps the results for the rows)
-            ledger_actor = ray.remote(num_cpus=0)(Ledger).remote([])
-            ray.get(ledger_actor.load.remote(ledger))
+            ledger_actor = ray.remote(num_cpus=0)(LedgerActor).remote(ledger.__getstate__())
             n_actors = actors or max(1, int(ray.cluster_resources().get("CPU", 2)) // 2)
             ds = (ray.data.from_items([{"file": f} for f in files], override_num_blocks=_blocks(len(files), batch_size))
                   .map_batches(read_prepare_batch, batch_size=batch_size, batch_format="numpy", num_cpus=PREPARE_CPUS,

@@ -64,9 +64,11 @@ class RowSink:
         self._emit([self._row(file, sha, *known)], duplicates=1)
 
     def scored(self, outcomes: Iterable[Scored]) -> None:
+        outcomes = list(outcomes)
+        shown = iter(self.ctx.calibrate_many([o.probability for o in outcomes if o.error is None]))
         rows, dups = [], 0
         for o in outcomes:
-            outcome = (None if o.error is not None else self.ctx.calibrate(o.probability), o.error, o.withheld)
+            outcome = (None if o.error is not None else next(shown), o.error, o.withheld)
             self.ledger.record(o.sha256, outcome)
             rows.append(self._row(o.file, o.sha256, *outcome))
             self.summary.errors += o.error is not None

@@ -40,6 +40,14 @@ class RowContext:
 
         return float(apply_calibration(float(raw), self.calibration))
 
+    def calibrate_many(self, raws) -> list[float]:
+        """`calibrate` for many outputs in one vectorised call (a batch chunk): the same values."""
+        import numpy as np
+
+        from core.inference.calibrate import apply_calibration
+
+        return [float(v) for v in apply_calibration(np.asarray(raws, dtype=np.float64).reshape(-1), self.calibration)]
+
     def decide(self, probability: float) -> str:
         """The class label at this operating point (a probability equal to the threshold counts as positive)."""
         return self.positive if probability >= self.threshold else self.negative
