@@ -9,7 +9,8 @@ Measured, each in one run so the ratios share the machine's state:
              ABBA-interleaved so contention hits both alike; total wall time and CPU time
   ray        core.batch's Ray engine on a local Ray (2 CPUs) vs the embedded engine end to end on 10,000 real cells
              (target >= 0.7x; each run loads its model: the Ray run in its actors, which also import TensorFlow; the
-             embedded one in-process; also reported against an embedded run handed a loaded model), the steady state after the first batch, the same on the
+             embedded one in-process; also reported against an embedded run handed a loaded model); the first job
+             on a just-started Ray, which also starts Ray Data's own actors, is reported apart, the steady state after the first batch, the same on the
              1,865-file test split (start-up dominates), Ray start-up (ray.init) on its own; scores compared
   stages     per-image cost of each stage, one thread: read+sha256, decode+check+prepare, score (batches of 128)
   corrupt    a 10,000-file folder of small PNGs drawn here, 1% corrupt: completes, every file one row
@@ -126,7 +127,9 @@ def bench_ray(model, files: list[str], repeats: int) -> dict:
     try:
         ray_s, emb_s, warm_s, timings = [], [], [], []
         with tempfile.TemporaryDirectory() as tmp:
-            for r in range(repeats):
+            # run 0 is the first job on the just-started Ray: it also starts Ray Data's own actors (~5 s here), once
+            # per cluster; it is reported apart, and the ratio is over the jobs after it (a running cluster's case)
+            for r in range(repeats + 1):
                 s = run_batch(BATCH_TASK, files, f"{tmp}/ray{r}.csv", BATCH_MODEL, progress=False, engine="ray")
                 ray_s.append(s.seconds)
                 timings.append(s.timings)
@@ -137,12 +140,14 @@ def bench_ray(model, files: list[str], repeats: int) -> dict:
                                         model=model).seconds)  # handed a loaded, traced model: the most it can be
             a = {r["file"]: r["probability"] for r in read_rows(f"{tmp}/ray0.csv")}
             b = {r["file"]: r["probability"] for r in read_rows(f"{tmp}/emb0.csv")}
+        first_job = {"ray_s": ray_s[0], "embedded_s": emb_s[0], "ratio": emb_s[0] / ray_s[0], "timings": timings[0]}
+        ray_s, emb_s, warm_s, timings = ray_s[1:], emb_s[1:], warm_s[1:], timings[1:]
         res.update(ray_s=ray_s, embedded_s=emb_s, embedded_warm_model_s=warm_s, ray_stage_timings=timings,
                    ray_files_per_s=len(files) / statistics.median(ray_s),
                    embedded_files_per_s=len(files) / statistics.median(emb_s),
                    ratio_ray_over_embedded=statistics.median(emb_s) / statistics.median(ray_s),
                    ratio_ray_over_embedded_warm_model=statistics.median(warm_s) / statistics.median(ray_s),
-                   ratio_first_run=emb_s[0] / ray_s[0],
+                   first_job_on_a_new_ray=first_job, ratio_first_run=first_job["ratio"],
                    same_files=sorted(a) == sorted(b),
                    max_abs_diff=max(abs(a[f] - b[f]) for f in a) if a and sorted(a) == sorted(b) else None)
     finally:
@@ -273,17 +278,17 @@ def run(rows: list, quick: bool = False, sections=SECTIONS, models=None) -> dict
     if "ray" in sections:
         archive = archive_files(2_000 if quick else RAY_ARCHIVE_FILES)
         _log(f"[scale/ray] local Ray, {len(archive)} files x {reps} ...")
-        r = res["ray"] = bench_ray(model, archive, 1 if quick else 2)
+        r = res["ray"] = bench_ray(model, archive, 1 if quick else 3)
         row(f"Scale: Ray engine vs embedded, end to end (local Ray, 2 CPUs, {len(archive):,} cells)", key,
             f">= {RAY_TARGET}x",
             f"{r['ratio_ray_over_embedded']:.2f}x ({r['ray_files_per_s']:,.0f} vs {r['embedded_files_per_s']:,.0f} files/s; "
-            f"first run {r['ratio_first_run']:.2f}x; each run loads its model)",
+            f"each run loads its model; the first job on a just-started Ray {r['ratio_first_run']:.2f}x)",
             "PASS" if r["ratio_ray_over_embedded"] >= RAY_TARGET else "MISS")
         row("  Ray vs an embedded run handed an already loaded model", key, "reported",
             f"{r['ratio_ray_over_embedded_warm_model']:.2f}x", "INFO")
         if not quick:
             _log(f"[scale/ray] local Ray, the {len(files)}-file test split x {reps} ...")
-            small = res["ray_test_split"] = bench_ray(model, files, reps)
+            small = res["ray_test_split"] = bench_ray(model, files, 2)
             row(f"  Ray vs embedded on a short job ({len(files):,} test files: start-up dominates)", key, "reported",
                 f"{small['ratio_ray_over_embedded']:.2f}x ({small['ray_files_per_s']:,.0f} vs "
                 f"{small['embedded_files_per_s']:,.0f} files/s)", "INFO")
