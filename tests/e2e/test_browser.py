@@ -9,6 +9,7 @@ Runs in CI (CI=true) unconditionally; locally it skips only when Chromium is not
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -129,3 +130,63 @@ def _timings() -> list[float]:
     lines = LOG.read_text().splitlines() if LOG.exists() else []
     return [float(m.group(1)) for ln in lines if (m := re.match(r"\[timing\] predict (\d+) ms", ln))]
 
+
+
+def _training_field():
+    """A training-split field (session S2/S3, not the test session) that holds infected cells, and its expected
+    result from core.fields at the default malaria model's card threshold (what the sidebar opens with)."""
+    from core.data.field_crops import read_fields
+    from core.fields.screen import screen_field
+    from core.io.images import read_image
+    from core.models.registry import get_model_spec
+    from core.models.selection import default_model
+    from core.models.store import load_model, read_card
+
+    require_dataset("malaria_fields")
+    fields, _ = read_fields()
+    file = fields[(fields["split"] == "train") & (fields["n_infected"] >= 2)].sort_values("path")["file"].iloc[0]
+    mid = default_model("malaria")
+    thr = float(read_card("malaria", mid)["threshold"])
+    s = screen_field(read_image(file), load_model("malaria", mid), get_model_spec("malaria", mid), Path(file).name)
+    return file, mid, s.result(thr, mid)
+
+
+def _metric(page, label: str) -> str:
+    m = page.locator('[data-testid="stMetric"]').filter(has_text=label)
+    return m.locator('[data-testid="stMetricValue"]').inner_text().strip()
+
+
+def test_field_upload_outlines_and_counts_cells(server):
+    """#10: a whole smear field on Predict (malaria) is recognised, outlined and counted as core.fields counts it."""
+    from playwright.sync_api import sync_playwright
+
+    exe = _chromium()
+    file, mid, expected = _training_field()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.goto(server + "/predict")
+            page.wait_for_selector('[data-testid="stFileUploader"]', timeout=120_000)
+            settle(page)
+            sidebar = page.locator('[data-testid="stSidebar"]')
+            sidebar.locator('[data-testid="stSelectbox"]').filter(has_text="Task").click()
+            page.get_by_role("option", name=re.compile("^Malaria")).click()
+            settle(page)
+            page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(file))
+            page.get_by_text(re.compile(r"Whole-field screening — 1 field")).wait_for(timeout=180_000)
+            page.get_by_text(re.compile(r"most suspicious cells")).wait_for(timeout=180_000)
+            settle(page)
+            assert _metric(page, "Red cells counted") == f"{expected['n_cells']:,}"
+            assert _metric(page, "Infected cells") == f"{expected['n_infected']:,}"
+            assert _metric(page, "Parasitemia") == f"{expected['parasitemia']:.2f}%"
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.mouse.move(5, 5)  # no tooltip over the page
+            page.screenshot(path=str(ARTIFACTS / "e2e_field_counts.png"))
+            outlined = page.locator('[data-testid="stImage"]').filter(has_text="Every found red cell outlined").first
+            outlined.scroll_into_view_if_needed()
+            settle(page)
+            assert outlined.locator("img").evaluate("i => i.complete && i.naturalWidth") > 0
+            page.screenshot(path=str(ARTIFACTS / "e2e_field_outlined.png"))
+        finally:
+            browser.close()
