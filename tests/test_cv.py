@@ -146,7 +146,7 @@ def test_default_falls_back_to_validation_until_every_candidate_has_cv(tmp_path)
     assert c.model_id != ours[-1]
 
 
-def test_fold_smoke_run_writes_records_and_no_weights(tmp_path):
+def test_fold_smoke_run_writes_records_and_its_weights(tmp_path):
     require_dataset("effusion")
     from tests.test_cli import run
 
@@ -161,7 +161,16 @@ def test_fold_smoke_run_writes_records_and_no_weights(tmp_path):
     assert list(oof.columns) == ["path", "label", "score"] and len(oof) == rec["n_val"]
     _, va = cv.fold_frames("effusion", 1, 3)
     assert set(oof.path) <= set(va.path)  # every out-of-fold image is from the held-out fold
-    assert not list(out.glob("*.keras"))
+    import keras
+
+    from core.data import load_task_manifest
+    from core.inference.forward import score_sources
+    from core.models.registry import get_model_spec
+
+    fold_model = keras.models.load_model(out / "fold1.keras", compile=False, safe_mode=True)
+    files = load_task_manifest("effusion").set_index("path").loc[oof.path[:16], "file"].tolist()
+    again = score_sources(fold_model, get_model_spec("effusion", "seed_lenet").input, files)
+    assert np.abs(again - oof.score[:16].to_numpy()).max() <= 1e-6  # the kept weights are the fold's model
     assert run("core.train", "--task", "effusion", "--model", "seed_lenet", "--fold", "3", "--folds", "3").returncode != 0
 
 

@@ -286,6 +286,9 @@ def test_field_detection_leaves_difficult_out_and_counts_infected():
     ci = bootstrap_ci([r, field_detection(truth, infected, difficult, found[:0])], n_boot=200)
     lo, hi = ci["annotated_recall"]
     assert 0 <= lo <= hi <= 2 / 3
+    typed = field_detection(truth, infected, difficult, found, types=("ring", "gametocyte", "red blood cell", "difficult"))
+    assert typed["by_type"] == {"ring": [1, 1], "gametocyte": [1, 0], "red blood cell": [1, 1], "difficult": [1, 1]}
+    assert {k: v for k, v in typed.items() if k != "by_type"} == r
 
 
 # ----------------------------------------------------------------------------- real fields

@@ -47,7 +47,7 @@ def evaluate_finder(split_or_sessions: str | list[str] | tuple[str, ...] = "S2,S
         res = find_cells(rgb)
         times.append((time.perf_counter() - t0) * 1000)
         cpu_times.append((time.process_time() - c0) * 1000)
-        row = field_detection(fa.boxes, fa.infected, fa.difficult, res.boxes)
+        row = field_detection(fa.boxes, fa.infected, fa.difficult, res.boxes, types=fa.types)
         row.update(path=fa.path, session=fa.session, ms=round(times[-1], 1),
                    n_boxes=int(len(fa.boxes)), flags=list(res.flags),
                    clumped_share=round(res.clumped_share, 3), n_dropped_wbc=res.n_dropped_wbc,
@@ -70,6 +70,7 @@ def evaluate_finder(split_or_sessions: str | list[str] | tuple[str, ...] = "S2,S
         "mean_unmatched_found_per_field": float(np.mean([r["n_found_unmatched"] for r in per_field]))
         if per_field else 0.0,
         "fields_flagged": sum(1 for r in per_field if r["flags"]),
+        "recall_by_type": _by_type(per_field),
         "ms_p50": float(np.percentile(t, 50)),
         "ms_p90": float(np.percentile(t, 90)),
         "ms_max": float(t.max()),
@@ -78,6 +79,17 @@ def evaluate_finder(split_or_sessions: str | list[str] | tuple[str, ...] = "S2,S
         "cpu_ms_p90": float(np.percentile(cpu_times, 90)) if cpu_times else 0.0,
     }
     return {"summary": summary, "per_field": per_field}
+
+
+def _by_type(per_field: list[dict]) -> dict:
+    """{cell type: {"n", "found", "recall"}} pooled over fields (life-cycle stages, uninfected, difficult)."""
+    tot: dict[str, list[int]] = {}
+    for r in per_field:
+        for t, (n, f) in r.get("by_type", {}).items():
+            a = tot.setdefault(t, [0, 0])
+            a[0] += n
+            a[1] += f
+    return {t: {"n": n, "found": f, "recall": f / n if n else None} for t, (n, f) in sorted(tot.items())}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -51,8 +51,10 @@ def field_detection(
     difficult: np.ndarray,
     found: np.ndarray,
     threshold: float = IOU_THRESHOLD,
+    types: tuple[str, ...] | None = None,
 ) -> dict:
-    """Counts for one field: annotated (non-difficult) boxes found, infected boxes found.
+    """Counts for one field: annotated (non-difficult) boxes found, infected boxes found; with `types`
+    (one per box) also `by_type`: {type: [boxes, found]}, to see which cells the finder misses.
 
     Difficult boxes take part in matching (so a found cell on one is not "unmatched"), but are
     counted in neither numerator nor denominator.
@@ -66,7 +68,10 @@ def field_detection(
     for r, _ in matches:
         hit[r] = True
     keep = ~difficult
-    return {
+    out = {} if types is None else {"by_type": {
+        t: [int(sum(1 for x in types if x == t)), int(sum(1 for x, h in zip(types, hit) if x == t and h))]
+        for t in sorted(set(types))}}
+    return out | {
         "n_annotated": int(keep.sum()),
         "n_annotated_found": int((hit & keep).sum()),
         "n_infected": int((infected & keep).sum()),

@@ -5,7 +5,8 @@
 
 A fold trains on the other folds' patients (early stopping on its own held-out patients, as the bundled run stops on
 validation) and records the held-out fold's raw scores: out-of-fold predictions, for model choice
-(`core.models.selection`), thresholds and calibration. No weights are kept. The test split is never touched.
+(`core.models.selection`), thresholds and calibration. The fold's weights are kept beside them (git-ignored), for
+a fold ensemble. The test split is never touched.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from core.data import CV_SEED, grouped_kfold, load_task_manifest, patient_column
 from core.evaluation import metrics
 from core.inference.forward import predict_tensors
 from core.models.registry import get_model_spec, get_task
-from core.models.store import model_dir, read_card, write_card, write_predictions
+from core.models.store import model_dir, read_card, save_for_inference, write_card, write_predictions
 from core.models.training import fit_model, load_training_data
 
 CV_DIR = "cv"
@@ -75,6 +76,11 @@ def train_fold(task: str, model_id: str, fold: int, folds: int, epochs: int | No
     out = Path(out_dir) if out_dir is not None else cv_dir(task, model_id)
     out.mkdir(parents=True, exist_ok=True)
     write_predictions(out / f"fold{fold}_oof.csv", data.val["path"].tolist(), data.val["label"].tolist(), raw)
+    # The fold model itself, for a fold ensemble: the one model whose calibration and operating point the pooled
+    # out-of-fold scores describe. A map fitted on them does not carry to the separately trained bundled model
+    # (effusion/secondlook_cnn: validation ECE 0.138 -> 0.185, card `test_looks`). Not committed (git-ignored) until
+    # an ensemble is built from it: models/ has a 60 MB budget.
+    save_for_inference(fit.model, out / f"fold{fold}.keras")
     (out / f"fold{fold}.json").write_text(json.dumps(record, indent=2) + "\n")
     print(f"[{task}/{model_id}] fold {fold + 1}/{folds}: held-out AUC {record['val_auc']:.4f} on "
           f"{record['n_val']} images ({record['n_val_patients']} patients), {seconds:.0f}s", flush=True)
