@@ -128,7 +128,7 @@ def modality_stats(img: np.ndarray) -> ModalityStats:
         from core.io.images import _as_uint8
 
         rgb = _as_uint8(rgb)
-    small = _rgb_small(img)
+    small = _rgb_small(rgb)  # already uint8 RGB: converted once
     hi, lo = _hi_lo(small)
     chroma = hi - lo
     content = hi > DARK_LEVEL

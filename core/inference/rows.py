@@ -48,10 +48,6 @@ class RowContext:
 
         return [float(v) for v in apply_calibration(np.asarray(raws, dtype=np.float64).reshape(-1), self.calibration)]
 
-    def decide(self, probability: float) -> str:
-        """The class label at this operating point (a probability equal to the threshold counts as positive)."""
-        return self.positive if probability >= self.threshold else self.negative
-
     def decision(self, probability: float, modality_verdict: str | None):
         """`core.inference.decision.decide` at this operating point: withheld when the modality check says so."""
         from core.inference.decision import decide
@@ -62,21 +58,23 @@ class RowContext:
             decision=None) -> dict:
         """The row for one file: give a probability, or an error saying why there is none.
 
-        `decision` (a `core.inference.decision.Decision`) carries the modality check: when it withholds, the row has
-        no probability and no decision, the reason in `withheld`, and the output only as `score_out_of_scope`.
-        Every row has every key of `COLUMNS` (None where it does not apply).
+        `decision` (a `core.inference.decision.Decision`, default: `self.decision` without a modality verdict) carries
+        the modality check: when it withholds, the row has no probability and no decision, the reason in `withheld`,
+        and the output only as `score_out_of_scope`. Every row has every key of `COLUMNS` (None where it does not apply).
         """
         if (probability is None) == (error is None):
             raise ValueError("a row has either a probability or an error, not both or neither")
         ok = error is None
-        assessed = ok and (decision is None or decision.assessed)
+        if ok and decision is None:
+            decision = self.decision(float(probability), None)
+        assessed = ok and decision.assessed
         row = {
             "file": str(file),
             "sha256": sha256,
             "ok": ok,
             "error": error,
             "probability": float(probability) if assessed else None,
-            "decision": (decision.label if decision is not None else self.decide(float(probability))) if assessed else None,
+            "decision": decision.label if assessed else None,
             "withheld": decision.withheld if decision is not None else None,
             "caution": decision.caution if decision is not None else None,
             "threshold": float(self.threshold),
