@@ -9,6 +9,7 @@ Runs in CI (CI=true) unconditionally; locally it skips only when Chromium is not
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -70,59 +71,66 @@ def _decision(page) -> str:
     return metric.locator('[data-testid="stMetricValue"]').inner_text().strip()
 
 
-def test_predict_upload_and_slider(server):
+@contextmanager
+def _predict_page(server: str, height: int = 800):
+    """Chromium on the Predict page, its uploader ready; closed however the test ends."""
     from playwright.sync_api import sync_playwright
 
     exe = _chromium()
-    task, mid, file, csv_score = _pick_case()
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page = browser.new_page(viewport={"width": 1280, "height": height})
             page.goto(server + "/predict")
             page.wait_for_selector('[data-testid="stFileUploader"]', timeout=120_000)
             settle(page)
-            page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(file)
-            exact = page.get_by_text(re.compile(r"Exact model output: [0-9.]+"))
-            exact.wait_for(timeout=120_000)
-            settle(page)
-            shown = float(re.search(r"([0-9.]+)$", exact.inner_text().strip()).group(1))
-            assert abs(shown - csv_score) <= 1e-6, (shown, csv_score)
-            before = _decision(page)
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "e2e_predict_before.png"))
-
-            # Switch the sidebar to the threshold slider and push it to the far end that flips this image.
-            sidebar = page.locator('[data-testid="stSidebar"]')
-            sidebar.get_by_text("By threshold").click()
-            settle(page)
-            thumb = sidebar.get_by_role("slider", name="Probability threshold")
-            thumb.focus()
-            flagged = before.startswith("Flag")
-            thumb.press("End" if flagged else "Home")
-            page.wait_for_function(
-                """([before]) => {
-                    const m = [...document.querySelectorAll('[data-testid="stMetric"]')]
-                      .find(e => e.innerText.includes('Decision at this operating point'));
-                    return m && !m.querySelector('[data-testid="stMetricValue"]').innerText.includes(before);
-                }""",
-                arg=[before], timeout=60_000,
-            )
-            settle(page)
-            after = _decision(page)
-            assert after != before and after.startswith("Flag") != flagged, (before, after)
-            page.screenshot(path=str(ARTIFACTS / "e2e_predict_after.png"))
-
-            # Every slider move re-renders without re-running the model: time a few moves on the server.
-            n_before = len(_timings())
-            for key in ["ArrowLeft", "ArrowRight"] * 3:
-                thumb.press(key)
-                settle(page)
-            moves = _timings()[n_before:]
-            assert moves, "no timed reruns"
-            assert sorted(moves)[len(moves) // 2] < RERUN_BUDGET_MS, moves
+            yield page
         finally:
             browser.close()
+
+
+def test_predict_upload_and_slider(server):
+    task, mid, file, csv_score = _pick_case()
+    with _predict_page(server) as page:
+        page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(file)
+        exact = page.get_by_text(re.compile(r"Exact model output: [0-9.]+"))
+        exact.wait_for(timeout=120_000)
+        settle(page)
+        shown = float(re.search(r"([0-9.]+)$", exact.inner_text().strip()).group(1))
+        assert abs(shown - csv_score) <= 1e-6, (shown, csv_score)
+        before = _decision(page)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "e2e_predict_before.png"))
+
+        # Switch the sidebar to the threshold slider and push it to the far end that flips this image.
+        sidebar = page.locator('[data-testid="stSidebar"]')
+        sidebar.get_by_text("By threshold").click()
+        settle(page)
+        thumb = sidebar.get_by_role("slider", name="Probability threshold")
+        thumb.focus()
+        flagged = before.startswith("Flag")
+        thumb.press("End" if flagged else "Home")
+        page.wait_for_function(
+            """([before]) => {
+                const m = [...document.querySelectorAll('[data-testid="stMetric"]')]
+                  .find(e => e.innerText.includes('Decision at this operating point'));
+                return m && !m.querySelector('[data-testid="stMetricValue"]').innerText.includes(before);
+            }""",
+            arg=[before], timeout=60_000,
+        )
+        settle(page)
+        after = _decision(page)
+        assert after != before and after.startswith("Flag") != flagged, (before, after)
+        page.screenshot(path=str(ARTIFACTS / "e2e_predict_after.png"))
+
+        # Every slider move re-renders without re-running the model: time a few moves on the server.
+        n_before = len(_timings())
+        for key in ["ArrowLeft", "ArrowRight"] * 3:
+            thumb.press(key)
+            settle(page)
+        moves = _timings()[n_before:]
+        assert moves, "no timed reruns"
+        assert sorted(moves)[len(moves) // 2] < RERUN_BUDGET_MS, moves
 
 
 def _timings() -> list[float]:
@@ -158,35 +166,24 @@ def _metric(page, label: str) -> str:
 
 def test_field_upload_outlines_and_counts_cells(server):
     """#10: a whole smear field on Predict (malaria) is recognised, outlined and counted as core.fields counts it."""
-    from playwright.sync_api import sync_playwright
-
-    exe = _chromium()
     file, mid, expected = _training_field()
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1000})
-            page.goto(server + "/predict")
-            page.wait_for_selector('[data-testid="stFileUploader"]', timeout=120_000)
-            settle(page)
-            sidebar = page.locator('[data-testid="stSidebar"]')
-            sidebar.locator('[data-testid="stSelectbox"]').filter(has_text="Task").click()
-            page.get_by_role("option", name=re.compile("^Malaria")).click()
-            settle(page)
-            page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(file))
-            page.get_by_text(re.compile(r"Whole-field screening — 1 field")).wait_for(timeout=180_000)
-            page.get_by_text(re.compile(r"most suspicious cells")).wait_for(timeout=180_000)
-            settle(page)
-            assert _metric(page, "Red cells counted") == f"{expected['n_cells']:,}"
-            assert _metric(page, "Infected cells") == f"{expected['n_infected']:,}"
-            assert _metric(page, "Parasitemia") == f"{expected['parasitemia']:.2f}%"
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.mouse.move(5, 5)  # no tooltip over the page
-            page.screenshot(path=str(ARTIFACTS / "e2e_field_counts.png"))
-            outlined = page.locator('[data-testid="stImage"]').filter(has_text="Every found red cell outlined").first
-            outlined.scroll_into_view_if_needed()
-            settle(page)
-            assert outlined.locator("img").evaluate("i => i.complete && i.naturalWidth") > 0
-            page.screenshot(path=str(ARTIFACTS / "e2e_field_outlined.png"))
-        finally:
-            browser.close()
+    with _predict_page(server, height=1000) as page:
+        sidebar = page.locator('[data-testid="stSidebar"]')
+        sidebar.locator('[data-testid="stSelectbox"]').filter(has_text="Task").click()
+        page.get_by_role("option", name=re.compile("^Malaria")).click()
+        settle(page)
+        page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(file))
+        page.get_by_text(re.compile(r"Whole-field screening — 1 field")).wait_for(timeout=180_000)
+        page.get_by_text(re.compile(r"most suspicious cells")).wait_for(timeout=180_000)
+        settle(page)
+        assert _metric(page, "Red cells counted") == f"{expected['n_cells']:,}"
+        assert _metric(page, "Infected cells") == f"{expected['n_infected']:,}"
+        assert _metric(page, "Parasitemia") == f"{expected['parasitemia']:.2f}%"
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.mouse.move(5, 5)  # no tooltip over the page
+        page.screenshot(path=str(ARTIFACTS / "e2e_field_counts.png"))
+        outlined = page.locator('[data-testid="stImage"]').filter(has_text="Every found red cell outlined").first
+        outlined.scroll_into_view_if_needed()
+        settle(page)
+        assert outlined.locator("img").evaluate("i => i.complete && i.naturalWidth") > 0
+        page.screenshot(path=str(ARTIFACTS / "e2e_field_outlined.png"))
