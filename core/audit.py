@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from core import sqlfilters
+
 SURFACES = ("app", "cli", "batch", "handoff")
 BUSY_TIMEOUT_MS = 30_000
 COLUMNS = ["id", "created_at", "image_sha256", "task", "model_id", "model_sha256", "threshold", "site_profile",
@@ -130,11 +132,8 @@ def record(*, image_sha256: str, task: str, model_id: str, model_sha256: str | N
 
 
 def _where(filters: dict) -> tuple[str, list]:
-    clauses, args = [], []
-    for col in ("task", "model_id", "surface", "site_profile", "image_sha256", "decision"):
-        if filters.get(col):
-            clauses.append(f"{col} = ?")
-            args.append(filters[col])
+    clauses, args = sqlfilters.equal_clauses({c: filters.get(c) or None  # an empty filter means all
+                                   for c in ("task", "model_id", "surface", "site_profile", "image_sha256", "decision")})
     if filters.get("since"):
         clauses.append("created_at >= ?")
         args.append(_iso(filters["since"]))
@@ -143,7 +142,7 @@ def _where(filters: dict) -> tuple[str, list]:
         args.append(_iso(filters["until"]))
     if filters.get("withheld") is True:
         clauses.append("withheld_reason IS NOT NULL")
-    return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
+    return sqlfilters.where(clauses), args
 
 
 def _iso(v) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core import sqlfilters
 from core.config import REPO_ROOT
 
 TAGS: dict[str, str] = {
@@ -84,17 +85,8 @@ def delete_review(review_id: int, db: str | Path | None = None) -> None:
 
 def list_reviews(task: str | None = None, model_id: str | None = None, db: str | Path | None = None) -> pd.DataFrame:
     """All tag events, newest first."""
-    q, args = "SELECT * FROM reviews", []
-    where = []
-    if task is not None:
-        where.append("task = ?")
-        args.append(task)
-    if model_id is not None:
-        where.append("model_id = ?")
-        args.append(model_id)
-    if where:
-        q += " WHERE " + " AND ".join(where)
-    q += " ORDER BY id DESC"
+    clauses, args = sqlfilters.equal_clauses({"task": task, "model_id": model_id})
+    q = f"SELECT * FROM reviews{sqlfilters.where(clauses)} ORDER BY id DESC"
     with closing(_connect(db)) as con:
         df = pd.read_sql_query(q, con, params=args)
     return df[COLUMNS] if not df.empty else pd.DataFrame(columns=COLUMNS)

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from core import sqlfilters
+
 FORMAT = "secondlook-site-profile/1"
 
 _SCHEMA = """
@@ -143,15 +145,8 @@ _COLS = "name, task, model_id, model_sha256, n, created_at, threshold, shipped_t
 def list_profiles(task: str | None = None, model_id: str | None = None, db: str | Path | None = None) -> list[SiteProfile]:
     if not (Path(db) if db is not None else db_path()).is_file():
         return []  # reading never creates the database
-    q, args, where = f"SELECT {_COLS} FROM site_profiles", [], []
-    if task is not None:
-        where.append("task = ?")
-        args.append(task)
-    if model_id is not None:
-        where.append("model_id = ?")
-        args.append(model_id)
-    if where:
-        q += " WHERE " + " AND ".join(where)
+    clauses, args = sqlfilters.equal_clauses({"task": task, "model_id": model_id})
+    q = f"SELECT {_COLS} FROM site_profiles{sqlfilters.where(clauses)}"
     with closing(_connect(db)) as con:
         return [_from_row(r) for r in con.execute(q + " ORDER BY name, task, model_id", args).fetchall()]
 
