@@ -81,6 +81,15 @@ def _scored(neg_scores: list[list[float]]) -> list[records.ScoredField]:
     return out
 
 
+def test_false_alarms_split_into_annotated_cells_and_other_boxes():
+    fields = _scored([[0.9, 0.1], [0.8, 0.7]])
+    fields[0].annotated = np.array([True, True, True])
+    fields[1].annotated = np.array([False, True, True])  # its 0.8 box matches no annotated cell
+    r = records.false_alarm_sources(fields, 0.5)
+    assert r["on_annotated_cells_per_field"] == 1.0 and r["on_unannotated_boxes_per_field"] == 0.5  # (0.9, 0.7) and 0.8
+    assert r["unannotated_share_of_found"] == 1 / 6 and r["n_fields"] == 2
+
+
 def test_field_threshold_keeps_false_alarms_within_budget():
     fields = _scored([[0.9, 0.1], [0.8, 0.2], [0.7, 0.3], [0.6, 0.05], [0.5, 0.4]])  # 5 fields: budget 1 false alarm
     thr = records.choose_field_threshold(fields, target=0.2)

@@ -47,6 +47,8 @@ class ScoredField:
     infected_found: np.ndarray  # per annotated infected box: index of the found cell matched to it, or -1
     n_matched_boxes: int  # annotated (not difficult) boxes matched by a found cell
     infected_covering: list  # per annotated infected box: indices of found boxes that contain its centre
+    annotated: np.ndarray | None = None  # per found cell: matched to some annotated box (else a WBC, platelet,
+    # debris, clump or an unannotated red cell)
 
 
 def score_annotated(model, spec, fields) -> list[ScoredField]:
@@ -69,8 +71,10 @@ def score_annotated(model, spec, fields) -> list[ScoredField]:
             cx, cy, b = x + w / 2, y + h / 2, s.boxes
             covering.append(np.flatnonzero((b[:, 0] <= cx) & (cx <= b[:, 0] + b[:, 2]) & (b[:, 1] <= cy) & (cy <= b[:, 1] + b[:, 3]))
                             if len(b) else np.zeros(0, int))
+        annotated = np.zeros(len(s.boxes), bool)
+        annotated[[i for i, _ in matches]] = True
         out.append(ScoredField(s, truth, int((~f.difficult).sum()), int(len(inf)), box_to_found[inf],
-                               int(((box_to_found >= 0) & ~f.difficult).sum()), covering))
+                               int(((box_to_found >= 0) & ~f.difficult).sum()), covering, annotated))
     return out
 
 
@@ -131,6 +135,18 @@ def summarise(scored: list[ScoredField], threshold: float, n_boot: int = N_BOOT,
         out[k] = v
         out[f"{k}_ci"] = [float(np.quantile(arr, 0.025)), float(np.quantile(arr, 0.975))] if len(arr) else [None, None]
     return out
+
+
+def false_alarm_sources(scored: list[ScoredField], threshold: float) -> dict:
+    """Where the false "infected" cells at `threshold` come from, per field: found cells matched to an annotated
+    uninfected cell (the cell model's call) vs found boxes matching no annotation (white cells, platelets, debris,
+    clumps, unannotated red cells: what hard negatives would teach it). Issue #10's next step is chosen by this."""
+    on_cells = sum(int(((f.screen.probabilities >= threshold) & (f.truth == 0) & f.annotated).sum()) for f in scored)
+    off_cells = sum(int(((f.screen.probabilities >= threshold) & (f.truth == 0) & ~f.annotated).sum()) for f in scored)
+    n = max(len(scored), 1)
+    return {"n_fields": len(scored), "threshold": float(threshold), "on_annotated_cells_per_field": on_cells / n,
+            "on_unannotated_boxes_per_field": off_cells / n,
+            "unannotated_share_of_found": float(np.mean(np.concatenate([~f.annotated for f in scored]))) if scored else 0.0}
 
 
 def choose_field_threshold(scored: list[ScoredField], target: float = FP_PER_FIELD_TARGET) -> float:
@@ -208,7 +224,14 @@ def field_threshold(model_id: str) -> tuple[float, str]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True)
+    p.add_argument("--false-alarm-sources", action="store_true",
+                   help="only print where the validation fields' false alarms come from at the field point (no test look)")
     a = p.parse_args(argv)
+    if a.false_alarm_sources:
+        spec, model = get_model_spec(TASK, a.model), load_model(TASK, a.model)
+        val = score_annotated(model, spec, load_fields(STOP_SESSIONS))
+        print(json.dumps(false_alarm_sources(val, choose_field_threshold(val)) | {"sessions": list(STOP_SESSIONS)}))
+        return 0
     rec = build_record(a.model)
     write_card_file(model_dir(TASK, a.model) / RECORD, rec)
     print(json.dumps({k: rec[k] for k in ("model_id", "threshold")} | {"test": rec["test"]}, default=float))
