@@ -55,14 +55,14 @@ def looks_like(chroma_p75: float) -> str:
 
 
 def _rgb_small(img: np.ndarray) -> np.ndarray:
-    """At most ~256x256 pixels, int16 RGB: the statistics are global, and big photos stay cheap."""
+    """At most ~256x256 pixels, uint8 RGB: the statistics are global, and big photos stay cheap."""
     rgb = img[:, :, :3]
     if rgb.dtype != np.uint8:  # statistics assume 0..255
         from core.io.images import _as_uint8
 
         rgb = _as_uint8(rgb)
     step = max(1, int(np.ceil(max(img.shape[:2]) / 256)))
-    return rgb[::step, ::step].astype(np.int16)
+    return rgb[::step, ::step]
 
 
 def _hi_lo(small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -94,14 +94,7 @@ def chroma_p75(img: np.ndarray) -> float:
     img = np.asarray(img)
     if img.ndim == 2 or img.shape[2] == 1:
         return 0.0
-    step = max(1, int(np.ceil(max(img.shape[:2]) / 256)))
-    rgb = img[:, :, :3]
-    if rgb.dtype != np.uint8:  # statistics assume 0..255 (as in _rgb_small)
-        from core.io.images import _as_uint8
-
-        rgb = _as_uint8(rgb)
-    small = rgb[::step, ::step]
-    r, g, b = cv2.split(np.ascontiguousarray(small))
+    r, g, b = cv2.split(np.ascontiguousarray(_rgb_small(img)))
     hi, lo = cv2.max(cv2.max(r, g), b), cv2.min(cv2.min(r, g), b)
     content = cv2.compare(hi, DARK_LEVEL, cv2.CMP_GT)
     counts = cv2.calcHist([cv2.subtract(hi, lo)], [0], content, [256], [0, 256]).ravel().cumsum()
@@ -127,8 +120,8 @@ def modality_stats(img: np.ndarray) -> ModalityStats:
     if rgb.dtype != np.uint8:
         from core.io.images import _as_uint8
 
-        rgb = _as_uint8(rgb)
-    small = _rgb_small(rgb)  # already uint8 RGB: converted once
+        rgb = _as_uint8(rgb)  # once: the equal-channels check reads every pixel, the rest the small copy
+    small = _rgb_small(rgb).astype(np.int16)
     hi, lo = _hi_lo(small)
     chroma = hi - lo
     content = hi > DARK_LEVEL
