@@ -249,3 +249,32 @@ def test_field_record_is_reproduced_on_the_annotated_fields():
     for k, v in rec["test"].items():
         if isinstance(v, float):
             assert test[k] == pytest.approx(v, abs=1e-6), k
+
+
+def test_unannotated_found_boxes_overlap_no_cell_and_hold_no_parasitised_centre():
+    from core.data.field_crops import unannotated
+
+    annotated = np.array([[0, 0, 10, 10], [100, 100, 20, 20], [200, 0, 10, 10]])
+    infected = np.array([False, True, False])
+    found = np.array([[1, 1, 10, 10],      # the first cell: annotated
+                      [50, 50, 10, 10],    # nothing there: a negative
+                      [90, 90, 60, 60],    # a clump around the parasitised cell's centre: not a negative
+                      [206, 0, 10, 10],    # IoU 4/16 with the third cell: too close to call a negative
+                      [300, 300, 8, 8]])   # a platelet far away: a negative
+    assert unannotated(found, annotated, infected).tolist() == [False, True, False, False, True]
+    assert unannotated(found, np.zeros((0, 4)), np.zeros(0, bool)).all()
+
+
+def test_hard_negatives_from_real_training_fields():
+    from core.data.field_crops import TRAIN_SESSIONS, hard_negative_crops, read_fields
+    from core.fields.matching import iou_matrix
+    from tests.conftest import require_dataset
+
+    require_dataset("malaria_fields")
+    crops, boxes = hard_negative_crops(TRAIN_SESSIONS, limit=2)
+    assert crops.shape == (len(boxes), 64, 64, 3) and len(boxes) > 0 and boxes["path"].nunique() <= 2
+    _, cells = read_fields()
+    for path, g in boxes.groupby("path"):
+        truth = cells[cells["path"] == path][["x", "y", "w", "h"]].to_numpy()
+        assert iou_matrix(truth, g[["x", "y", "w", "h"]].to_numpy()).max() < 0.1
+    assert set(cells[cells["path"].isin(boxes["path"])]["session"]) <= set(TRAIN_SESSIONS)  # never a test field

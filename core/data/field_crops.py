@@ -82,3 +82,48 @@ def session_crops(sessions: tuple[str, ...], max_negatives: int | None = None, s
         for idx, c in pool.map(one, groups):
             crops[idx] = c
     return crops, cells["infected"].to_numpy(np.float32), cells[["path", "x", "y", "w", "h", "session"]]
+
+
+def unannotated(found: np.ndarray, annotated: np.ndarray, infected: np.ndarray, max_iou: float = 0.1) -> np.ndarray:
+    """Per found box (x, y, w, h): True when it overlaps no annotated box (IoU < `max_iou` with each, difficult ones
+    included) and holds no infected box's centre (a clump around a parasitised cell is not a negative)."""
+    from core.fields.matching import iou_matrix
+
+    found = np.asarray(found, np.float64).reshape(-1, 4)
+    annotated = np.asarray(annotated, np.float64).reshape(-1, 4)
+    keep = np.ones(len(found), bool)
+    if not len(found) or not len(annotated):
+        return keep
+    keep &= iou_matrix(annotated, found).max(axis=0) < max_iou
+    cx, cy = (annotated[:, 0] + annotated[:, 2] / 2)[infected], (annotated[:, 1] + annotated[:, 3] / 2)[infected]
+    for x, y in zip(cx, cy):
+        keep &= ~((found[:, 0] <= x) & (x <= found[:, 0] + found[:, 2]) & (found[:, 1] <= y) & (y <= found[:, 1] + found[:, 3]))
+    return keep
+
+
+def hard_negative_crops(sessions: tuple[str, ...], size: int = 64,
+                        limit: int | None = None) -> tuple[np.ndarray, pd.DataFrame]:
+    """Cells the finder cuts from the fields of `sessions` that are no annotated cell: white cells, platelets,
+    debris, clumps and unannotated red cells, cut as screening cuts them, all uninfected (infected cells are boxed
+    thoroughly, SOURCE.md). On the validation fields these make half of the field model's false alarms
+    (`python -m core.fields.records --false-alarm-sources`); as training negatives they teach the cell model them."""
+    from core.fields.finder import find_cells
+
+    fields, cells = read_fields()
+    fields = fields[fields["session"].isin(sessions)].sort_values("path").head(limit)
+    root = task_data_dir(FIELDS)
+
+    def one(path: str):
+        rgb = read_image(root / path)
+        g = cells[cells["path"] == path]
+        found = find_cells(rgb).boxes
+        boxes = found[unannotated(found, g[["x", "y", "w", "h"]].to_numpy(), (g["infected"] == 1).to_numpy())]
+        return path, boxes, cut_cells(rgb, boxes, size)
+
+    crops, rows = [], []
+    with ThreadPoolExecutor(2) as pool:
+        for path, boxes, c in pool.map(one, fields["path"]):
+            crops.append(c)
+            rows += [(path, *map(int, b)) for b in boxes]
+    frame = pd.DataFrame(rows, columns=["path", "x", "y", "w", "h"])
+    return (np.concatenate(crops) if crops else np.zeros((0, size, size, 3), np.uint8)), frame
