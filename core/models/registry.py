@@ -33,6 +33,7 @@ class TrainConfig:
     pretrain_epochs: int = 0
     init_from: str = ""  # start from this bundled model's weights (same task and architecture; checksum-verified)
     second_site: str = ""  # "malaria_fields": add cells cut from the training fields (core.data.field_crops)
+    hard_negatives: bool = False  # with second_site: also the finder's boxes there that are no annotated cell
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)

@@ -162,15 +162,20 @@ def _add_second_site(data: TrainingData, spec: ModelSpec, seed: int) -> None:
     x_s = np.stack([prepare(c, spec.input) for c in x_s])
     pos = np.flatnonzero(y_f == 1)
     rep = np.concatenate([np.arange(len(y_f))] + [pos] * (fc.POSITIVE_REPEAT - 1))
-    data.x_train = np.concatenate([data.x_train, x_f[rep]])
-    data.y_train = np.concatenate([data.y_train, y_f[rep]])
+    x_h = np.zeros((0, *x_f.shape[1:]), x_f.dtype)
+    if spec.train.hard_negatives:  # white cells, platelets, debris, clumps the finder cuts: half the false alarms
+        x_h = np.stack([prepare(c, spec.input) for c in fc.hard_negative_crops(fc.TRAIN_SESSIONS)[0]])
+    data.x_train = np.concatenate([data.x_train, x_f[rep], x_h])
+    data.y_train = np.concatenate([data.y_train, y_f[rep], np.zeros(len(x_h), data.y_train.dtype)])
     data.x_stop = np.concatenate([data.x_val, x_s])
     data.y_stop = np.concatenate([data.y_val, y_s])
     data.notes = {"second_site": fc.FIELDS, "train_sessions": list(fc.TRAIN_SESSIONS), "stop_sessions": list(fc.STOP_SESSIONS),
                   "train_cells": int(len(y_f)), "train_infected": int(y_f.sum()), "positive_repeat": fc.POSITIVE_REPEAT,
                   "stop_cells": int(len(y_s)), "stop_infected": int(y_s.sum())}
+    if spec.train.hard_negatives:
+        data.notes["hard_negatives"] = int(len(x_h))
     print(f"second site: +{len(rep)} training crops ({int(y_f.sum())} infected x{fc.POSITIVE_REPEAT}), "
-          f"+{len(y_s)} early-stopping crops, {time.time() - t0:.0f}s", flush=True)
+          f"+{len(x_h)} hard negatives, +{len(y_s)} early-stopping crops, {time.time() - t0:.0f}s", flush=True)
 
 
 def _fit_member(spec: ModelSpec, data: TrainingData, n_epochs: int, seed: int):
