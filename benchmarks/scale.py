@@ -10,8 +10,9 @@ Measured, each in one run so the ratios share the machine's state:
   ray        core.batch's Ray engine on a local Ray (2 CPUs) vs the embedded engine end to end on 10,000 real cells
              (target >= 0.7x; each run loads its model: the Ray run in its actors, which also import TensorFlow; the
              embedded one in-process; also reported against an embedded run handed a loaded model); the first job
-             on a just-started Ray, which also starts Ray Data's own actors, is reported apart, the steady state after the first batch, the same on the
-             1,865-file test split (start-up dominates), Ray start-up (ray.init) on its own; scores compared
+             on a just-started Ray, which also starts Ray Data's own actors, reported apart; the steady state after
+             the first batch, the same on the 1,865-file test split (start-up dominates), Ray start-up (ray.init) on
+             its own; scores compared
   stages     per-image cost of each stage, one thread: read+sha256, decode+check+prepare, score (batches of 128)
   corrupt    a 10,000-file folder of small PNGs drawn here, 1% corrupt: completes, every file one row
   onnx       for every bundled model: onnxruntime (core.export.onnx_engine) vs the traced TF graph

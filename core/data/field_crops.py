@@ -87,7 +87,7 @@ def session_crops(sessions: tuple[str, ...], max_negatives: int | None = None, s
 def unannotated(found: np.ndarray, annotated: np.ndarray, infected: np.ndarray, max_iou: float = 0.1) -> np.ndarray:
     """Per found box (x, y, w, h): True when it overlaps no annotated box (IoU < `max_iou` with each, difficult ones
     included) and holds no infected box's centre (a clump around a parasitised cell is not a negative)."""
-    from core.fields.matching import iou_matrix
+    from core.fields.matching import covering_centres, iou_matrix
 
     found = np.asarray(found, np.float64).reshape(-1, 4)
     annotated = np.asarray(annotated, np.float64).reshape(-1, 4)
@@ -95,9 +95,8 @@ def unannotated(found: np.ndarray, annotated: np.ndarray, infected: np.ndarray, 
     if not len(found) or not len(annotated):
         return keep
     keep &= iou_matrix(annotated, found).max(axis=0) < max_iou
-    cx, cy = (annotated[:, 0] + annotated[:, 2] / 2)[infected], (annotated[:, 1] + annotated[:, 3] / 2)[infected]
-    for x, y in zip(cx, cy):
-        keep &= ~((found[:, 0] <= x) & (x <= found[:, 0] + found[:, 2]) & (found[:, 1] <= y) & (y <= found[:, 1] + found[:, 3]))
+    for c in covering_centres(found, annotated[np.asarray(infected, bool)]):
+        keep[c] = False
     return keep
 
 

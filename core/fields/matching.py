@@ -6,6 +6,17 @@ import numpy as np
 IOU_THRESHOLD = 0.5
 
 
+def covering_centres(boxes: np.ndarray, targets: np.ndarray) -> list[np.ndarray]:
+    """For each target box, the indices of `boxes` that contain its centre (edges included): a found box around a
+    clump holds an annotated cell's centre without matching it."""
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    out = []
+    for x, y, w, h in np.asarray(targets, dtype=np.float64).reshape(-1, 4):
+        cx, cy = x + w / 2, y + h / 2
+        out.append(np.flatnonzero((b[:, 0] <= cx) & (cx <= b[:, 0] + b[:, 2]) & (b[:, 1] <= cy) & (cy <= b[:, 1] + b[:, 3])))
+    return out
+
+
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU of every box in `a` (N,4) with every box in `b` (M,4), boxes as (x, y, w, h)."""
     a = np.asarray(a, dtype=np.float64).reshape(-1, 4)

@@ -23,7 +23,7 @@ import numpy as np
 
 from core.data.field_crops import STOP_SESSIONS
 from core.fields.annotations import load_fields
-from core.fields.matching import iou_matrix, match_greedy
+from core.fields.matching import covering_centres, iou_matrix, match_greedy
 from core.fields.screen import FieldScreen, screen_field
 from core.io.images import read_image
 from core.models.registry import get_model_spec
@@ -62,15 +62,9 @@ def score_annotated(model, spec, fields) -> list[ScoredField]:
             truth[i] = -1 if f.difficult[j] else int(f.infected[j])
             box_to_found[j] = i
         inf = np.flatnonzero(f.infected & ~f.difficult)
-        for x, y, w, h in f.boxes[inf]:  # an unmatched box around an infected cell (a clump) is no false alarm
-            cx, cy, b = x + w / 2, y + h / 2, s.boxes
-            inside = (b[:, 0] <= cx) & (cx <= b[:, 0] + b[:, 2]) & (b[:, 1] <= cy) & (cy <= b[:, 1] + b[:, 3]) if len(b) else []
-            truth[np.flatnonzero(np.asarray(inside, bool) & (truth == 0))] = -1
-        covering = []
-        for x, y, w, h in f.boxes[inf]:
-            cx, cy, b = x + w / 2, y + h / 2, s.boxes
-            covering.append(np.flatnonzero((b[:, 0] <= cx) & (cx <= b[:, 0] + b[:, 2]) & (b[:, 1] <= cy) & (cy <= b[:, 1] + b[:, 3]))
-                            if len(b) else np.zeros(0, int))
+        covering = covering_centres(s.boxes, f.boxes[inf])
+        for c in covering:  # an unmatched box around an infected cell (a clump) is no false alarm
+            truth[c[truth[c] == 0]] = -1
         annotated = np.zeros(len(s.boxes), bool)
         annotated[[i for i, _ in matches]] = True
         out.append(ScoredField(s, truth, int((~f.difficult).sum()), int(len(inf)), box_to_found[inf],
@@ -141,8 +135,9 @@ def false_alarm_sources(scored: list[ScoredField], threshold: float) -> dict:
     """Where the false "infected" cells at `threshold` come from, per field: found cells matched to an annotated
     uninfected cell (the cell model's call) vs found boxes matching no annotation (white cells, platelets, debris,
     clumps, unannotated red cells: what hard negatives would teach it). Issue #10's next step is chosen by this."""
-    on_cells = sum(int(((f.screen.probabilities >= threshold) & (f.truth == 0) & f.annotated).sum()) for f in scored)
-    off_cells = sum(int(((f.screen.probabilities >= threshold) & (f.truth == 0) & ~f.annotated).sum()) for f in scored)
+    false = [(f.screen.probabilities >= threshold) & (f.truth == 0) for f in scored]
+    on_cells = sum(int((fa & f.annotated).sum()) for fa, f in zip(false, scored))
+    off_cells = sum(int((fa & ~f.annotated).sum()) for fa, f in zip(false, scored))
     n = max(len(scored), 1)
     return {"n_fields": len(scored), "threshold": float(threshold), "on_annotated_cells_per_field": on_cells / n,
             "on_unannotated_boxes_per_field": off_cells / n,
