@@ -1,7 +1,10 @@
 """Whole-field malaria smear: find red cells, crop them like NIH cell crops, evaluate the finder.
 
 Public API:
-    find_cells(rgb) -> FieldCells                 core.fields.finder
+    find_cells(rgb) -> FieldCells                 core.fields.finder (classical: checks, size estimate, masks)
+    load_detector() -> Detector | None            core.fields.detector (learned boxes; trained by
+        `python -m core.fields.detector_train`)
+    locate_cells(rgb, finder="learned")           core.fields.screen (the boxes screening uses)
     crop_cells(rgb, field_cells, size=64)         core.fields.crops
     crop_boxes(rgb, boxes, size=64, field_cells=None)   core.fields.crops
     load_fields(split_or_sessions)                core.fields.annotations

@@ -4,7 +4,7 @@
 
 Recall = share of annotated (non-difficult) boxes matched one-to-one by a found cell at IoU >= 0.5;
 infected recall the same over infected boxes. CIs resample whole fields (seeded bootstrap).
-Time is `find_cells` per field (image decode excluded), wall clock and CPU time of this process
+Time is finding per field (image decode excluded; the learned finder includes the classical pass it starts from), wall clock and CPU time of this process
 (one OpenCV thread), so a loaded shared machine does not hide the real per-core cost.
 """
 from __future__ import annotations
@@ -19,7 +19,6 @@ import cv2
 import numpy as np
 
 from core.fields.annotations import load_fields, parse_sessions
-from core.fields.finder import find_cells
 from core.fields.matching import bootstrap_ci, field_detection, pooled_recall
 
 
@@ -31,8 +30,13 @@ def read_rgb(path: Path) -> np.ndarray:
 
 
 def evaluate_finder(split_or_sessions: str | list[str] | tuple[str, ...] = "S2,S3",
-                    limit: int | None = None, n_boot: int = 2000, seed: int = 0) -> dict:
-    """Per-field and pooled recall (annotated, infected) with field-bootstrap 95% CIs, and timing."""
+                    limit: int | None = None, n_boot: int = 2000, seed: int = 0, finder: str = "learned") -> dict:
+    """Per-field and pooled recall (annotated, infected) with field-bootstrap 95% CIs, and timing.
+
+    `finder`: "learned" (the bundled detector's boxes, when there is one) or "classical" (core.fields.finder alone).
+    """
+    from core.fields.screen import bundled_detector, locate_cells
+
     sessions = parse_sessions(split_or_sessions)
     fields = load_fields(sessions)
     if limit:
@@ -44,10 +48,10 @@ def evaluate_finder(split_or_sessions: str | list[str] | tuple[str, ...] = "S2,S
     for fa in fields:
         rgb = read_rgb(fa.image_path)
         t0, c0 = time.perf_counter(), time.process_time()
-        res = find_cells(rgb)
+        boxes, res = locate_cells(rgb, finder)
         times.append((time.perf_counter() - t0) * 1000)
         cpu_times.append((time.process_time() - c0) * 1000)
-        row = field_detection(fa.boxes, fa.infected, fa.difficult, res.boxes, types=fa.types)
+        row = field_detection(fa.boxes, fa.infected, fa.difficult, boxes, types=fa.types)
         row.update(path=fa.path, session=fa.session, ms=round(times[-1], 1),
                    n_boxes=int(len(fa.boxes)), flags=list(res.flags),
                    clumped_share=round(res.clumped_share, 3), n_dropped_wbc=res.n_dropped_wbc,
@@ -58,6 +62,7 @@ def evaluate_finder(split_or_sessions: str | list[str] | tuple[str, ...] = "S2,S
     t = np.asarray(times) if times else np.zeros(1)
     summary = {
         "sessions": list(sessions),
+        "finder": finder if finder == "classical" or bundled_detector() is not None else "classical (no detector)",
         "n_fields": len(per_field),
         "annotated_recall": overall["annotated_recall"],
         "annotated_recall_ci95": ci.get("annotated_recall"),
@@ -92,13 +97,33 @@ def _by_type(per_field: list[dict]) -> dict:
     return {t: {"n": n, "found": f, "recall": f / n if n else None} for t, (n, f) in sorted(tot.items())}
 
 
+def record_on_card(summary: dict) -> None:
+    """The learned finder's test figures on its card, each scoring of the test session counted as a look."""
+    from core.fields.detector import DETECTOR_DIR
+
+    path = DETECTOR_DIR / "card.json"
+    card = json.loads(path.read_text())
+    if summary.get("finder") != "learned" or summary["sessions"] != ["S1"]:
+        raise SystemExit("--record is for the learned finder on the test session S1 (--sessions S1)")
+    card["test"] = {k: summary[k] for k in ("sessions", "n_fields", "annotated_recall", "annotated_recall_ci95",
+                                            "infected_recall", "infected_recall_ci95", "n_annotated", "n_infected",
+                                            "mean_found_per_field", "recall_by_type")}
+    card["test_looks"] = card.get("test_looks", []) + [f"finder_eval --sessions S1 (look {len(card.get('test_looks', [])) + 1})"]
+    path.write_text(json.dumps(card, indent=1) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sessions", default="S2,S3", help="train, test, or sessions like S2,S3")
     ap.add_argument("--out", type=Path, help="write the full per-field result as JSON here")
     ap.add_argument("--limit", type=int, default=None, help="first N fields only (quick look)")
+    ap.add_argument("--finder", choices=("learned", "classical"), default="learned")
+    ap.add_argument("--record", action="store_true",
+                    help="write the summary into the detector's card as its test record (counts as a test look)")
     args = ap.parse_args(argv)
-    result = evaluate_finder(args.sessions, limit=args.limit)
+    result = evaluate_finder(args.sessions, limit=args.limit, finder=args.finder)
+    if args.record:
+        record_on_card(result["summary"])
     if args.out:
         args.out.write_text(json.dumps(result, indent=1))
     json.dump(result["summary"], sys.stdout, indent=1)

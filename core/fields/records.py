@@ -154,7 +154,7 @@ def choose_field_threshold(scored: list[ScoredField], target: float = FP_PER_FIE
     return float(np.nextafter(neg[budget], 1.0))  # just above the (budget+1)-th highest negative score
 
 
-def build_record(model_id: str) -> dict:
+def build_record(model_id: str, why: str = "") -> dict:
     spec = get_model_spec(TASK, model_id)
     model = load_model(TASK, model_id)
     t0 = time.perf_counter()
@@ -166,7 +166,7 @@ def build_record(model_id: str) -> dict:
     card = read_card(TASK, model_id)
     shipped = float(card["threshold"])
     return {
-        "task": TASK, "model_id": model_id, "model_sha256": card["sha256"],
+        "task": TASK, "model_id": model_id, "model_sha256": card["sha256"], "finder": current_finder(),
         "threshold": threshold,
         "threshold_rule": f"lowest threshold with at most {FP_PER_FIELD_TARGET} false infected cells per validation field",
         "threshold_chosen_on": f"validation fields: sessions {'+'.join(STOP_SESSIONS)} of train ({len(val)} fields)",
@@ -178,7 +178,23 @@ def build_record(model_id: str) -> dict:
         "seconds": round(seconds, 1),
         "test_looks": int(read_record(model_id).get("test_looks", 0)) + 1,  # every scoring of the test fields counts
         "earlier_test_looks": _earlier(read_record(model_id)),
+        **({"rescored_because": why} if why else {}),
     }
+
+
+def current_finder() -> dict:
+    """Which cell finder screening uses now; a record made with another one no longer describes the product."""
+    from core.fields.screen import bundled_detector
+
+    det = bundled_detector()
+    return {"kind": "learned", "detector_sha256": det.sha256} if det else {"kind": "classical"}
+
+
+def is_current(model_id: str, rec: dict | None = None) -> bool:
+    """The record was made with this model file and this finder."""
+    rec = read_record(model_id) if rec is None else rec
+    return bool(rec) and rec.get("model_sha256") == read_card(TASK, model_id).get("sha256") \
+        and rec.get("finder", {"kind": "classical"}) == current_finder()
 
 
 def _earlier(old: dict) -> list[dict]:
@@ -187,6 +203,7 @@ def _earlier(old: dict) -> list[dict]:
         return []
     t = old.get("test", {})
     return old.get("earlier_test_looks", []) + [{
+        "finder": old.get("finder", {"kind": "classical"}),
         "threshold_rule": old.get("threshold_rule"), "threshold": old.get("threshold"),
         "infected_sensitivity": t.get("infected_sensitivity"), "false_positive_cells_per_field": t.get("false_positive_cells_per_field"),
         "note": old.get("note", "")}]
@@ -202,7 +219,7 @@ def field_model() -> str:
     from core.models.selection import default_model
     from core.models.store import bundled_models
 
-    with_record = [m for m in bundled_models(TASK) if read_record(m).get("model_sha256") == read_card(TASK, m).get("sha256")]
+    with_record = [m for m in bundled_models(TASK) if is_current(m)]
     if "secondlook_twosite" in with_record:
         return "secondlook_twosite"
     return with_record[0] if with_record else default_model(TASK)
@@ -211,7 +228,7 @@ def field_model() -> str:
 def field_threshold(model_id: str) -> tuple[float, str]:
     """(threshold, where it comes from): the field operating point when recorded for this model file, else the card's."""
     rec = read_record(model_id)
-    if rec and rec.get("model_sha256") == read_card(TASK, model_id).get("sha256"):
+    if is_current(model_id, rec):
         return float(rec["threshold"]), "field operating point (validation fields)"
     return float(read_card(TASK, model_id)["threshold"]), "cell operating point of the model card (no field record)"
 
@@ -221,13 +238,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", required=True)
     p.add_argument("--false-alarm-sources", action="store_true",
                    help="only print where the validation fields' false alarms come from at the field point (no test look)")
+    p.add_argument("--why", default="", help="why the test fields are scored again (kept in the record)")
     a = p.parse_args(argv)
     if a.false_alarm_sources:
         spec, model = get_model_spec(TASK, a.model), load_model(TASK, a.model)
         val = score_annotated(model, spec, load_fields(STOP_SESSIONS))
         print(json.dumps(false_alarm_sources(val, choose_field_threshold(val)) | {"sessions": list(STOP_SESSIONS)}))
         return 0
-    rec = build_record(a.model)
+    rec = build_record(a.model, a.why)
     write_card_file(model_dir(TASK, a.model) / RECORD, rec)
     print(json.dumps({k: rec[k] for k in ("model_id", "threshold")} | {"test": rec["test"]}, default=float))
     return 0
@@ -251,7 +269,7 @@ def record_table() -> str:
             "|---|---:|---|---|---|---|---|---|"]
     for m in bundled_models(TASK):
         rec = read_record(m)
-        if not rec or rec.get("model_sha256") != read_card(TASK, m).get("sha256"):
+        if not is_current(m, rec):
             continue
         t = rec["test"]
         rows.append(f"| `{m}` | {rec['threshold']:.4f} | {_ci(t, 'red_cells_found')} | {_ci(t, 'infected_cells_found')} | "

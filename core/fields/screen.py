@@ -10,6 +10,7 @@ by `core.inference.preprocess.prepare` and scored in one batch. Thin-film parasi
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -17,7 +18,7 @@ import numpy as np
 
 from core.data.field_crops import cut_cells
 from core.evaluation.metrics import wilson_ci
-from core.fields.finder import NO_CELLS_MESSAGE, find_cells
+from core.fields.finder import NO_CELLS_MESSAGE, FieldCells, find_cells
 from core.inference.calibrate import calibrated
 from core.inference.decision import FIELD_MIN_SIDE
 from core.inference.forward import predict_tensors
@@ -97,10 +98,36 @@ def countable(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
     return inside & (side <= MAX_SIDE_RATIO * np.median(side))
 
 
-def screen_field(rgb: np.ndarray, model, spec: ModelSpec, name: str = "field", keep_crops: bool = False) -> FieldScreen:
-    """Find, cut and score every countable red cell of one field (RGB uint8)."""
+FINDERS = ("learned", "classical")
+_NOT_A_FIELD = {"no_cells", "too_many", "bad_scale"}  # the classical checks' verdicts the detector never overrides
+
+
+@functools.lru_cache(maxsize=1)
+def bundled_detector():
+    """The learned cell finder, loaded once (None when models/fields/cell_detector is absent)."""
+    from core.fields.detector import load_detector
+
+    return load_detector()
+
+
+def locate_cells(rgb: np.ndarray, finder: str = "learned") -> tuple[np.ndarray, FieldCells]:
+    """(boxes, the classical result). The classical finder always runs: its checks say whether this is a field at
+    all and its size estimate sets the detector's scale; the boxes come from the learned detector when it is
+    bundled and `finder` is "learned" (chosen on the validation fields: it splits clumps the classical one merges)."""
+    if finder not in FINDERS:
+        raise ValueError(f"unknown finder {finder!r}; choose one of {FINDERS}")
     found = find_cells(rgb)
-    boxes = np.asarray(found.boxes, np.int64).reshape(-1, 4)
+    det = bundled_detector() if finder == "learned" else None
+    if det is None or not len(found) or _NOT_A_FIELD & set(found.flags):
+        return np.asarray(found.boxes, np.int64).reshape(-1, 4), found
+    boxes, _ = det.boxes(rgb, found.cell_diameter)
+    return boxes, found
+
+
+def screen_field(rgb: np.ndarray, model, spec: ModelSpec, name: str = "field", keep_crops: bool = False,
+                 finder: str = "learned") -> FieldScreen:
+    """Find, cut and score every countable red cell of one field (RGB uint8)."""
+    boxes, found = locate_cells(rgb, finder)
     boxes = boxes[countable(boxes, rgb.shape[1], rgb.shape[0])]
     crops = cut_cells(rgb, boxes, spec.input.size) if len(boxes) else np.zeros((0, spec.input.size, spec.input.size, 3), np.uint8)
     probs = score_crops(model, spec, crops)
