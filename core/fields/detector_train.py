@@ -1,6 +1,7 @@
 """Train the learned cell finder (core.fields.detector) on the training fields' boxes; choose it on other fields.
 
     python -m core.fields.detector_train [--train S2] [--val S3] [--epochs 24] [--out DIR]
+    python -m core.fields.detector_train --predictions     # the bundled detector's boxes on S3 and S1, as CSV
 
 Targets per field, at the network's scale (cells WORK_DIAMETER px across, from the classical finder's size
 estimate, as at inference): a Gaussian at every annotated box centre (difficult boxes included: they are cells) and
@@ -30,6 +31,7 @@ from core.fields.detector import (DETECTOR_DIR, STRIDE, WORK_DIAMETER, build_det
 from core.fields.finder import find_cells
 from core.fields.finder_eval import read_rgb
 from core.fields.matching import field_detection, pooled_recall
+from core.models.store import save_for_inference
 
 CROP = 192  # training crop side, network-input pixels (~8 cells across)
 THRESHOLDS = (0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5)
@@ -202,7 +204,7 @@ def train(train_sessions: str, val_sessions: str, epochs: int, out_dir: Path, se
             if best is None or (ev[t]["f1"], ev[t]["infected_recall"]) > (best["f1"], best["infected_recall"]):
                 best = {**ev[t], "epoch": ep + 1, "threshold": float(t), "by_threshold": ev}
                 out_dir.mkdir(parents=True, exist_ok=True)
-                model.save(out_dir / "model.keras", include_optimizer=False)
+                save_for_inference(model, out_dir / "model.keras")
         history.append(entry)
         log(json.dumps(entry))
     weights = out_dir / "model.keras"
@@ -228,6 +230,35 @@ def train(train_sessions: str, val_sessions: str, epochs: int, out_dir: Path, se
     return card
 
 
+def write_predictions(sessions: str, path: Path) -> int:
+    """One row per box the bundled detector finds (path, x, y, w, h, score) with the annotated box it matches at
+    IoU >= 0.5 (its type, or empty): the detector's counterpart of a cell model's *_predictions.csv."""
+    import csv
+
+    from core.fields.matching import iou_matrix, match_greedy
+    from core.fields.screen import bundled_detector, locate_cells
+
+    det = bundled_detector()
+    if det is None:
+        raise SystemExit(f"no detector in {DETECTOR_DIR}")
+    n = 0
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "x", "y", "w", "h", "score", "matched_type", "iou"])
+        for fa in load_fields(sessions):
+            rgb = read_rgb(fa.image_path)
+            _, found = locate_cells(rgb, "classical")
+            boxes, scores = det.boxes(rgb, found.cell_diameter) if len(found) else (np.zeros((0, 4), int), np.zeros(0))
+            iou = iou_matrix(boxes, fa.boxes)
+            match = dict(match_greedy(iou))
+            for i, (b, sc) in enumerate(zip(boxes, scores)):
+                j = match.get(i)
+                w.writerow([fa.path, *map(int, b), round(float(sc), 6), fa.types[j] if j is not None else "",
+                            round(float(iou[i, j]), 4) if j is not None else ""])
+                n += 1
+    return n
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--train", default="S2", help="sessions to train on (never S1, the test session)")
@@ -235,7 +266,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=24)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=DETECTOR_DIR)
+    ap.add_argument("--predictions", action="store_true",
+                    help="no training: write the bundled detector's val_predictions.csv (S3) and test_predictions.csv (S1)")
     a = ap.parse_args(argv)
+    if a.predictions:
+        for sessions, name in (("S3", "val_predictions.csv"), ("S1", "test_predictions.csv")):
+            print(name, write_predictions(sessions, DETECTOR_DIR / name), "boxes")
+        return 0
     if "S1" in (a.train + a.val):
         ap.error("S1 is the test session: it is for the final evaluation only")
     train(a.train, a.val, a.epochs, a.out, a.seed)
