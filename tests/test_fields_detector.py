@@ -111,3 +111,18 @@ def test_bundled_detector_reproduces_its_test_record():
     got = evaluate_finder("S1", n_boot=200)["summary"]
     for k in ("annotated_recall", "infected_recall", "n_annotated", "n_infected", "mean_found_per_field"):
         assert got[k] == pytest.approx(card["test"][k], abs=1e-9), k
+
+
+def test_bundled_predictions_agree_with_the_card():
+    """test_predictions.csv (one row per found box) gives the card's recorded test recall and box count."""
+    import pandas as pd
+
+    card = json.loads((D.DETECTOR_DIR / "card.json").read_text())
+    rows = pd.read_csv(D.DETECTOR_DIR / "test_predictions.csv", keep_default_na=False)
+    t = card["test"]
+    matched = rows["matched_type"]
+    assert len(rows) == pytest.approx(t["mean_found_per_field"] * t["n_fields"])
+    assert ((matched != "") & (matched != "difficult")).sum() == round(t["annotated_recall"] * t["n_annotated"])
+    infected = matched.isin(["ring", "trophozoite", "schizont", "gametocyte"]).sum()
+    assert infected == round(t["infected_recall"] * t["n_infected"])
+    assert (rows["score"] >= card["threshold"]).all()
