@@ -126,3 +126,13 @@ def test_bundled_predictions_agree_with_the_card():
     infected = matched.isin(["ring", "trophozoite", "schizont", "gametocyte"]).sum()
     assert infected == round(t["infected_recall"] * t["n_infected"])
     assert (rows["score"] >= card["threshold"]).all()
+
+
+def test_a_field_record_made_with_another_finder_is_not_current():
+    from core.fields import records
+
+    m = records.field_model()
+    rec = records.read_record(m)
+    assert rec["finder"] == records.current_finder() and records.is_current(m, rec)
+    assert not records.is_current(m, dict(rec, finder={"kind": "classical"}))
+    assert not records.is_current(m, {k: v for k, v in rec.items() if k != "finder"})  # older records: classical

@@ -138,6 +138,15 @@ class Detector:
         return decode(out, scale, cell_diameter, self.threshold, rgb.shape[:2])
 
 
+def detector_sha256(root: Path | None = None) -> str | None:
+    """The bundled detector's sha256 as its card states it (None without one): which finder made a record, known
+    without loading TensorFlow (load_detector checks the file against it when the detector is used)."""
+    d = Path(root) if root else DETECTOR_DIR
+    if not ((d / "card.json").is_file() and (d / "model.keras").is_file()):
+        return None
+    return json.loads((d / "card.json").read_text()).get("sha256")
+
+
 def load_detector(root: Path | None = None) -> Detector | None:
     """The bundled detector (checked against its card's sha256), or None when there is none."""
     d = Path(root) if root else DETECTOR_DIR

@@ -184,10 +184,10 @@ def build_record(model_id: str, why: str = "") -> dict:
 
 def current_finder() -> dict:
     """Which cell finder screening uses now; a record made with another one no longer describes the product."""
-    from core.fields.screen import bundled_detector
+    from core.fields.detector import detector_sha256
 
-    det = bundled_detector()
-    return {"kind": "learned", "detector_sha256": det.sha256} if det else {"kind": "classical"}
+    sha = detector_sha256()
+    return {"kind": "learned", "detector_sha256": sha} if sha else {"kind": "classical"}
 
 
 def is_current(model_id: str, rec: dict | None = None) -> bool:
