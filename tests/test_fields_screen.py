@@ -15,7 +15,7 @@ from core.data.field_crops import fields_available
 from core.evaluation.metrics import wilson_ci
 from core.fields import records, screen
 from core.models.registry import InputSpec, ModelSpec, TrainConfig
-from tests.conftest import IN_CI
+from tests.conftest import IN_CI, SCORE_TOLERANCE
 from tests.modelgen import tiny_model
 from tests.test_fields_finder import _cell, _field, _finish, _grid_centres
 
@@ -246,7 +246,7 @@ def test_field_record_is_reproduced_on_the_annotated_fields():
     assert rec.get("finder", {"kind": "classical"}) == records.current_finder(), "record made with another cell finder"
     spec, model = get_model_spec("malaria", model_id), load_model("malaria", model_id)
     val = records.score_annotated(model, spec, load_fields(STOP_SESSIONS))
-    assert records.choose_field_threshold(val) == pytest.approx(rec["threshold"], abs=1e-12)
+    assert records.choose_field_threshold(val) == pytest.approx(rec["threshold"], abs=SCORE_TOLERANCE)
     test = records.summarise(records.score_annotated(model, spec, load_fields(records.TEST_SESSIONS)), rec["threshold"])
     for k, v in rec["test"].items():
         if isinstance(v, float):

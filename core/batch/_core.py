@@ -5,6 +5,7 @@ Kept in one module so a reorganisation of core/ (io, models, inference packages)
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -33,13 +34,34 @@ def input_spec(task: str, model_id: str) -> InputSpec:
     return get_task(task).model(model_id).input
 
 
+def _read_small(path: str) -> bytes | None:
+    """The file's bytes, or None when it is over the upload limit; one open, one fstat, reads to EOF.
+
+    os-level calls: half the CPU of stat() + Path.read_bytes(), which every batch file pays.
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        if size > MAX_UPLOAD_BYTES:
+            return None
+        parts, n = [], 0
+        while chunk := os.read(fd, max(size + 1 - n, 1 << 16)):  # a regular file: one read, then EOF
+            parts.append(chunk)
+            n += len(chunk)
+            if n > MAX_UPLOAD_BYTES:  # it grew while being read
+                return None
+        return b"".join(parts)
+    finally:
+        os.close(fd)
+
+
 def read_hashed(path: str) -> tuple[str | None, bytes | None, str | None]:
     """(sha256, bytes, None) for a readable file, else (sha256 or None, None, the reader's own message)."""
     try:
-        size = Path(path).stat().st_size
-        if size <= MAX_UPLOAD_BYTES:
-            data = Path(path).read_bytes()
+        data = _read_small(path)
+        if data is not None:
             return hashlib.sha256(data).hexdigest(), data, None
+        size = os.stat(path).st_size
     except OSError:
         size = None
     sha = None

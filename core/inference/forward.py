@@ -39,9 +39,10 @@ class _Forward:
 
     A score must not depend on how many images were scored with it (the app scores one upload, evaluation scores
     batches of 128), but float32 kernels are not batch-invariant: oneDNN takes another path for a batch of one, and
-    Eigen's vectorised sigmoid differs from its scalar tail. So the graph stops at the logit, a lone image is run as
-    a batch of two, and the sigmoid is applied in float64 outside the graph: every image gets the same score in any
-    batch (tests/test_inference.py).
+    Eigen's vectorised sigmoid differs from its scalar tail, and on some CPUs (AMD EPYC) a float32 matrix product's row
+    depends on the number of rows. So the graph stops at the logit, its Dense layers run in float64
+    (core.models.fold.inference_copy), a lone image is run as a batch of two, and the sigmoid is applied in float64
+    outside the graph: every image gets the same score in any batch (tests/test_inference.py).
     """
 
     def __init__(self, model) -> None:
@@ -53,9 +54,9 @@ class _Forward:
     def _build(self, model) -> None:
         import tensorflow as tf
 
-        from core.models.fold import fold_batchnorm, weights_fingerprint
+        from core.models.fold import inference_copy, weights_fingerprint
 
-        net = fold_batchnorm(model)
+        net = inference_copy(model)
         # A folded copy is a snapshot of the weights (checked on every call); an unfolded model is used live.
         self._fingerprint_of = weights_fingerprint
         self._fingerprint = None if net is model else weights_fingerprint(model)

@@ -85,26 +85,15 @@ def _p75(values: np.ndarray) -> float:
 def chroma_p75(img: np.ndarray) -> float:
     """`ModalityStats.chroma_p75` alone: all the modality check needs (0 for single-channel images).
 
-    The same number as `modality_stats` (tested), by OpenCV's channel min/max and a masked 256-bin histogram: chroma
-    is an integer 0..255, so the histogram gives the order statistics exactly. Half the time of the numpy form
-    (66 vs 118 us on a 64 px cell), which every batch file pays.
+    The same number as `modality_stats` (tested), in uint8 (hi >= lo, so no overflow) and by one partition: every
+    batch file pays it (42 vs 51 us for OpenCV's channel split + masked histogram on a 64 px cell, one thread).
     """
-    import cv2
-
     img = np.asarray(img)
     if img.ndim == 2 or img.shape[2] == 1:
         return 0.0
-    r, g, b = cv2.split(np.ascontiguousarray(_rgb_small(img)))
-    hi, lo = cv2.max(cv2.max(r, g), b), cv2.min(cv2.min(r, g), b)
-    content = cv2.compare(hi, DARK_LEVEL, cv2.CMP_GT)
-    counts = cv2.calcHist([cv2.subtract(hi, lo)], [0], content, [256], [0, 256]).ravel().cumsum()
-    n = int(counts[-1])
-    if not n:
-        return 0.0
-    pos = 0.75 * (n - 1)  # np.percentile's linear interpolation between the order statistics k and k + 1
-    k = int(pos)
-    lo_v, hi_v = np.searchsorted(counts, [k + 1, min(k + 1, n - 1) + 1])
-    return float(lo_v + (pos - k) * (hi_v - lo_v))
+    hi, lo = _hi_lo(_rgb_small(img))
+    c = (hi - lo)[hi > DARK_LEVEL]
+    return _p75(c) if c.size else 0.0
 
 
 def modality_stats(img: np.ndarray) -> ModalityStats:
