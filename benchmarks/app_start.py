@@ -125,15 +125,21 @@ def _timings(log_path) -> list[float]:
 
 
 def _slider_moves(page, log_path, timeout_s: float) -> list[float]:
-    """Server run times (ms) of six threshold-slider moves on the Predict page, after the first probability."""
+    """Server run times (ms) of six threshold-slider moves on the Predict page, after the first probability.
+
+    Each key press waits for its own timing line (the log is written by the server process)."""
     settle(page, timeout_s)
     sidebar = page.locator('[data-testid="stSidebar"]')
     sidebar.get_by_text("By threshold").click()
     settle(page, timeout_s)
     thumb = sidebar.get_by_role("slider", name="Probability threshold")
-    thumb.focus()
     n_before = len(_timings(log_path))
     for key in ["ArrowLeft", "ArrowRight"] * 3:
+        n = len(_timings(log_path))
+        thumb.focus()
         thumb.press(key)
         settle(page, timeout_s)
+        deadline = time.perf_counter() + 15.0
+        while len(_timings(log_path)) <= n and time.perf_counter() < deadline:
+            time.sleep(0.1)
     return _timings(log_path)[n_before:]
