@@ -32,6 +32,7 @@ from .browser import (
     CHROMIUM_ARGS,
     find_chromium,
     opening_model,
+    predict_timings,
     settle,
     streamlit_app,
 )
@@ -119,11 +120,6 @@ def _first_probability(page, url: str, t0: float, timeout_s: float) -> dict:
     return res
 
 
-def _timings(log_path) -> list[float]:
-    lines = log_path.read_text().splitlines() if log_path.exists() else []
-    return [float(m.group(1)) for ln in lines if (m := re.match(r"\[timing\] predict (\d+) ms", ln))]
-
-
 def _slider_moves(page, log_path, timeout_s: float) -> list[float]:
     """Server run times (ms) of six threshold-slider moves on the Predict page, after the first probability.
 
@@ -133,13 +129,13 @@ def _slider_moves(page, log_path, timeout_s: float) -> list[float]:
     sidebar.get_by_text("By threshold").click()
     settle(page, timeout_s)
     thumb = sidebar.get_by_role("slider", name="Probability threshold")
-    n_before = len(_timings(log_path))
+    n_before = len(predict_timings(log_path))
     for key in ["ArrowLeft", "ArrowRight"] * 3:
-        n = len(_timings(log_path))
+        n = len(predict_timings(log_path))
         thumb.focus()
         thumb.press(key)
         settle(page, timeout_s)
         deadline = time.perf_counter() + 15.0
-        while len(_timings(log_path)) <= n and time.perf_counter() < deadline:
+        while len(predict_timings(log_path)) <= n and time.perf_counter() < deadline:
             time.sleep(0.1)
-    return _timings(log_path)[n_before:]
+    return predict_timings(log_path)[n_before:]

@@ -1,6 +1,8 @@
 """A real `streamlit run app.py` and the headless Chromium that drives it: shared by the app benchmark and the e2e test."""
 from __future__ import annotations
 
+import re
+
 import os
 import shutil
 import socket
@@ -99,3 +101,9 @@ def opening_model() -> tuple[str, str] | None:
         return None
     models = store.bundled_models(task)
     return task, (default_model(task) if default_model(task) in models else models[0])
+
+
+def predict_timings(log_path: Path) -> list[float]:
+    """Server-side run times (ms) of the Predict page, from the app's SECONDLOOK_TIMING lines in the server log."""
+    lines = log_path.read_text().splitlines() if log_path.exists() else []
+    return [float(m.group(1)) for ln in lines if (m := re.match(r"\[timing\] predict (\d+) ms", ln))]

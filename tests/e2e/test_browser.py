@@ -19,6 +19,7 @@ from benchmarks.browser import (
     CHROMIUM_ARGS,
     find_chromium,
     opening_model,
+    predict_timings,
     settle,
     streamlit_app,
 )
@@ -123,18 +124,11 @@ def test_predict_upload_and_slider(server):
         page.screenshot(path=str(ARTIFACTS / "e2e_predict_after.png"))
 
         # Every slider move re-renders the page (its speed is measured by `make bench`, section app).
-        n_before = len(_timings())
+        n_before = len(predict_timings(LOG))
         for key in ["ArrowLeft", "ArrowRight"] * 3:
             thumb.press(key)
             settle(page)
-        assert len(_timings()) > n_before, "slider moves did not re-run the page"
-
-
-def _timings() -> list[float]:
-    """Server-side run times (ms) of the Predict page, from the app's SECONDLOOK_TIMING lines."""
-    lines = LOG.read_text().splitlines() if LOG.exists() else []
-    return [float(m.group(1)) for ln in lines if (m := re.match(r"\[timing\] predict (\d+) ms", ln))]
-
+        assert len(predict_timings(LOG)) > n_before, "slider moves did not re-run the page"
 
 
 def _training_field():
