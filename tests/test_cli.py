@@ -43,13 +43,14 @@ def test_predict_scores_good_files_and_explains_bad_ones(tmp_path):
     # One image alone scores exactly as it does in a batch of 128 here, and as the evaluation run that wrote
     # test_predictions.csv (on its machine's CPU, within SCORE_TOLERANCE).
     from core.inference.calibrate import apply_calibration, card_calibration
+    from core.batch._core import input_spec
     from core.inference.forward import score_sources
     from core.models.store import load_model
 
     mid = default_model("effusion")
     batch = load_task_manifest("effusion").query("split == 'test'").file.head(128).tolist()
     in_batch = dict(zip(batch, apply_calibration(
-        score_sources(load_model("effusion", mid), _input("effusion", mid), batch),
+        score_sources(load_model("effusion", mid), input_spec("effusion", mid), batch),
         card_calibration("effusion", mid))))
     preds = pd.read_csv(model_dir("effusion", mid) / "test_predictions.csv").set_index("path")
     for row, k in ((rows[0], 0), (rows[4], 1)):
@@ -57,12 +58,6 @@ def test_predict_scores_good_files_and_explains_bad_ones(tmp_path):
         assert abs(row["probability"] - preds.score[test.path.iloc[k]]) <= SCORE_TOLERANCE
         thr = read_card("effusion", mid)["threshold"]
         assert row["decision"] == ("EFFUSION" if row["probability"] >= thr else "NORMAL")
-
-
-def _input(task: str, model_id: str):
-    from core.models.registry import get_model_spec
-
-    return get_model_spec(task, model_id).input
 
 
 def test_predict_misuse_exits_nonzero():

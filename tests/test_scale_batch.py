@@ -337,3 +337,18 @@ def test_ray_engine_resumes_scores_copies_once_and_keeps_bad_files(tmp_path, mod
         return {Path(r["file"]).name: {k: v for k, v in r.items() if k != "file"} for r in rows}
 
     assert key(read_rows(out)) == key(read_rows(ref))
+
+
+def test_a_file_over_the_upload_limit_is_hashed_not_decoded(tmp_path, monkeypatch):
+    """A resume must recognise a refused file too: it is hashed (streamed) and refused with the reader's message."""
+    from core.batch import _core
+    from core.io import base
+
+    big = tmp_path / "big.png"
+    big.write_bytes(os.urandom(5000))
+    monkeypatch.setattr(_core, "MAX_UPLOAD_BYTES", 4096)
+    monkeypatch.setattr(base, "MAX_UPLOAD_BYTES", 4096)
+    sha, data, error = _core.read_hashed(str(big))
+    assert sha == hashlib.sha256(big.read_bytes()).hexdigest() and data is None
+    assert "upload limit" in error
+    assert _core.read_hashed(str(tmp_path / "missing.png"))[:2] == (None, None)

@@ -59,13 +59,14 @@ def read_hashed(path: str) -> tuple[str | None, bytes | None, str | None]:
     """(sha256, bytes, None) for a readable file, else (sha256 or None, None, the reader's own message)."""
     try:
         data = _read_small(path)
+    except OSError:
+        data, too_large = None, False
+    else:
         if data is not None:
             return hashlib.sha256(data).hexdigest(), data, None
-        size = os.stat(path).st_size
-    except OSError:
-        size = None
+        too_large = True
     sha = None
-    if size is not None:  # too large to decode: still hashed (streamed), so a resume recognises it
+    if too_large:  # too large to decode: still hashed (streamed), so a resume recognises it
         h = hashlib.sha256()
         with open(path, "rb") as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):
