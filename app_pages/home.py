@@ -6,6 +6,7 @@ from core.config import dataset_available
 from core.evaluation.external import external_summary
 from core.models import store
 from core.models.registry import TASKS
+from core.models.selection import cv_summary
 from ui import common
 
 ctx = common.context()
@@ -41,6 +42,9 @@ st.caption(
 )
 
 HELP = {
+    "CV AUC": "Mean ± SD of the AUC over patient-grouped cross-validation folds of the training split (each fold's "
+              "patients held out in turn): how the recipe does on new patients, and how much that varies. The default "
+              "is chosen on this, never on test.",
     "AUC (95% CI)": "Chance that the model scores a random case with the finding above a random case without it (1 = perfect, 0.5 = coin toss).",
     "Sensitivity": "Share of test cases WITH the finding that the model flagged.",
     "Specificity": "Share of test cases WITHOUT the finding that the model cleared.",
@@ -80,6 +84,7 @@ for name, task in TASKS.items():
                     return common.pct(test[k]) + (f" ({common.pct(c[0])}–{common.pct(c[1])})" if c else "")
 
                 row.update({
+                    "CV AUC": cv_summary(card),
                     "AUC (95% CI)": f"{test['auc']:.3f} ({lo:.3f}–{hi:.3f})",
                     "Sensitivity": rate("sensitivity"),
                     "Specificity": rate("specificity"),

@@ -2,11 +2,13 @@
 
     python -m core.train --task pneumonia --model secondlook_cnn [--limit 300 --epochs 2]
     python -m core.train --task effusion --model seed_lenet --fold 0 --folds 5     # one cross-validation fold
+    python -m core.train --task pneumonia --model secondlook_cnn_folds            # a fold ensemble: assembled, not trained
 
 Writes models/<task>/<id>/model.keras, val_predictions.csv and card.json, then evaluates on the
 test split (core.evaluate) to add test metrics and test_predictions.csv to the card. With --fold/--folds it
 trains on the other patient-grouped folds of `train` and writes models/<task>/<id>/cv/fold<i>.json and
-fold<i>_oof.csv (no weights), then refreshes the card's `cv` block (core.models.cv).
+fold<i>_oof.csv and the fold's weights fold<i>.keras (git-ignored), then refreshes the card's `cv` block
+(core.models.cv). A fold ensemble (core.models.fold_ensemble) puts a complete CV's fold models together.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import sys
 from pathlib import Path
 
 from core.models.cv import train_fold
+from core.models.registry import get_model_spec
 from core.models.training import train
 
 
@@ -32,12 +35,23 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if (a.fold is None) != (a.folds is None):
         p.error("--fold and --folds go together")
+    if get_model_spec(a.task, a.model).fold_ensemble_of:
+        if a.fold is not None or a.limit or a.epochs or a.out:
+            p.error(f"{a.model} is a fold ensemble: it is assembled from its recipe's fold models, not trained")
+        from core.evaluation.records import build_fold_ensemble
+
+        print({"test": build_fold_ensemble(a.task, a.model)}, flush=True)
+        return 0
     if a.fold is not None:
         if not 0 <= a.fold < a.folds:
             p.error(f"--fold must be in 0..{a.folds - 1}")
         train_fold(a.task, a.model, a.fold, a.folds, a.epochs, a.limit, a.seed, out_dir=a.out)
         return 0
-    train(a.task, a.model, a.epochs, a.limit, a.seed, evaluate_test=not a.no_test, out_dir=a.out)
+    train(a.task, a.model, a.epochs, a.limit, a.seed, out_dir=a.out)
+    if not a.no_test and a.out is None:  # a bundled model: its one scoring of the test split
+        from core.evaluation.records import evaluate_bundled
+
+        print(f"test: {evaluate_bundled(a.task, a.model, update_card=True)}", flush=True)
     return 0
 
 

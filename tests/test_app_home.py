@@ -118,6 +118,9 @@ def test_home_shows_patient_level_intervals_from_the_cards():
             if not card.get("test"):
                 continue
             assert row["Model"].startswith(TASKS[name].model(mid).title)
+            cv = card.get("cv") or card.get("members_cv")
+            assert row["CV AUC"] == (f"{cv['mean_auc']:.3f} ± {cv['sd_auc']:.3f} ({cv['k']}-fold)" if cv and cv["complete"]
+                                     else f"{len(cv['folds_done'])} of {cv['k']} folds done" if cv else "—")
             pl = card.get("test_patient_level")
             if pl:
                 assert row["Intervals"] == f"patient-level, {pl['n_patients']} patients"

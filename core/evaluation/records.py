@@ -91,7 +91,10 @@ def refresh_records(task: str, model_id: str) -> dict:
     or the calibration is (re)introduced: Platt scaling is fitted on the raw *validation* scores, the threshold is
     chosen again by the card's rule on the calibrated validation scores, then test is re-evaluated at it, exactly
     as training does. Returns {"threshold_before", "threshold", "validation_auc", "calibration", "test": summary}.
+    A fold ensemble's validation is its members' stored out-of-fold scores (`core.models.fold_ensemble.refresh`).
     """
+    if get_model_spec(task, model_id).fold_ensemble_of:
+        return _refresh_fold_ensemble(task, model_id)
     t = get_task(task)
     model = load_model(task, model_id)
     card = read_card(task, model_id)
@@ -113,6 +116,49 @@ def refresh_records(task: str, model_id: str) -> dict:
     add_patient_level(task, model_id)
     return {"threshold_before": before, "threshold": threshold, "validation_auc": card["validation"]["auc"],
             "calibration": cal, "test": test}
+
+
+def _refresh_fold_ensemble(task: str, model_id: str) -> dict:
+    """Calibration and threshold again from the members' stored out-of-fold scores, then test at that threshold."""
+    from core.models import fold_ensemble
+
+    spec = get_model_spec(task, model_id)
+    card = read_card(task, model_id)
+    before = card["threshold"]
+    fold_ensemble.write_oof_records(task, spec, fold_ensemble.pooled_oof(task, spec.fold_ensemble_of), card)
+    write_card(task, model_id, card)
+    test = evaluate_bundled(task, model_id, update_card=True)
+    add_patient_level(task, model_id)
+    return {"threshold_before": before, "threshold": card["threshold"], "validation_auc": card["validation"]["auc"],
+            "calibration": card["calibration"], "test": test}
+
+
+def build_fold_ensemble(task: str, model_id: str) -> dict:
+    """A fold ensemble's whole record: assemble its recipe's fold models (checked against their out-of-fold scores),
+    card and validation from those scores, then the one test scoring, the patient-level and external blocks and the
+    OOD statistics. Returns the test summary."""
+    from core.data import group_keys
+    from core.evaluation.external import add_external
+    from core.inference.guard import fit_and_save_ood
+    from core.models import fold_ensemble
+
+    spec = get_model_spec(task, model_id)
+    if not spec.fold_ensemble_of:
+        raise fold_ensemble.FoldEnsembleError(f"{task}/{model_id} is not a fold ensemble")
+    members = fold_ensemble.load_members(task, spec.fold_ensemble_of, spec.members)
+    oof = fold_ensemble.pooled_oof(task, spec.fold_ensemble_of)
+    man = load_task_manifest(task).set_index("path")
+    worst = fold_ensemble.check_members(members, spec.input, oof, man["file"].to_dict())
+    card = fold_ensemble.record(task, spec, members, oof)
+    card["training"]["member_check_max_difference"] = worst
+    groups = int(group_keys(man.loc[oof["path"]].reset_index(), get_task(task)).nunique())
+    card["data"].update(n_train_groups=groups, n_val_groups=groups)
+    write_card(task, model_id, card)
+    test = evaluate_bundled(task, model_id, update_card=True)
+    add_patient_level(task, model_id)
+    add_external(task, model_id)
+    fit_and_save_ood(task, model_id)
+    return test
 
 
 def evaluate_split(task: str, model_id: str, manifest: Path | None = None, split: str | None = None,

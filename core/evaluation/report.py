@@ -6,7 +6,7 @@ image-level interval (DeLong for AUC, Wilson for rates) on a card without patien
 from __future__ import annotations
 
 from core.models.registry import TASKS
-from core.models.selection import RULE_CV, default_choice
+from core.models.selection import RULE_CV, RULE_CV_FOLDS, cv_summary, default_choice
 from core.models.store import bundled_models, read_card
 
 
@@ -22,14 +22,14 @@ def _ece(c: dict) -> str:
 
 def results_table() -> str:
     rows = [
-        "| task | model | params | val AUC | test AUC (95% CI) | threshold | test sensitivity | test specificity | test accuracy "
-        "| test ECE, raw → calibrated |",
-        "|---|---|---:|---:|---|---:|---|---|---|---|",
+        "| task | model | params | CV AUC, mean ± sd | val AUC | test AUC (95% CI) | threshold | test sensitivity "
+        "| test specificity | test accuracy | test ECE, raw → calibrated |",
+        "|---|---|---:|---|---:|---|---:|---|---|---|---|",
     ]
     for task in TASKS:
         choice = default_choice(task)
         default = choice.model_id
-        why = "best CV mean" if choice.rule == RULE_CV else "best on validation"
+        why = {RULE_CV: "best CV mean", RULE_CV_FOLDS: "best CV mean, its fold models averaged"}.get(choice.rule, "best on validation")
         for mid in bundled_models(task):
             c = read_card(task, mid)
             t = c.get("test")
@@ -39,7 +39,7 @@ def results_table() -> str:
             ci = c.get("test_patient_level") or t  # patient-level intervals where the card has them
             mark = "" if "test_patient_level" in c else " †"
             rows.append(
-                f"| {task} | `{mid}`{role} | {c['parameters']:,} | {c['validation']['auc']:.4f} | "
+                f"| {task} | `{mid}`{role} | {c['parameters']:,} | {cv_summary(c)} | {c['validation']['auc']:.4f} | "
                 f"{_ci(ci, 'auc')}{mark} | {c['threshold']:.3f} | {_ci(ci, 'sensitivity')}{mark} | {_ci(ci, 'specificity')}{mark} | "
                 f"{_ci(ci, 'accuracy')}{mark} | {_ece(c)} |"
             )

@@ -50,6 +50,7 @@ class ModelSpec:
     description: str
     deviations: str = ""
     members: int = 1  # >1: an ensemble of this many independently seeded networks, logits averaged
+    fold_ensemble_of: str = ""  # this recipe's k cross-validation fold models, logits averaged (core.models.fold_ensemble)
 
 
 @dataclass(frozen=True)

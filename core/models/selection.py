@@ -4,6 +4,10 @@ Preferred: patient-grouped cross-validation. The default is the SecondLook (non-
 mean AUC; any candidate within one standard error of that best mean counts as equally good, and among those the
 smaller one (fewer parameters) wins. That rule needs every SecondLook candidate to have a complete CV block on its
 card (`core.models.cv`); until then the task falls back to the older rule, the best single validation AUC.
+
+Candidates are recipes. A fold ensemble (`core.models.fold_ensemble`) is not one: it is the chosen recipe's own k fold
+models, whose CV is the recipe's. When the chosen recipe's fold ensemble is bundled, it is what the task ships, since
+its threshold and calibration come from out-of-fold scores over all of train rather than one validation split.
 """
 from __future__ import annotations
 
@@ -15,24 +19,45 @@ from core.models.registry import TaskSpec, get_task
 from core.models.store import read_card
 
 RULE_CV = "best CV mean (one-SE rule: smaller model wins)"
+RULE_CV_FOLDS = RULE_CV + ", shipped as its fold models averaged"
 RULE_VALIDATION = "best on validation"
 
 
 @dataclass(frozen=True)
 class Choice:
     model_id: str
-    rule: str  # RULE_CV or RULE_VALIDATION
+    rule: str  # RULE_CV, RULE_CV_FOLDS or RULE_VALIDATION
     note: str  # one sentence for the surfaces: what was compared, or why the fallback
 
 
+def candidates(task: TaskSpec) -> list[str]:
+    """The SecondLook recipes a default is chosen from: not the baselines, not the fold ensembles."""
+    return [m.id for m in task.models if not m.baseline and not m.fold_ensemble_of]
+
+
 def best_on_validation(task: TaskSpec, card_of: Callable[[str], dict]) -> str:
-    """The SecondLook (non-baseline) model with the best validation AUC; ties go to the earlier registry entry.
+    """The SecondLook recipe with the best validation AUC; ties go to the earlier registry entry.
 
     `card_of` reads a card by model id, so the app can pass its cached reader.
     """
-    ours = [m.id for m in task.models if not m.baseline]
+    ours = candidates(task)
     scored = [(card_of(m).get("validation", {}).get("auc", -1.0), -i, m) for i, m in enumerate(ours)]
     return max(scored)[2]
+
+
+def cv_of(card: dict) -> dict | None:
+    """A card's cross-validation block: its own, or for a fold ensemble its members' (the recipe's)."""
+    return card.get("cv") or card.get("members_cv")
+
+
+def cv_summary(card: dict) -> str:
+    """The CV AUC for a table cell: "0.859 ± 0.004 (3-fold)", "1 of 3 folds done", or "—" without any."""
+    cv = cv_of(card)
+    if not cv:
+        return "—"
+    if not cv["complete"]:
+        return f"{len(cv['folds_done'])} of {cv['k']} folds done"
+    return f"{cv['mean_auc']:.3f} ± {cv['sd_auc']:.3f} ({cv['k']}-fold)"
 
 
 def one_se_choice(cv: dict[str, dict], parameters: dict[str, int], order: list[str]) -> str:
@@ -45,7 +70,7 @@ def one_se_choice(cv: dict[str, dict], parameters: dict[str, int], order: list[s
 
 def choose(task: TaskSpec, card_of: Callable[[str], dict]) -> Choice:
     """The default model of a task and the rule that chose it."""
-    ours = [m.id for m in task.models if not m.baseline]
+    ours = candidates(task)
     cards = {m: card_of(m) for m in ours}
     missing = [m for m in ours if not (cards[m].get("cv") or {}).get("complete")]
     if missing:
@@ -58,8 +83,13 @@ def choose(task: TaskSpec, card_of: Callable[[str], dict]) -> Choice:
         return Choice(best_on_validation(task, card_of), RULE_VALIDATION,
                       f"the candidates' cross-validations use different k ({sorted(ks)}), so they are not compared")
     pick = one_se_choice(cv, {m: int(cards[m].get("parameters", 0)) for m in ours}, ours)
-    return Choice(pick, RULE_CV, f"{ks.pop()}-fold patient-grouped CV: mean AUC {cv[pick]['mean_auc']:.4f} "
-                                 f"(SE {cv[pick]['se_auc']:.4f}) over {len(ours)} SecondLook candidates")
+    k = ks.pop()
+    note = (f"{k}-fold patient-grouped CV: mean AUC {cv[pick]['mean_auc']:.4f} (SE {cv[pick]['se_auc']:.4f}) over "
+            f"{len(ours)} SecondLook candidates")
+    shipped = [m.id for m in task.models if m.fold_ensemble_of == pick and m.members == k and card_of(m.id).get("threshold") is not None]
+    if shipped:
+        return Choice(shipped[0], RULE_CV_FOLDS, f"{note}: {pick} won; its {k} fold models are shipped together")
+    return Choice(pick, RULE_CV, note)
 
 
 def default_model(task: str, root: str | Path | None = None) -> str:

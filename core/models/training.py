@@ -308,8 +308,8 @@ def write_record(task: TaskSpec, spec: ModelSpec, data: TrainingData, fit: FitRe
 
 
 def train(task_name: str, model_id: str, epochs: int | None = None, limit: int = 0, seed: int = 42,
-          evaluate_test: bool = True, out_dir: Path | None = None) -> dict:
-    """All four steps, then (for a bundled model) the one scoring of the test split."""
+          out_dir: Path | None = None) -> dict:
+    """All four steps. The one scoring of the test split is the caller's (`core.train`), not training's."""
     import keras
 
     task = get_task(task_name)
@@ -336,9 +336,4 @@ def train(task_name: str, model_id: str, epochs: int | None = None, limit: int =
     write_card_file(out / "card.json", card)
     print(f"val AUC {val_summary['auc']:.4f}, threshold {threshold:.4f} ({task.threshold_rule}); "
           f"sens {val_summary['sensitivity']:.3f} spec {val_summary['specificity']:.3f}; {train_seconds:.0f}s", flush=True)
-    if evaluate_test and out_dir is None:
-        from core.evaluation.records import evaluate_bundled
-
-        res = evaluate_bundled(task_name, model_id, update_card=True)
-        print(f"test: {res}", flush=True)
     return card
