@@ -113,4 +113,5 @@ for name, task in TASKS.items():
                     f"**{spec.title}** — {card.get('parameters', 0):,} parameters, "
                     f"{card.get('file_bytes', 0) / 1e6:.1f} MB. {spec.description}"
                     + (f" *Deviation from the notebook:* {spec.deviations}" if spec.deviations else "")
+                    + (f" *Not a default candidate:* {spec.not_a_candidate}." if spec.not_a_candidate else "")
                 )

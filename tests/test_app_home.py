@@ -142,3 +142,7 @@ def test_home_says_how_each_default_was_chosen():
         assert f"chosen by {choice.rule}" in cap and choice.note in cap
         if choice.rule.startswith("best on validation"):
             assert "cross-validation is not complete" in cap or "different k" in cap
+    for task in tasks:  # a model bundled for comparison only says so, with the reason
+        for m in TASKS[task].models:
+            if m.not_a_candidate and m.id in store.bundled_models(task):
+                assert any(f"*Not a default candidate:* {m.not_a_candidate}." in md.value for md in at.markdown)

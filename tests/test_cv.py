@@ -11,7 +11,7 @@ from core.data import grouped_kfold, load_task_manifest, patient_column
 from core.evaluation import metrics
 from core.models import cv
 from core.models.registry import TASKS, get_task
-from core.models.selection import RULE_CV, RULE_VALIDATION, choose, one_se_choice
+from core.models.selection import RULE_CV, RULE_VALIDATION, candidates, choose, one_se_choice
 from core.models.store import write_card, write_predictions
 from tests.conftest import require_dataset
 
@@ -126,7 +126,7 @@ def test_one_se_rule_prefers_the_smaller_model_when_close():
 
 def test_default_falls_back_to_validation_until_every_candidate_has_cv(tmp_path):
     task = get_task("effusion")
-    ours = [m.id for m in task.models if not m.baseline]
+    ours = candidates(task)
     for i, m in enumerate(ours[:-1]):
         _fake_folds(tmp_path, "effusion", m, 5, 0.5 + 0.5 * i, params=1000 * (i + 1))
     from core.models.store import read_card
@@ -144,6 +144,14 @@ def test_default_falls_back_to_validation_until_every_candidate_has_cv(tmp_path)
     means = {m: card_of(m)["cv"]["mean_auc"] for m in ours}
     assert means[c.model_id] >= max(means.values()) - card_of(max(means, key=means.get))["cv"]["se_auc"] - 1e-12
     assert c.model_id != ours[-1]
+
+
+def test_models_bundled_for_comparison_only_are_never_the_default():
+    for task in TASKS.values():
+        out = [m for m in task.models if m.not_a_candidate]
+        assert all(not m.baseline and len(m.not_a_candidate) > 40 for m in out)  # a SecondLook model, with its reason
+        assert not {m.id for m in out} & set(candidates(task))
+    assert [m.id for m in get_task("effusion").models if m.not_a_candidate] == ["secondlook_ensemble"]
 
 
 def test_fold_smoke_run_writes_records_and_its_weights(tmp_path):

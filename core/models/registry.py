@@ -51,6 +51,7 @@ class ModelSpec:
     deviations: str = ""
     members: int = 1  # >1: an ensemble of this many independently seeded networks, logits averaged
     fold_ensemble_of: str = ""  # this recipe's k cross-validation fold models, logits averaged (core.models.fold_ensemble)
+    not_a_candidate: str = ""  # why this SecondLook model is bundled for comparison but never chosen as the default
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,9 @@ def _effusion() -> TaskSpec:
             "Three SecondLook CNNs (the secondlook_cnn recipe) trained with different seeds; their logits are averaged. "
             "Small data makes single networks noisy; averaging reduces variance.",
             members=3,
+            not_a_candidate="a default ships as its recipe's fold models averaged (core.models.fold_ensemble), so a "
+                            "secondlook_cnn default already averages three networks; this seed ensemble would ship as "
+                            "nine, and its cross-validation alone costs nine trainings",
         ),
         ModelSpec(
             "secondlook_slim_ensemble", "effusion", "SecondLook ensemble (4 slim CNNs)", False,

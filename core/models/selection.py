@@ -31,8 +31,9 @@ class Choice:
 
 
 def candidates(task: TaskSpec) -> list[str]:
-    """The SecondLook recipes a default is chosen from: not the baselines, not the fold ensembles."""
-    return [m.id for m in task.models if not m.baseline and not m.fold_ensemble_of]
+    """The SecondLook recipes a default is chosen from: not the baselines, not the fold ensembles, not the models the
+    registry says are bundled for comparison only (`not_a_candidate`, with its reason)."""
+    return [m.id for m in task.models if not (m.baseline or m.fold_ensemble_of or m.not_a_candidate)]
 
 
 def best_on_validation(task: TaskSpec, card_of: Callable[[str], dict]) -> str:
