@@ -11,6 +11,7 @@ from core.evaluation import charts, intervals, metrics
 from core.evaluation import operating_point as op
 from core.inference import scoring
 from core.models.registry import get_task
+from core.models.selection import cv_summary
 from ui import common, imaging
 from ui import intervals as ui_iv
 
@@ -88,6 +89,8 @@ def _latency(task_name: str, model_id: str, sha: str) -> dict:
 # ---------------------------------------------------------------- table -----------------------------------------
 st.subheader("Each model at its operating point (held-out test set)")
 ROW_HELP = {
+    "CV AUC (training folds)": "Mean ± SD of the AUC over patient-grouped cross-validation folds of the training split: "
+                               "the estimate the default is chosen on (never on test); — where not run.",
     "AUC (95% CI)": "How well the model ranks cases with the finding above those without (1 = perfect, 0.5 = chance).",
     "AUC (95% CI, DeLong, image-level)": "The same AUC with DeLong's interval, which treats every image as independent "
                                          "(too narrow when patients repeat).",
@@ -117,6 +120,7 @@ for m in chosen:
     except Exception:  # speed is informative only; never let it break the comparison
         lat = "—"
     rows[short[m]] = {
+        "CV AUC (training folds)": cv_summary(card),
         "AUC (95% CI)": f"{a[0]:.3f} ({a[1]:.3f}–{a[2]:.3f})" if a else "—",
         "AUC (95% CI, DeLong, image-level)": f"{dl[0]:.3f} ({dl[1]:.3f}–{dl[2]:.3f})" if dl else "—",
         "Threshold": f"{thresholds[m]:.4f}",

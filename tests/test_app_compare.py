@@ -36,6 +36,12 @@ def test_compare_curves_tests_and_slider():
     assert not at.exception
     assert not at.table[0].value.equals(table0)
     assert plotly_specs(at) != specs
+    from core.models.selection import cv_summary
+
+    cvs = {m: cv_summary(store.read_card(task, m)) for m in at.multiselect(key=f"compare_models_{task}").value}
+    for m, text in cvs.items():  # the cross-validation estimate beside the test numbers
+        assert table0.loc["CV AUC (training folds)", common.short_model_label(task, m)] == text
+    assert task != "effusion" or any("fold" in t for t in cvs.values())  # effusion has cross-validated models
     # dropping a model changes the curves
     at.multiselect(key=f"compare_models_{task}").set_value(models[:2]).run()
     if len(models) > 2:

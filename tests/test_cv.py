@@ -11,7 +11,7 @@ from core.data import grouped_kfold, load_task_manifest, patient_column
 from core.evaluation import metrics
 from core.models import cv
 from core.models.registry import TASKS, get_task
-from core.models.selection import RULE_CV, RULE_VALIDATION, candidates, choose, one_se_choice
+from core.models.selection import RULE_CV, RULE_VALIDATION, candidates, choose, cv_summary, one_se_choice
 from core.models.store import write_card, write_predictions
 from tests.conftest import require_dataset
 
@@ -113,6 +113,13 @@ def test_incomplete_cv_is_marked(tmp_path):
     _fake_folds(tmp_path, "effusion", "secondlook_cnn", 5, 1.0, folds=[0, 2])
     block = cv.cv_block("effusion", "secondlook_cnn", tmp_path)
     assert not block["complete"] and block["folds_done"] == [0, 2]
+    assert cv_summary({"cv": block}) == "2 of 5 folds done"
+
+
+def test_cv_summary_reads_a_fold_ensemble_members_cv():
+    block = {"complete": True, "k": 3, "mean_auc": 0.85914, "sd_auc": 0.00436, "folds_done": [0, 1, 2]}
+    assert cv_summary({"cv": block}) == cv_summary({"members_cv": block}) == "0.859 ± 0.004 (3-fold)"
+    assert cv_summary({}) == "—"
 
 
 def test_one_se_rule_prefers_the_smaller_model_when_close():
