@@ -91,7 +91,7 @@ def refresh_records(task: str, model_id: str) -> dict:
     or the calibration is (re)introduced: Platt scaling is fitted on the raw *validation* scores, the threshold is
     chosen again by the card's rule on the calibrated validation scores, then test is re-evaluated at it, exactly
     as training does. Returns {"threshold_before", "threshold", "validation_auc", "calibration", "test": summary}.
-    A fold ensemble's validation is its members' stored out-of-fold scores (`core.models.fold_ensemble.refresh`).
+    A fold ensemble's validation is its members' stored out-of-fold scores (`_refresh_fold_ensemble`).
     """
     if get_model_spec(task, model_id).fold_ensemble_of:
         return _refresh_fold_ensemble(task, model_id)

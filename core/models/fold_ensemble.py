@@ -1,8 +1,7 @@
 """A cross-validated recipe shipped as its k fold models with their logits averaged.
 
 Why: a separately trained model takes its threshold and calibration from one small validation split (pneumonia:
-787 images), and those did not carry to new patients. The fold models' out-of-fold scores cover every training
-image, and they are this ensemble's own members' outputs, so the map and the operating point fitted on them describe
+787 images). The fold models' out-of-fold scores cover every training image, and they are this ensemble's own members' outputs, so the map and the operating point fitted on them describe
 the model that is shipped. (Fitted on them, a map does not carry to a separately trained model: effusion
 secondlook_cnn, validation ECE 0.138 -> 0.185.) The members' CV is the recipe's CV: model choice stays with the
 recipes (`core.models.selection`); this is how the chosen one is shipped.
@@ -64,7 +63,7 @@ def load_members(task: str, recipe: str, k: int, root: str | Path | None = None)
     return [keras.saving.load_model(p, safe_mode=True, compile=False) for p in paths]
 
 
-def check_members(members: list, spec: InputSpec, oof: pd.DataFrame, files: dict[str, str],
+def check_members(members: list, input_spec: InputSpec, oof: pd.DataFrame, files: dict[str, str],
                   n: int = MEMBER_CHECK_IMAGES) -> float:
     """Largest |re-score - stored out-of-fold score| over n images per fold; raises when a member is not its fold's model."""
     from core.inference.forward import score_sources
@@ -72,7 +71,7 @@ def check_members(members: list, spec: InputSpec, oof: pd.DataFrame, files: dict
     worst = 0.0
     for i, member in enumerate(members):
         rows = oof[oof["fold"] == i].head(n)
-        again = score_sources(member, spec, [files[p] for p in rows["path"]])
+        again = score_sources(member, input_spec, [files[p] for p in rows["path"]])
         worst = max(worst, float(np.abs(again - rows["raw"].to_numpy()).max()))
     if worst > MEMBER_TOLERANCE:
         raise FoldEnsembleError(f"fold weights do not reproduce their out-of-fold scores (max difference {worst:.2e}): "
