@@ -7,7 +7,7 @@
 Writes models/<task>/<id>/model.keras, val_predictions.csv and card.json, then evaluates on the
 test split (core.evaluate) to add test metrics and test_predictions.csv to the card. With --fold/--folds it
 trains on the other patient-grouped folds of `train` and writes models/<task>/<id>/cv/fold<i>.json and
-fold<i>_oof.csv and the fold's weights fold<i>.keras (git-ignored), then refreshes the card's `cv` block
+fold<i>_oof.csv and the fold's weights fold<i>.keras, then refreshes the card's `cv` block
 (core.models.cv). A fold ensemble (core.models.fold_ensemble) puts a complete CV's fold models together.
 """
 from __future__ import annotations

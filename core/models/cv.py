@@ -5,8 +5,8 @@
 
 A fold trains on the other folds' patients (early stopping on its own held-out patients, as the bundled run stops on
 validation) and records the held-out fold's raw scores: out-of-fold predictions, for model choice
-(`core.models.selection`), thresholds and calibration. The fold's weights are kept beside them (git-ignored), for
-a fold ensemble. The test split is never touched.
+(`core.models.selection`), thresholds and calibration. The fold's weights are kept and committed beside them, for
+a fold ensemble (uncommitted weights were lost with a machine once, and a fold ensemble then needs all k retrained). The test split is never touched.
 """
 from __future__ import annotations
 
@@ -78,8 +78,7 @@ def train_fold(task: str, model_id: str, fold: int, folds: int, epochs: int | No
     write_predictions(out / f"fold{fold}_oof.csv", data.val["path"].tolist(), data.val["label"].tolist(), raw)
     # The fold model itself, for a fold ensemble: the one model whose calibration and operating point the pooled
     # out-of-fold scores describe. A map fitted on them does not carry to the separately trained bundled model
-    # (effusion/secondlook_cnn: validation ECE 0.138 -> 0.185, card `test_looks`). Not committed (git-ignored) until
-    # an ensemble is built from it: models/ has a 60 MB budget.
+    # (effusion/secondlook_cnn: validation ECE 0.138 -> 0.185, card `test_looks`). Committed with the fold record.
     save_for_inference(fit.model, out / f"fold{fold}.keras")
     (out / f"fold{fold}.json").write_text(json.dumps(record, indent=2) + "\n")
     print(f"[{task}/{model_id}] fold {fold + 1}/{folds}: held-out AUC {record['val_auc']:.4f} on "

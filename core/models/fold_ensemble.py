@@ -58,7 +58,7 @@ def load_members(task: str, recipe: str, k: int, root: str | Path | None = None)
     paths = [cv_dir(task, recipe, root) / f"fold{i}.keras" for i in range(k)]
     missing = [p.name for p in paths if not p.is_file()]
     if missing:
-        raise FoldEnsembleError(f"{task}/{recipe}: fold weights {missing} are not on this machine (git-ignored); "
+        raise FoldEnsembleError(f"{task}/{recipe}: fold weights {missing} are missing (trained before fold weights were committed); "
                                 f"retrain those folds with python -m core.train --task {task} --model {recipe} --fold I --folds {k}")
     return [keras.saving.load_model(p, safe_mode=True, compile=False) for p in paths]
 
