@@ -111,11 +111,16 @@ def refresh_records(task: str, model_id: str) -> dict:
     card["calibration"] = cal
     card["calibration_check"] = {"validation (fitted here, so in-sample)": calibration.effect(y_val, raw_val, cal)}
     card["validation"] = metrics.summary(y_val, val_scores, threshold)
+    return _score_test_at(task, model_id, card, before, model)
+
+
+def _score_test_at(task: str, model_id: str, card: dict, before: float, model=None) -> dict:
+    """Write the re-derived card, evaluate test at its threshold, add the patient-level blocks (refresh_records' result)."""
     write_card(task, model_id, card)
     test = evaluate_bundled(task, model_id, update_card=True, model=model)
     add_patient_level(task, model_id)
-    return {"threshold_before": before, "threshold": threshold, "validation_auc": card["validation"]["auc"],
-            "calibration": cal, "test": test}
+    return {"threshold_before": before, "threshold": card["threshold"], "validation_auc": card["validation"]["auc"],
+            "calibration": card["calibration"], "test": test}
 
 
 def _refresh_fold_ensemble(task: str, model_id: str) -> dict:
@@ -126,11 +131,7 @@ def _refresh_fold_ensemble(task: str, model_id: str) -> dict:
     card = read_card(task, model_id)
     before = card["threshold"]
     fold_ensemble.write_oof_records(task, spec, fold_ensemble.pooled_oof(task, spec.fold_ensemble_of), card)
-    write_card(task, model_id, card)
-    test = evaluate_bundled(task, model_id, update_card=True)
-    add_patient_level(task, model_id)
-    return {"threshold_before": before, "threshold": card["threshold"], "validation_auc": card["validation"]["auc"],
-            "calibration": card["calibration"], "test": test}
+    return _score_test_at(task, model_id, card, before)
 
 
 def build_fold_ensemble(task: str, model_id: str) -> dict:
@@ -149,11 +150,8 @@ def build_fold_ensemble(task: str, model_id: str) -> dict:
     oof = fold_ensemble.pooled_oof(task, spec.fold_ensemble_of)
     man = load_task_manifest(task).set_index("path")
     worst = fold_ensemble.check_members(members, spec.input, oof, man["file"].to_dict())
-    card = fold_ensemble.record(task, spec, members, oof)
-    card["training"]["member_check_max_difference"] = worst
     groups = int(group_keys(man.loc[oof["path"]].reset_index(), get_task(task)).nunique())
-    card["data"].update(n_train_groups=groups, n_val_groups=groups)
-    write_card(task, model_id, card)
+    fold_ensemble.record(task, spec, members, oof, member_check=worst, n_groups=groups)
     test = evaluate_bundled(task, model_id, update_card=True)
     add_patient_level(task, model_id)
     add_external(task, model_id)

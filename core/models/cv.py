@@ -113,14 +113,22 @@ def cv_block(task: str, model_id: str, root: str | Path | None = None) -> dict |
         "epochs_run": [r["epochs_run"] for r in recs],
         "limit": max(r["limit"] for r in recs),
     }
-    oof = pd.concat([pd.read_csv(cv_dir(task, model_id, root) / f"fold{r['fold']}_oof.csv", dtype={"path": str, "label": str})
-                     for r in recs], ignore_index=True)
+    oof = pooled_oof(task, model_id, root, recs)
+    block["n_oof"] = int(len(oof))
+    block["pooled_oof_auc"] = metrics.roc_auc(oof["y"].to_numpy(), oof["raw"].to_numpy())
+    return block
+
+
+def pooled_oof(task: str, model_id: str, root: str | Path | None = None, recs: list[dict] | None = None) -> pd.DataFrame:
+    """Every fold's out-of-fold scores (raw network outputs), the one reader of them: path, label, raw, fold, y."""
+    d = cv_dir(task, model_id, root)
+    recs = read_folds(task, model_id, root) if recs is None else recs
+    oof = pd.concat([pd.read_csv(d / f"fold{r['fold']}_oof.csv", dtype={"path": str, "label": str}).assign(fold=r["fold"])
+                     for r in recs], ignore_index=True).rename(columns={"score": "raw"})
     if oof["path"].duplicated().any():
         raise ValueError(f"{task}/{model_id}: an image is out-of-fold in two folds")
-    y = (oof["label"] == get_task(task).positive).to_numpy()
-    block["n_oof"] = int(len(oof))
-    block["pooled_oof_auc"] = metrics.roc_auc(y, oof["score"].to_numpy())
-    return block
+    oof["y"] = (oof["label"] == get_task(task).positive).astype(np.int8)
+    return oof
 
 
 def aggregate_cv(task: str, model_id: str, root: str | Path | None = None) -> dict | None:

@@ -23,28 +23,15 @@ import pandas as pd
 
 from core.evaluation import calibration, metrics
 from core.inference.calibrate import apply_calibration
-from core.models.cv import cv_block, cv_dir, read_folds
+from core.models.cv import cv_block, cv_dir, pooled_oof, read_folds  # noqa: F401  (pooled_oof: this module's input)
 from core.models.registry import InputSpec, ModelSpec, get_model_spec, get_task
-from core.models.store import model_dir, save_for_inference, sha256_file, write_card_file, write_predictions
+from core.models.store import SCORE_TOLERANCE, model_dir, save_for_inference, sha256_file, write_card_file, write_predictions
 
 MEMBER_CHECK_IMAGES = 8  # per fold: re-scored to prove the kept weights wrote the out-of-fold scores
-MEMBER_TOLERANCE = 1e-5  # stored scores vs a re-score, across CPUs (tests/conftest.py SCORE_TOLERANCE)
 
 
 class FoldEnsembleError(RuntimeError):
     """The recipe's cross-validation cannot be shipped as it is (incomplete, or weights that are not the fold's)."""
-
-
-def pooled_oof(task: str, recipe: str, root: str | Path | None = None) -> pd.DataFrame:
-    """Every fold's out-of-fold scores (raw network outputs): path, label, y, raw, fold."""
-    d = cv_dir(task, recipe, root)
-    parts = []
-    for r in read_folds(task, recipe, root):
-        df = pd.read_csv(d / f"fold{r['fold']}_oof.csv", dtype={"path": str, "label": str})
-        parts.append(df.assign(fold=r["fold"]))
-    oof = pd.concat(parts, ignore_index=True).rename(columns={"score": "raw"})
-    oof["y"] = (oof["label"] == get_task(task).positive).astype(np.int8)
-    return oof
 
 
 def load_members(task: str, recipe: str, k: int, root: str | Path | None = None) -> list:
@@ -73,7 +60,7 @@ def check_members(members: list, input_spec: InputSpec, oof: pd.DataFrame, files
         rows = oof[oof["fold"] == i].head(n)
         again = score_sources(member, input_spec, [files[p] for p in rows["path"]])
         worst = max(worst, float(np.abs(again - rows["raw"].to_numpy()).max()))
-    if worst > MEMBER_TOLERANCE:
+    if worst > SCORE_TOLERANCE:
         raise FoldEnsembleError(f"fold weights do not reproduce their out-of-fold scores (max difference {worst:.2e}): "
                                 "a fold was retrained without its scores, or the other way round")
     return worst
@@ -101,8 +88,10 @@ def write_oof_records(task: str, spec: ModelSpec, oof: pd.DataFrame, card: dict,
     return card
 
 
-def record(task: str, spec: ModelSpec, members: list, oof: pd.DataFrame, root: str | Path | None = None) -> dict:
-    """model.keras, val_predictions.csv and card.json of the fold ensemble (no test split touched)."""
+def record(task: str, spec: ModelSpec, members: list, oof: pd.DataFrame, root: str | Path | None = None, *,
+           member_check: float | None = None, n_groups: int | None = None) -> dict:
+    """model.keras, val_predictions.csv and card.json of the fold ensemble (no test split touched); `member_check` is
+    check_members' result, `n_groups` the patients (or sessions) the out-of-fold images come from."""
     import keras
     import tensorflow as tf
 
@@ -130,12 +119,14 @@ def record(task: str, spec: ModelSpec, members: list, oof: pd.DataFrame, root: s
             "wall_time_note": "the k fold trainings, as their records give them (each on its own run)",
             "machine": f"{platform.machine()} {os.cpu_count()} CPU cores (assembly)",
             "tensorflow": tf.__version__, "keras": keras.__version__,
+            **({"member_check_max_difference": member_check} if member_check is not None else {}),
         },
         "data": {
             "cv_seed": block["cv_seed"], "grouped_by": block["grouped_by"], "k": block["k"],
             "validation": f"out-of-fold: {block['k']}-fold CV of train grouped by {block['grouped_by']}; each image "
                           "scored by the member that did not train on it",
             "n_train": int(len(oof)), "n_val": int(len(oof)),
+            **({"n_train_groups": n_groups, "n_val_groups": n_groups} if n_groups is not None else {}),
         },
         "members_cv": block,
         "sha256": sha256_file(out / "model.keras"), "file_bytes": (out / "model.keras").stat().st_size,
