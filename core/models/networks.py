@@ -2,6 +2,8 @@
 Grad-CAM can take gradients of the logit and the app can read the probability."""
 from __future__ import annotations
 
+import re
+
 import keras
 from keras import layers, regularizers
 
@@ -131,21 +133,33 @@ def secondlook_cnn(spec: ModelSpec, filters: tuple[int, ...], dropout: float = 0
     return _head(x, spec.id, inp)
 
 
+def _chains(model: keras.Model) -> list[list]:
+    """A model's plain chains of layers between input and logit: one, or each member's of an ensemble (`m<k>_`)."""
+    body = [layer for layer in model.layers[1:] if layer.name not in ("logit", "probability")]
+    prefixes = list(dict.fromkeys(m.group(0) for layer in body if (m := re.match(r"m\d+_", layer.name))))
+    if not prefixes:
+        return [model.layers[1:[layer.name for layer in model.layers].index("probability")]]
+    return [[layer for layer in body if layer.name.startswith(p)] for p in prefixes]
+
+
 def ensemble(members: list[keras.Model], name: str) -> keras.Model:
     """One flat graph that runs every member on the same image and averages their logits.
 
     Layers are cloned with prefixed names (members are plain chains), so Grad-CAM can reach each
-    member's last feature map and the file stays a single safe-mode .keras model.
+    member's last feature map and the file stays a single safe-mode .keras model. A member that is itself an
+    ensemble (a fold model of an ensemble recipe) is opened into its chains: with members of equal size the mean
+    of their means is the mean over every chain.
     """
-    inp = keras.Input(members[0].input_shape[1:] if hasattr(members[0], "input_shape") else members[0].inputs[0].shape[1:], name="image")
+    chains = [chain for member in members for chain in _chains(member)]
+    if len({len(_chains(m)) for m in members}) > 1:
+        raise ValueError("ensemble members of different sizes would not be weighted equally")
+    inp = keras.Input(members[0].inputs[0].shape[1:], name="image")
     logits = []
-    for k, member in enumerate(members):
+    for k, chain in enumerate(chains):
         x = inp
-        for layer in member.layers[1:]:
-            if layer.name == "probability":
-                break
+        for layer in chain:
             cfg = layer.get_config()
-            cfg["name"] = f"m{k}_{layer.name}"
+            cfg["name"] = f"m{k}_{re.sub(r'^m[0-9]+_', '', layer.name)}"
             clone = layer.__class__.from_config(cfg)
             x = clone(x)
             clone.set_weights(layer.get_weights())
@@ -176,4 +190,18 @@ BUILDERS = {
 
 
 def build(spec: ModelSpec) -> keras.Model:
+    """One member network of the spec (an ensemble is trained member by member); a fold ensemble's is its recipe's."""
+    if spec.fold_ensemble_of:
+        from core.models.registry import get_model_spec
+
+        return build(get_model_spec(spec.task, spec.fold_ensemble_of))
     return BUILDERS[(spec.task, spec.id)](spec)
+
+
+def networks_in(spec: ModelSpec) -> int:
+    """How many member networks the shipped file runs: members, times the recipe's for a fold ensemble."""
+    if spec.fold_ensemble_of:
+        from core.models.registry import get_model_spec
+
+        return spec.members * get_model_spec(spec.task, spec.fold_ensemble_of).members
+    return spec.members
