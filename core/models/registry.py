@@ -81,6 +81,17 @@ class TaskSpec:
         raise KeyError(f"unknown model {model_id!r} for task {self.name!r}; known: {[m.id for m in self.models]}")
 
 
+def fold_models(recipe: ModelSpec, k: int = 3) -> ModelSpec:
+    """The shipped form of a cross-validated recipe: its k fold models, logits averaged (core.models.fold_ensemble)."""
+    nets = f"{k} x {recipe.members}" if recipe.members > 1 else f"{k}"
+    return replace(
+        recipe, id=f"{recipe.id}_folds", title=f"{recipe.title}, its {k} fold models", members=k,
+        fold_ensemble_of=recipe.id, not_a_candidate="",
+        description=f"The {k} models of {recipe.id}'s patient-grouped {k}-fold cross-validation ({nets} networks), logits "
+                    "averaged. Calibration and threshold come from their out-of-fold scores over every training image.",
+    )
+
+
 def _pneumonia() -> TaskSpec:
     recipe = TrainConfig(epochs=20, learning_rate=2e-3, schedule="cosine", augment="xray_strong", class_weight=True, patience=8,
                          weight_decay=1e-4, label_smoothing=0.05)  # the SecondLook recipe for this task
@@ -178,6 +189,7 @@ def _effusion() -> TaskSpec:
             members=4,
         ),
     )
+    models += (fold_models(models[-1]),)  # secondlook_slim_ensemble's fold models (the only recipe with fold weights kept)
     return TaskSpec(
         "effusion", "Pleural effusion (adult chest X-ray)", ("NORMAL", "EFFUSION"), "xray", "pleural effusion",
         ("split_group",), "youden", 0.2, models,
