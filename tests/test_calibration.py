@@ -7,7 +7,7 @@ from scipy.special import expit
 
 from core.evaluation import calibration, metrics
 from core.inference.calibrate import apply_calibration, logit
-from core.models.registry import TASKS
+from core.models.registry import TASKS, get_model_spec
 from core.models.selection import default_model
 from core.models.store import bundled_models, read_card, read_predictions
 
@@ -110,7 +110,8 @@ def test_every_card_is_calibrated_in_the_shared_shape(task, model_id):
     card = read_card(task, model_id)
     cal = card["calibration"]
     assert set(cal) == {"method", "a", "b", "fitted_on", "n"} and cal["method"] == "platt" and cal["a"] > 0
-    assert cal["fitted_on"] == "validation predictions" and cal["n"] == card["data"]["n_val"]
+    fitted_on = "out-of-fold predictions" if get_model_spec(task, model_id).fold_ensemble_of else "validation predictions"
+    assert cal["fitted_on"] == fitted_on and cal["n"] == card["data"]["n_val"]
     test = card["calibration_check"]["test"]
     assert test["n"] == card["test"]["n"]
     shown = read_predictions(task, model_id, "test")

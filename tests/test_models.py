@@ -54,9 +54,11 @@ def test_bundle_is_complete(task, model_id):
     assert card["threshold_chosen_on"].startswith("validation")
 
 
-def test_models_folder_under_60_mb():
+def test_models_folder_under_100_mb():
+    """A clone stays quick. Raised from 60 MB when fold weights began to be committed (a fold ensemble needs all k of
+    them, and uncommitted ones were once lost with a machine): each fold of a recipe is about one bundled model."""
     total = sum(p.stat().st_size for p in MODELS_DIR.rglob("*") if p.is_file())
-    assert total < 60 * 2**20, total
+    assert total < 100 * 2**20, total
 
 
 @pytest.mark.parametrize("task", sorted(TASKS))
@@ -127,7 +129,7 @@ def _bar_cases():
 
 @pytest.mark.parametrize("task,metric,bar", list(_bar_cases()))
 def test_secondlook_model_meets_bars(task, metric, bar):
-    """The task's SecondLook model chosen on validation (best validation AUC) against the product's bars on test."""
+    """The task's default (core.models.selection: by CV once complete) against the product's bars on test."""
     card = read_card(task, default_model(task))
     assert card["test"][metric] >= bar, f"{task}: test {metric} {card['test'][metric]:.4f} < {bar}"
 
