@@ -123,7 +123,6 @@ ECE_FLOOR = 0.08  # issue 15: test ECE (10 bins) of each task's default model, c
 KNOWN_ECE_MISSES = {
     "pneumonia": "calibrated test ECE 0.183 (raw 0.100): Platt fitted on validation sharpens the model (a = 2.42), "
                  "validation AUC 0.999 vs test 0.964, so the map does not carry over to the test split",
-    "effusion": "calibrated test ECE 0.081 (raw 0.080) for secondlook_hires on 177 test images",
 }
 
 

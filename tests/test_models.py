@@ -115,8 +115,6 @@ def test_fast_inference_path_agrees_with_keras_on_real_images(task, model_id):
 # retrained model clears one, this test fails until the entry is removed, so the list cannot go stale.
 KNOWN_MISSES = {
     ("pneumonia", "auc"): "test AUC 0.964 (95% CI 0.948-0.980) vs bar 0.965",
-    ("effusion", "auc"): "test AUC 0.851 (95% CI 0.796-0.906) for secondlook_hires, the best on validation, vs bar 0.88; "
-                         "from-scratch CNNs on ~800 training images",
 }
 
 
