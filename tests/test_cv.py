@@ -206,3 +206,28 @@ def test_bundled_cv_blocks_are_the_fold_records(task, model_id):
         oof = pd.read_csv(cv.cv_dir(task, model_id) / f"fold{r['fold']}_oof.csv")
         assert set(oof["path"]) <= train_paths and len(oof) == r["n_val"]
         assert r["val_auc"] == pytest.approx(metrics.roc_auc(oof["label"] == get_task(task).positive, oof["score"]), abs=1e-9)
+
+
+def test_a_fine_tuning_recipe_starts_each_fold_from_its_sources_same_fold(tmp_path, monkeypatch):
+    """malaria/secondlook_twosite fine-tunes secondlook_long: in CV, from long's model of the same fold (which never
+    saw the fold's patients), never from the bundled long model (trained on all of train)."""
+    import keras
+
+    from core.models.networks import build
+    from core.models.registry import get_model_spec
+
+    assert get_model_spec("malaria", "secondlook_twosite").train.init_from == "secondlook_long"
+    monkeypatch.setattr(cv, "cv_dir", lambda task, model_id, root=None: tmp_path / model_id)
+    with pytest.raises(FileNotFoundError, match="fine-tunes secondlook_long's fold 1; train it first"):
+        cv.fold_init("malaria", "secondlook_long", 1, 3)
+    (tmp_path / "secondlook_long").mkdir()
+    keras.utils.set_random_seed(5)
+    source = build(get_model_spec("malaria", "secondlook_long"))
+    source.save(tmp_path / "secondlook_long" / "fold1.keras")
+    rec = {"fold": 1, "folds": 3, "cv_seed": cv.CV_SEED, "limit": 0}
+    (tmp_path / "secondlook_long" / "fold1.json").write_text(json.dumps(rec))
+    got = cv.fold_init("malaria", "secondlook_long", 1, 3)
+    for a, b in zip(got.get_weights(), source.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(FileNotFoundError):  # a fold of another k is not this fold
+        cv.fold_init("malaria", "secondlook_long", 1, 5)

@@ -56,8 +56,9 @@ def train_fold(task: str, model_id: str, fold: int, folds: int, epochs: int | No
     keras.utils.set_random_seed(seed)
     t0 = time.time()
     tr, va = fold_frames(task, fold, folds, cv_seed)
+    init = fold_init(task, spec.train.init_from, fold, folds, cv_seed, limit) if spec.train.init_from else None
     data = load_training_data(t, spec, limit, seed, split=(tr, va))
-    fit = fit_model(spec, data, n_epochs, seed)
+    fit = fit_model(spec, data, n_epochs, seed, init)
     raw = predict_tensors(fit.model, data.x_val)
     seconds = time.time() - t0
     col = patient_column(t)
@@ -86,6 +87,19 @@ def train_fold(task: str, model_id: str, fold: int, folds: int, epochs: int | No
     if out_dir is None and read_card(task, model_id):
         aggregate_cv(task, model_id)
     return record
+
+
+def fold_init(task: str, source: str, fold: int, folds: int, cv_seed: int = CV_SEED, limit: int = 0):
+    """The model a fine-tuning recipe's fold starts from: its source recipe's model of the same fold, which never saw
+    this fold's patients (the bundled source trained on all of train, so starting from it would leak the fold)."""
+    import keras
+
+    rec = next((r for r in read_folds(task, source) if r["fold"] == fold), None)
+    path = cv_dir(task, source) / f"fold{fold}.keras"
+    if rec is None or rec["folds"] != folds or rec["cv_seed"] != cv_seed or rec["limit"] != limit or not path.is_file():
+        raise FileNotFoundError(f"{task}: fold {fold} of a {folds}-fold CV fine-tunes {source}'s fold {fold}; train it first "
+                                f"(python -m core.train --task {task} --model {source} --fold {fold} --folds {folds})")
+    return keras.saving.load_model(path, safe_mode=True, compile=False)
 
 
 def read_folds(task: str, model_id: str, root: str | Path | None = None) -> list[dict]:

@@ -178,7 +178,7 @@ def _add_second_site(data: TrainingData, spec: ModelSpec, seed: int) -> None:
           f"+{len(x_h)} hard negatives, +{len(y_s)} early-stopping crops, {time.time() - t0:.0f}s", flush=True)
 
 
-def _fit_member(spec: ModelSpec, data: TrainingData, n_epochs: int, seed: int):
+def _fit_member(spec: ModelSpec, data: TrainingData, n_epochs: int, seed: int, init=None):
     """One network: build, optional pretraining, fit with early stopping on validation."""
     import keras
 
@@ -190,7 +190,7 @@ def _fit_member(spec: ModelSpec, data: TrainingData, n_epochs: int, seed: int):
     if cfg.init_from:  # fine-tune: the source was trained on the same task's train split without these validation groups
         from core.models.store import load_model
 
-        net.set_weights(load_model(spec.task, cfg.init_from).get_weights())
+        net.set_weights((init if init is not None else load_model(spec.task, cfg.init_from)).get_weights())
     if data.pretrain is not None:
         x_p, y_p, w_p = data.pretrain
         net.compile(optimizer=keras.optimizers.AdamW(1e-3, weight_decay=cfg.weight_decay), loss=keras.losses.BinaryCrossentropy())
@@ -212,8 +212,9 @@ def _fit_member(spec: ModelSpec, data: TrainingData, n_epochs: int, seed: int):
     return net, h.history, best
 
 
-def fit_model(spec: ModelSpec, data: TrainingData, n_epochs: int, seed: int = 42) -> FitResult:
-    """Step 2: every member of the model (one network, or an ensemble of independently seeded ones)."""
+def fit_model(spec: ModelSpec, data: TrainingData, n_epochs: int, seed: int = 42, init=None) -> FitResult:
+    """Step 2: every member of the model (one network, or an ensemble of independently seeded ones). `init`: the
+    model a fine-tuning recipe starts from, when not its `init_from` bundled model (a CV fold: that recipe's same fold)."""
     import keras
 
     from core.models.networks import ensemble
@@ -225,7 +226,7 @@ def fit_model(spec: ModelSpec, data: TrainingData, n_epochs: int, seed: int = 42
         keras.utils.set_random_seed(member_seed)
         if spec.members > 1:
             print(f"member {k + 1}/{spec.members} (seed {member_seed})", flush=True)
-        net, history, best = _fit_member(spec, data, n_epochs, member_seed)
+        net, history, best = _fit_member(spec, data, n_epochs, member_seed, init)
         members.append(net)
         histories.append(history)
         best_epochs.append(best)
