@@ -85,7 +85,7 @@ def fold_models(recipe: ModelSpec, k: int = 3) -> ModelSpec:
     """The shipped form of a cross-validated recipe: its k fold models, logits averaged (core.models.fold_ensemble)."""
     nets = f"{k} x {recipe.members}" if recipe.members > 1 else f"{k}"
     return replace(
-        recipe, id=f"{recipe.id}_folds", title=f"{recipe.title}, its {k} fold models", members=k,
+        recipe, id=f"{recipe.id}_folds", title=f"{recipe.title} × {k} CV folds", members=k,
         fold_ensemble_of=recipe.id, not_a_candidate="",
         description=f"The {k} models of {recipe.id}'s patient-grouped {k}-fold cross-validation ({nets} networks), logits "
                     "averaged. Calibration and threshold come from their out-of-fold scores over every training image.",
