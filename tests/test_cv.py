@@ -120,6 +120,8 @@ def test_cv_summary_reads_a_fold_ensemble_members_cv():
     block = {"complete": True, "k": 3, "mean_auc": 0.85914, "sd_auc": 0.00436, "folds_done": [0, 1, 2]}
     assert cv_summary({"cv": block}) == cv_summary({"members_cv": block}) == "0.859 ± 0.004 (3-fold)"
     assert cv_summary({}) == "—"
+    tight = {**block, "mean_auc": 0.99822, "sd_auc": 0.00029}  # pneumonia: a spread that 3 decimals would print as 0
+    assert cv_summary({"cv": tight}) == "0.9982 ± 0.0003 (3-fold)"
 
 
 def test_one_se_rule_prefers_the_smaller_model_when_close():

@@ -58,7 +58,8 @@ def cv_summary(card: dict) -> str:
         return "—"
     if not cv["complete"]:
         return f"{len(cv['folds_done'])} of {cv['k']} folds done"
-    return f"{cv['mean_auc']:.3f} ± {cv['sd_auc']:.3f} ({cv['k']}-fold)"
+    d = 4 if cv["sd_auc"] < 0.001 else 3  # a spread below 0.001 would print as "± 0.000"
+    return f"{cv['mean_auc']:.{d}f} ± {cv['sd_auc']:.{d}f} ({cv['k']}-fold)"
 
 
 def one_se_choice(cv: dict[str, dict], parameters: dict[str, int], order: list[str]) -> str:
