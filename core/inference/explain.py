@@ -52,16 +52,12 @@ def last_conv_layer_name(model: keras.Model) -> str:
 
 def target_layer_names(model: keras.Model) -> list[str]:
     """Feature maps to explain: the last one, or for an ensemble (layers prefixed `m<k>_`) each member's last one."""
-    import re
+    from core.models.networks import member_chains
 
-    prefixes = sorted({m.group(0) for layer in model.layers if (m := re.match(r"m\d+_", layer.name))})
-    if not prefixes:
+    chains = member_chains(model)
+    if len(chains) == 1:
         return [last_conv_layer_name(model)]
-    names = []
-    for p in prefixes:
-        member = [layer for layer in model.layers if layer.name.startswith(p)]
-        names.append(last_conv_layer_name(_LayerList(member, model.name)))
-    return names
+    return [last_conv_layer_name(_LayerList(chain, model.name)) for chain in chains]
 
 
 class _LayerList:

@@ -6,7 +6,8 @@
 A fold trains on the other folds' patients (early stopping on its own held-out patients, as the bundled run stops on
 validation) and records the held-out fold's raw scores: out-of-fold predictions, for model choice
 (`core.models.selection`), thresholds and calibration. The fold's weights are kept and committed beside them, for
-a fold ensemble (uncommitted weights were lost with a machine once, and a fold ensemble then needs all k retrained). The test split is never touched.
+a fold ensemble (uncommitted weights were once lost with a machine, and a fold ensemble needs all k). The test
+split is never touched.
 """
 from __future__ import annotations
 

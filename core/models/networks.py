@@ -133,12 +133,13 @@ def secondlook_cnn(spec: ModelSpec, filters: tuple[int, ...], dropout: float = 0
     return _head(x, spec.id, inp)
 
 
-def _chains(model: keras.Model) -> list[list]:
+def member_chains(model: keras.Model) -> list[list]:
     """A model's plain chains of layers between input and logit: one, or each member's of an ensemble (`m<k>_`)."""
     body = [layer for layer in model.layers[1:] if layer.name not in ("logit", "probability")]
     prefixes = list(dict.fromkeys(m.group(0) for layer in body if (m := re.match(r"m\d+_", layer.name))))
     if not prefixes:
-        return [model.layers[1:[layer.name for layer in model.layers].index("probability")]]
+        names = [layer.name for layer in model.layers]
+        return [model.layers[1:names.index("probability") if "probability" in names else len(names)]]
     return [[layer for layer in body if layer.name.startswith(p)] for p in prefixes]
 
 
@@ -150,8 +151,8 @@ def ensemble(members: list[keras.Model], name: str) -> keras.Model:
     ensemble (a fold model of an ensemble recipe) is opened into its chains: with members of equal size the mean
     of their means is the mean over every chain.
     """
-    chains = [chain for member in members for chain in _chains(member)]
-    if len({len(_chains(m)) for m in members}) > 1:
+    chains = [chain for member in members for chain in member_chains(member)]
+    if len({len(member_chains(m)) for m in members}) > 1:
         raise ValueError("ensemble members of different sizes would not be weighted equally")
     inp = keras.Input(members[0].inputs[0].shape[1:], name="image")
     logits = []
