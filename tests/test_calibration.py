@@ -121,8 +121,9 @@ def test_every_card_is_calibrated_in_the_shared_shape(task, model_id):
 
 ECE_FLOOR = 0.08  # issue 15: test ECE (10 bins) of each task's default model, calibrated
 KNOWN_ECE_MISSES = {
-    "pneumonia": "calibrated test ECE 0.183 (raw 0.100): Platt fitted on validation sharpens the model (a = 2.42), "
-                 "validation AUC 0.999 vs test 0.964, so the map does not carry over to the test split",
+    "pneumonia": "calibrated test ECE 0.168 (raw 0.032) for secondlook_cnn_folds: Platt fitted on 5,232 out-of-fold "
+                 "scores sharpens the model (a = 1.73); out-of-fold AUC 0.998 vs test 0.972, so the map does not carry "
+                 "over to the test split",
 }
 
 

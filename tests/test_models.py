@@ -114,7 +114,8 @@ def test_fast_inference_path_agrees_with_keras_on_real_images(task, model_id):
 # Bars the bundled SecondLook models do not reach yet, as measured (see README "Results"). Strict: the day a
 # retrained model clears one, this test fails until the entry is removed, so the list cannot go stale.
 KNOWN_MISSES = {
-    ("pneumonia", "auc"): "test AUC 0.964 (95% CI 0.948-0.980) vs bar 0.965",
+    ("pneumonia", "accuracy"): "test accuracy 0.875 vs bar 0.90 for secondlook_cnn_folds: specificity 0.675 at the "
+                               "threshold that keeps out-of-fold sensitivity >= 0.97 (test sensitivity 0.995)",
 }
 
 

@@ -125,6 +125,7 @@ def _pneumonia() -> TaskSpec:
             "so the first layer sees every pixel at little extra cost. Same operating-point rule.",
         ),
     )
+    models += (fold_models(models[2]),)  # secondlook_cnn's fold models
     return TaskSpec(
         "pneumonia", "Pneumonia (pediatric chest X-ray)", ("NORMAL", "PNEUMONIA"), "xray", "pneumonia",
         ("patient_id", "subtype"), "sensitivity_0.97", 0.15, models,
@@ -189,7 +190,7 @@ def _effusion() -> TaskSpec:
             members=4,
         ),
     )
-    models += (fold_models(models[-1]),)  # secondlook_slim_ensemble's fold models (the only recipe with fold weights kept)
+    models += (fold_models(models[-1]),)  # secondlook_slim_ensemble's fold models
     return TaskSpec(
         "effusion", "Pleural effusion (adult chest X-ray)", ("NORMAL", "EFFUSION"), "xray", "pleural effusion",
         ("split_group",), "youden", 0.2, models,
