@@ -58,7 +58,7 @@ def cv_run(tmp_path):
 def test_members_are_the_fold_models_and_a_swap_is_caught(cv_run):
     root, files, _ = cv_run
     members = fold_ensemble.load_members(TASK, RECIPE, K, root)
-    oof = fold_ensemble.pooled_oof(TASK, RECIPE, root)
+    oof = cv.pooled_oof(TASK, RECIPE, root)
     assert len(oof) == 3 * 40 and sorted(oof["fold"].unique()) == [0, 1, 2]
     spec = get_model_spec(TASK, RECIPE).input
     assert fold_ensemble.check_members(members, spec, oof, files) <= 1e-6
@@ -84,7 +84,7 @@ def test_record_calibrates_and_thresholds_on_the_out_of_fold_scores(cv_run):
     from core.models.store import model_path, sha256_file
 
     root, files, members = cv_run
-    oof = fold_ensemble.pooled_oof(TASK, RECIPE, root)
+    oof = cv.pooled_oof(TASK, RECIPE, root)
     card = fold_ensemble.record(TASK, _spec(), fold_ensemble.load_members(TASK, RECIPE, K, root), oof, root)
     assert read_card(TASK, _spec().id, root)["threshold"] == card["threshold"]
     cal = card["calibration"]

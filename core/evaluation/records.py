@@ -125,12 +125,12 @@ def _score_test_at(task: str, model_id: str, card: dict, before: float, model=No
 
 def _refresh_fold_ensemble(task: str, model_id: str) -> dict:
     """Calibration and threshold again from the members' stored out-of-fold scores, then test at that threshold."""
-    from core.models import fold_ensemble
+    from core.models import cv, fold_ensemble
 
     spec = get_model_spec(task, model_id)
     card = read_card(task, model_id)
     before = card["threshold"]
-    fold_ensemble.write_oof_records(task, spec, fold_ensemble.pooled_oof(task, spec.fold_ensemble_of), card)
+    fold_ensemble.write_oof_records(task, spec, cv.pooled_oof(task, spec.fold_ensemble_of), card)
     return _score_test_at(task, model_id, card, before)
 
 
@@ -141,13 +141,13 @@ def build_fold_ensemble(task: str, model_id: str) -> dict:
     from core.data import group_keys
     from core.evaluation.external import add_external
     from core.inference.guard import fit_and_save_ood
-    from core.models import fold_ensemble
+    from core.models import cv, fold_ensemble
 
     spec = get_model_spec(task, model_id)
     if not spec.fold_ensemble_of:
         raise fold_ensemble.FoldEnsembleError(f"{task}/{model_id} is not a fold ensemble")
     members = fold_ensemble.load_members(task, spec.fold_ensemble_of, spec.members)
-    oof = fold_ensemble.pooled_oof(task, spec.fold_ensemble_of)
+    oof = cv.pooled_oof(task, spec.fold_ensemble_of)
     man = load_task_manifest(task).set_index("path")
     worst = fold_ensemble.check_members(members, spec.input, oof, man["file"].to_dict())
     groups = int(group_keys(man.loc[oof["path"]].reset_index(), get_task(task)).nunique())

@@ -23,7 +23,7 @@ import pandas as pd
 
 from core.evaluation import calibration, metrics
 from core.inference.calibrate import apply_calibration
-from core.models.cv import cv_block, cv_dir, pooled_oof, read_folds  # noqa: F401  (pooled_oof: this module's input)
+from core.models.cv import cv_block, cv_dir, read_folds
 from core.models.registry import InputSpec, ModelSpec, get_model_spec, get_task
 from core.models.store import SCORE_TOLERANCE, model_dir, save_for_inference, sha256_file, write_card_file, write_predictions
 

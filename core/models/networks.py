@@ -151,8 +151,9 @@ def ensemble(members: list[keras.Model], name: str) -> keras.Model:
     ensemble (a fold model of an ensemble recipe) is opened into its chains: with members of equal size the mean
     of their means is the mean over every chain.
     """
-    chains = [chain for member in members for chain in member_chains(member)]
-    if len({len(member_chains(m)) for m in members}) > 1:
+    per_member = [member_chains(m) for m in members]
+    chains = [chain for member in per_member for chain in member]
+    if len({len(member) for member in per_member}) > 1:
         raise ValueError("ensemble members of different sizes would not be weighted equally")
     inp = keras.Input(members[0].inputs[0].shape[1:], name="image")
     logits = []

@@ -125,7 +125,7 @@ def _pneumonia() -> TaskSpec:
             "so the first layer sees every pixel at little extra cost. Same operating-point rule.",
         ),
     )
-    models += (fold_models(models[2]),)  # secondlook_cnn's fold models
+    models += (fold_models(next(m for m in models if m.id == "secondlook_cnn")),)
     return TaskSpec(
         "pneumonia", "Pneumonia (pediatric chest X-ray)", ("NORMAL", "PNEUMONIA"), "xray", "pneumonia",
         ("patient_id", "subtype"), "sensitivity_0.97", 0.15, models,
@@ -190,7 +190,7 @@ def _effusion() -> TaskSpec:
             members=4,
         ),
     )
-    models += (fold_models(models[-1]),)  # secondlook_slim_ensemble's fold models
+    models += (fold_models(next(m for m in models if m.id == "secondlook_slim_ensemble")),)
     return TaskSpec(
         "effusion", "Pleural effusion (adult chest X-ray)", ("NORMAL", "EFFUSION"), "xray", "pleural effusion",
         ("split_group",), "youden", 0.2, models,
