@@ -89,6 +89,25 @@ def test_wal_mode_and_busy_timeout(db):
     assert con.execute("PRAGMA busy_timeout").fetchone()[0] == audit.BUSY_TIMEOUT_MS
 
 
+def test_opening_a_fresh_log_while_another_process_writes_waits_instead_of_failing(tmp_path):
+    """SQLite skips the busy handler when switching to WAL; opening while a writer holds its lock must still wait."""
+    import threading
+
+    path = tmp_path / "fresh.sqlite"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("CREATE TABLE t (a)")
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("INSERT INTO t VALUES (1)")
+    release = threading.Timer(0.3, lambda: holder.execute("COMMIT"))
+    release.start()
+    try:
+        rid = audit.record(**_row(), db=path)  # was: AuditError "database is locked" at once
+    finally:
+        release.join()
+        holder.close()
+    assert rid == 1 and audit._connection(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
 def test_default_path_is_next_to_the_reviews_database(tmp_path, monkeypatch):
     monkeypatch.delenv("SECONDLOOK_AUDIT", raising=False)
     monkeypatch.setenv("SECONDLOOK_REVIEWS", str(tmp_path / "sub" / "reviews.sqlite"))
