@@ -357,6 +357,15 @@ def brier_score(y_true, y_score) -> float:
     return float(np.mean((s - y) ** 2)) if s.size else float("nan")
 
 
+def log_loss(y_true, y_score, eps: float = 1e-8) -> float:
+    """Mean negative log-likelihood of the outcomes; scores are clipped to [eps, 1 - eps] (stored scores have 8
+    decimals, so an exact 0 or 1 is a rounding, not certainty)."""
+    y, s = _check(y_true, y_score)
+    _check_probabilities(s)
+    s = np.clip(s, eps, 1 - eps)
+    return float(-np.mean(y * np.log(s) + (1 - y) * np.log1p(-s))) if s.size else float("nan")
+
+
 MCNEMAR_EXACT_BELOW = 25
 
 

@@ -146,12 +146,13 @@ def build_fold_ensemble(task: str, model_id: str) -> dict:
     spec = get_model_spec(task, model_id)
     if not spec.fold_ensemble_of:
         raise fold_ensemble.FoldEnsembleError(f"{task}/{model_id} is not a fold ensemble")
-    members = fold_ensemble.load_members(task, spec.fold_ensemble_of, spec.members)
+    block = cv.cv_block(task, spec.fold_ensemble_of)  # read once: completeness, the card's members_cv
+    members = fold_ensemble.load_members(task, spec.fold_ensemble_of, spec.members, block=block)
     oof = cv.pooled_oof(task, spec.fold_ensemble_of)
     man = load_task_manifest(task).set_index("path")
     worst = fold_ensemble.check_members(members, spec.input, oof, man["file"].to_dict())
     groups = int(group_keys(man.loc[oof["path"]].reset_index(), get_task(task)).nunique())
-    fold_ensemble.record(task, spec, members, oof, member_check=worst, n_groups=groups)
+    fold_ensemble.record(task, spec, members, oof, member_check=worst, n_groups=groups, block=block)
     test = evaluate_bundled(task, model_id, update_card=True)
     add_patient_level(task, model_id)
     add_external(task, model_id)

@@ -27,6 +27,7 @@ from core.models.cv import cv_block, cv_dir, read_folds
 from core.models.registry import InputSpec, ModelSpec, get_model_spec, get_task
 from core.models.store import SCORE_TOLERANCE, model_dir, save_for_inference, sha256_file, write_card_file, write_predictions
 
+CROSS_FITTED = "out-of-fold, cross-fitted (each fold mapped by the maps fitted on the other folds)"
 MEMBER_CHECK_IMAGES = 8  # per fold: re-scored to prove the kept weights wrote the out-of-fold scores
 
 
@@ -34,11 +35,11 @@ class FoldEnsembleError(RuntimeError):
     """The recipe's cross-validation cannot be shipped as it is (incomplete, or weights that are not the fold's)."""
 
 
-def load_members(task: str, recipe: str, k: int, root: str | Path | None = None) -> list:
-    """The k fold models of a complete cross-validation, in fold order."""
+def load_members(task: str, recipe: str, k: int, root: str | Path | None = None, block: dict | None = None) -> list:
+    """The k fold models of a complete cross-validation, in fold order (`block`: the recipe's cv_block, if read)."""
     import keras
 
-    block = cv_block(task, recipe, root)
+    block = cv_block(task, recipe, root) if block is None else block
     if not block or not block["complete"] or block["k"] != k:
         raise FoldEnsembleError(f"{task}/{recipe}: a {k}-fold ensemble needs a complete {k}-fold CV; "
                                 f"have {block and {'k': block['k'], 'folds_done': block['folds_done']}}")
@@ -83,15 +84,19 @@ def write_oof_records(task: str, spec: ModelSpec, oof: pd.DataFrame, card: dict,
         "threshold": threshold, "threshold_rule": get_task(task).threshold_rule,
         "threshold_chosen_on": "validation: the pooled out-of-fold predictions of the members (val_predictions.csv)",
         "validation": summary, "calibration": cal,
-        "calibration_check": {"out-of-fold (fitted here, so in-sample)": calibration.effect(oof["y"].to_numpy(), oof["raw"].to_numpy(), cal)},
+        "calibration_check": {
+            "out-of-fold (fitted here, so in-sample)": calibration.effect(oof["y"].to_numpy(), oof["raw"].to_numpy(), cal),
+            CROSS_FITTED: calibration.cross_fitted(oof["y"].to_numpy(), oof["raw"].to_numpy(), oof["fold"].to_numpy()),
+        },
     })
     return card
 
 
 def record(task: str, spec: ModelSpec, members: list, oof: pd.DataFrame, root: str | Path | None = None, *,
-           member_check: float | None = None, n_groups: int | None = None) -> dict:
+           member_check: float | None = None, n_groups: int | None = None, block: dict | None = None) -> dict:
     """model.keras, val_predictions.csv and card.json of the fold ensemble (no test split touched); `member_check` is
-    check_members' result, `n_groups` the patients (or sessions) the out-of-fold images come from."""
+    check_members' result, `n_groups` the patients (or sessions) the out-of-fold images come from, `block` the
+    recipe's cv_block if already read."""
     import keras
     import tensorflow as tf
 
@@ -99,7 +104,7 @@ def record(task: str, spec: ModelSpec, members: list, oof: pd.DataFrame, root: s
 
     recipe = get_model_spec(task, spec.fold_ensemble_of)
     folds = read_folds(task, recipe.id, root)
-    block = cv_block(task, recipe.id, root)
+    block = cv_block(task, recipe.id, root) if block is None else block
     out = model_dir(task, spec.id, root)
     out.mkdir(parents=True, exist_ok=True)
     model = ensemble(members, spec.id)
