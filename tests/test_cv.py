@@ -12,6 +12,7 @@ from core.evaluation import metrics
 from core.models import cv
 from core.models.registry import TASKS, get_task
 from core.models.selection import RULE_CV, RULE_VALIDATION, candidates, choose, cv_summary, one_se_choice
+from core.models.site_check import SITE_CHECK, SITE_CSV, site_scores
 from core.models.store import write_card, write_predictions
 from tests.conftest import require_dataset
 
@@ -131,6 +132,65 @@ def test_one_se_rule_prefers_the_smaller_model_when_close():
     assert one_se_choice(cvs, params, ["big", "small", "weak"]) == "small"
     cvs["small"]["mean_auc"] = 0.880  # more than one SE below the best
     assert one_se_choice(cvs, params, ["big", "small", "weak"]) == "big"
+
+
+def test_equal_size_ties_go_to_the_candidate_that_holds_on_the_second_site():
+    """malaria: three recipes of one architecture, within a few thousandths in CV; registry order must not decide."""
+    cvs = {"nih": {"mean_auc": 0.9930, "se_auc": 0.0010}, "long": {"mean_auc": 0.9934, "se_auc": 0.0006},
+           "twosite": {"mean_auc": 0.9929, "se_auc": 0.0008}}
+    params = dict.fromkeys(cvs, 421_897)
+    order = list(cvs)
+    assert one_se_choice(cvs, params, order) == "nih"  # without a second site: the earlier entry
+    assert one_se_choice(cvs, params, order, {"nih": 0.70, "long": 0.72, "twosite": 0.90}) == "twosite"
+    cvs["twosite"]["mean_auc"] = 0.9920  # more than one SE below the best: travelling well does not rescue it
+    assert one_se_choice(cvs, params, order, {"nih": 0.70, "long": 0.72, "twosite": 0.90}) == "long"
+    params["nih"] = 100_000  # a smaller model still wins before the second site is asked
+    assert one_se_choice(cvs, params, order, {"nih": 0.70, "long": 0.72, "twosite": 0.90}) == "nih"
+
+
+def test_site_scores_are_rates_at_the_threshold():
+    y = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0, 0])
+    s = np.array([0.9, 0.8, 0.6, 0.2, 0.7, 0.4, 0.3, 0.2, 0.1, 0.05])
+    r = site_scores(y, s, 0.5)
+    assert (r["n"], r["n_positive"]) == (10, 4)
+    assert r["sensitivity"] == pytest.approx(0.75) and r["specificity"] == pytest.approx(5 / 6)
+    assert r["balanced_accuracy"] == pytest.approx((0.75 + 5 / 6) / 2)
+    assert r["auc"] == pytest.approx(metrics.roc_auc(y, s))
+
+
+@pytest.mark.parametrize("model_id", candidates(get_task("malaria")))
+def test_bundled_second_site_checks_are_their_cells_scores(model_id):
+    """The malaria tie-break's figures are what the stored per-cell scores give, and those scores are the fold models'
+    (a few cells re-scored); every candidate with a complete CV has one."""
+    from core.models.fold_ensemble import load_members, operating_point
+    from core.models.store import read_card
+
+    card, block = read_card("malaria", model_id), cv.cv_block("malaria", model_id)
+    if not (block and block["complete"]):
+        assert SITE_CHECK not in card
+        return
+    check = card[SITE_CHECK]
+    cells = pd.read_csv(cv.cv_dir("malaria", model_id) / SITE_CSV)
+    again = site_scores(cells["infected"], cells["score"], check["threshold"])
+    assert {k: check[k] for k in again} == pytest.approx(again, abs=1e-12)
+    assert check["n_fields"] == cells["path"].nunique() and set(cells["session"]) == set(check["sessions"])
+    cal, _, threshold, _ = operating_point("malaria", cv.pooled_oof("malaria", model_id))
+    assert check["threshold"] == pytest.approx(threshold, abs=1e-12)
+    require_dataset("malaria_fields")
+    from core.data import field_crops as fc
+    from core.io.images import read_image
+    from core.inference.calibrate import apply_calibration
+    from core.inference.forward import predict_tensors
+    from core.inference.preprocess import prepare
+    from core.models.networks import ensemble
+    from core.models.registry import get_model_spec
+
+    rows = cells.iloc[np.r_[np.flatnonzero(cells["infected"] == 1)[:4], np.flatnonzero(cells["infected"] == 0)[:4]]]
+    root = fc.task_data_dir(fc.FIELDS)
+    crops = [fc.cut_cells(read_image(root / r.path), np.array([[r.x, r.y, r.w, r.h]]), 64)[0] for r in rows.itertuples()]
+    x = np.stack([prepare(c, get_model_spec("malaria", model_id).input) for c in crops])
+    model = ensemble(load_members("malaria", model_id, block["k"], block=block), "check")
+    assert np.abs(apply_calibration(predict_tensors(model, x), cal) - rows["score"].to_numpy()).max() <= 1e-6
 
 
 def test_default_falls_back_to_validation_until_every_candidate_has_cv(tmp_path):

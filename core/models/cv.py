@@ -6,8 +6,9 @@
 A fold trains on the other folds' patients (early stopping on its own held-out patients, as the bundled run stops on
 validation) and records the held-out fold's raw scores: out-of-fold predictions, for model choice
 (`core.models.selection`), thresholds and calibration. The fold's weights are kept and committed beside them, for
-a fold ensemble (uncommitted weights were once lost with a machine, and a fold ensemble needs all k). The test
-split is never touched.
+a fold ensemble (uncommitted weights were once lost with a machine, and a fold ensemble needs all k). A recipe
+that lost its task's CV and that no other recipe fine-tunes from has them removed again (models/ has a size budget);
+its fold records and out-of-fold scores stay. The test split is never touched.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from core.data import CV_SEED, grouped_kfold, load_task_manifest, patient_column
 from core.evaluation import metrics
 from core.inference.forward import predict_tensors
 from core.models.registry import get_model_spec, get_task
+from core.models.site_check import SITE_CHECK, second_site_check
 from core.models.store import model_dir, read_card, save_for_inference, write_card, write_predictions
 from core.models.training import fit_model, load_training_data
 
@@ -147,7 +149,8 @@ def pooled_oof(task: str, model_id: str, root: str | Path | None = None, recs: l
 
 
 def aggregate_cv(task: str, model_id: str, root: str | Path | None = None) -> dict | None:
-    """Write the `cv` block into the model's card (the card must exist); returns it."""
+    """Write the `cv` block (and, once complete, the second-site check) into the model's card (the card must exist);
+    returns the cv block."""
     block = cv_block(task, model_id, root)
     card = read_card(task, model_id, root)
     if not card:
@@ -156,5 +159,10 @@ def aggregate_cv(task: str, model_id: str, root: str | Path | None = None) -> di
         card.pop("cv", None)
     else:
         card["cv"] = block
+    check = second_site_check(task, model_id, block, root)
+    if check is None:
+        card.pop(SITE_CHECK, None)
+    else:
+        card[SITE_CHECK] = check
     write_card(task, model_id, card, root)
     return block

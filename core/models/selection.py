@@ -2,8 +2,10 @@
 
 Preferred: patient-grouped cross-validation. The default is the SecondLook (non-baseline) model with the best CV
 mean AUC; any candidate within one standard error of that best mean counts as equally good, and among those the
-smaller one (fewer parameters) wins. That rule needs every SecondLook candidate to have a complete CV block on its
-card (`core.models.cv`); until then the task falls back to the older rule, the best single validation AUC.
+smaller one (fewer parameters) wins; among equally small ones, where the task has a second site's validation cells
+(malaria), the one whose shipped operating point keeps the best balanced accuracy there (`core.models.site_check`).
+That rule needs every SecondLook candidate to have a complete CV block on its card (`core.models.cv`); until then the
+task falls back to the older rule, the best single validation AUC.
 
 Candidates are recipes. A fold ensemble (`core.models.fold_ensemble`) is not one: it is the chosen recipe's own k fold
 models, whose CV is the recipe's. When the chosen recipe's fold ensemble is bundled, it is what the task ships, since
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from core.models.registry import TaskSpec, get_task
+from core.models.site_check import SITE_CHECK
 from core.models.store import read_card
 
 RULE_CV = "best CV mean (one-SE rule: smaller model wins)"
@@ -62,12 +65,14 @@ def cv_summary(card: dict) -> str:
     return f"{cv['mean_auc']:.{d}f} ± {cv['sd_auc']:.{d}f} ({cv['k']}-fold)"
 
 
-def one_se_choice(cv: dict[str, dict], parameters: dict[str, int], order: list[str]) -> str:
-    """Best CV mean; within one SE of it (the best model's SE) the fewest parameters, then the earlier entry."""
+def one_se_choice(cv: dict[str, dict], parameters: dict[str, int], order: list[str],
+                  site: dict[str, float] | None = None) -> str:
+    """Best CV mean; within one SE of it (the best model's SE) the fewest parameters, then (with `site`, every
+    candidate's second-site balanced accuracy) the one that travels best, then the earlier entry."""
     best = max(order, key=lambda m: (cv[m]["mean_auc"], -order.index(m)))
     floor = cv[best]["mean_auc"] - cv[best]["se_auc"]
     near = [m for m in order if cv[m]["mean_auc"] >= floor - 1e-12]
-    return min(near, key=lambda m: (parameters[m], order.index(m)))
+    return min(near, key=lambda m: (parameters[m], -(site or {}).get(m, 0.0), order.index(m)))
 
 
 def choose(task: TaskSpec, card_of: Callable[[str], dict]) -> Choice:
@@ -84,10 +89,17 @@ def choose(task: TaskSpec, card_of: Callable[[str], dict]) -> Choice:
     if len(ks) != 1:
         return Choice(best_on_validation(task, card_of), RULE_VALIDATION,
                       f"the candidates' cross-validations use different k ({sorted(ks)}), so they are not compared")
-    pick = one_se_choice(cv, {m: int(cards[m].get("parameters", 0)) for m in ours}, ours)
+    checks = {m: cards[m].get(SITE_CHECK) for m in ours}
+    site = {m: c["balanced_accuracy"] for m, c in checks.items()} if all(checks.values()) else None
+    pick = one_se_choice(cv, {m: int(cards[m].get("parameters", 0)) for m in ours}, ours, site)
     k = ks.pop()
     note = (f"{k}-fold patient-grouped CV: mean AUC {cv[pick]['mean_auc']:.4f} (SE {cv[pick]['se_auc']:.4f}) over "
             f"{len(ours)} SecondLook candidates")
+    if site:
+        c = checks[pick]
+        note += (f"; ties of equal size go to the one that travels: on {c['dataset']} validation cells "
+                 f"({'/'.join(c['sessions'])}) it keeps sensitivity {c['sensitivity']:.3f} and specificity "
+                 f"{c['specificity']:.3f} at its shipped point")
     shipped = [m.id for m in task.models if m.fold_ensemble_of == pick and m.members == k and card_of(m.id).get("threshold") is not None]
     if shipped:
         return Choice(shipped[0], RULE_CV_FOLDS, f"{note}: {pick} won; its {k} fold models are shipped together")

@@ -1,0 +1,61 @@
+"""Second-site check of a cross-validated recipe: does its operating point travel to another lab's cells?
+
+Why: the malaria candidates are within a few thousandths of each other in patient-grouped CV and have the same size,
+so the one-SE rule alone would fall back to registry order; yet the NIH-only recipes' shipped threshold lost a fifth of
+its sensitivity on another lab's field cells. The tie-break is therefore the recipe's fold models, averaged as they
+would ship, at the operating point their out-of-fold scores give, on the task's second-site *validation* cells
+(malaria: the annotated cells of the IML fields' validation session S3; never the test session S1). Decided on
+2026-12-02, before the two-site recipe's cross-validation was run.
+
+Caveat, disclosed on the card: the two-site recipe stops early on S3's cells, so its figure here is somewhat
+optimistic; the other recipes have never seen that lab.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from core.evaluation import metrics
+
+SITE_CHECK = "second_site_check"  # the card key
+SITE_CSV = "second_site.csv"  # per-cell calibrated scores, in the recipe's cv folder
+SECOND_SITE = {"malaria": "malaria_fields"}  # task -> dataset whose validation session is the second-site check
+
+
+def site_scores(y: np.ndarray, scores: np.ndarray, threshold: float) -> dict:
+    """Sensitivity, specificity, their mean and the AUC of calibrated scores at one threshold (plain arrays in)."""
+    y = np.asarray(y, dtype=np.int8)
+    s = np.asarray(scores, dtype=np.float64)
+    call = s >= threshold
+    sens = float(call[y == 1].mean())
+    spec = float((~call[y == 0]).mean())
+    return {"n": int(y.size), "n_positive": int(y.sum()), "threshold": float(threshold), "auc": metrics.roc_auc(y, s),
+            "sensitivity": sens, "specificity": spec, "balanced_accuracy": (sens + spec) / 2}
+
+
+def second_site_check(task: str, model_id: str, block: dict, root: str | Path | None = None) -> dict | None:
+    """The recipe's fold models on the second site's validation cells (None for a task without one or an incomplete
+    CV). Needs the dataset and the fold weights."""
+    if task not in SECOND_SITE or not block or not block["complete"]:
+        return None
+    from core.data import field_crops as fc
+    from core.inference.calibrate import apply_calibration
+    from core.inference.forward import predict_tensors
+    from core.inference.preprocess import prepare
+    from core.models.cv import cv_dir, pooled_oof
+    from core.models.fold_ensemble import load_members, operating_point
+    from core.models.networks import ensemble
+    from core.models.registry import get_model_spec
+
+    cal, _, threshold, _ = operating_point(task, pooled_oof(task, model_id, root))
+    spec = get_model_spec(task, model_id)
+    crops, y, boxes = fc.session_crops(fc.STOP_SESSIONS)
+    x = np.stack([prepare(c, spec.input) for c in crops])
+    model = ensemble(load_members(task, model_id, block["k"], root, block), f"{model_id}_site_check")
+    scores = apply_calibration(predict_tensors(model, x), cal)
+    # per-cell scores beside the fold records, so a test can re-derive the figures without re-scoring 13k cells
+    boxes.assign(infected=y.astype(np.int8), score=scores).to_csv(cv_dir(task, model_id, root) / SITE_CSV, index=False)
+    return {"dataset": SECOND_SITE[task], "sessions": list(fc.STOP_SESSIONS), "n_fields": int(boxes["path"].nunique()),
+            "scored_by": f"the {block['k']} fold models, logits averaged, Platt and threshold from their out-of-fold scores",
+            **site_scores(y, scores, threshold)}
