@@ -46,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
         if not 0 <= a.fold < a.folds:
             p.error(f"--fold must be in 0..{a.folds - 1}")
         train_fold(a.task, a.model, a.fold, a.folds, a.epochs, a.limit, a.seed, out_dir=a.out)
+        if a.out is None:  # the bundled recipe's folds: once all are in, its second-site check (model choice)
+            from core.models.site_check import record_site_check
+
+            record_site_check(a.task, a.model)
         return 0
     train(a.task, a.model, a.epochs, a.limit, a.seed, out_dir=a.out)
     if not a.no_test and a.out is None:  # a bundled model: its one scoring of the test split

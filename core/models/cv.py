@@ -23,7 +23,6 @@ from core.data import CV_SEED, grouped_kfold, load_task_manifest, patient_column
 from core.evaluation import metrics
 from core.inference.forward import predict_tensors
 from core.models.registry import get_model_spec, get_task
-from core.models.site_check import SITE_CHECK, second_site_check
 from core.models.store import model_dir, read_card, save_for_inference, write_card, write_predictions
 from core.models.training import fit_model, load_training_data
 
@@ -149,8 +148,7 @@ def pooled_oof(task: str, model_id: str, root: str | Path | None = None, recs: l
 
 
 def aggregate_cv(task: str, model_id: str, root: str | Path | None = None) -> dict | None:
-    """Write the `cv` block (and, once complete, the second-site check) into the model's card (the card must exist);
-    returns the cv block."""
+    """Write the `cv` block into the model's card (the card must exist); returns it."""
     block = cv_block(task, model_id, root)
     card = read_card(task, model_id, root)
     if not card:
@@ -159,10 +157,5 @@ def aggregate_cv(task: str, model_id: str, root: str | Path | None = None) -> di
         card.pop("cv", None)
     else:
         card["cv"] = block
-    check = second_site_check(task, model_id, block, root)
-    if check is None:
-        card.pop(SITE_CHECK, None)
-    else:
-        card[SITE_CHECK] = check
     write_card(task, model_id, card, root)
     return block

@@ -7,7 +7,7 @@ would ship, at the operating point their out-of-fold scores give, on the task's 
 (malaria: the annotated cells of the IML fields' validation session S3; never the test session S1). Decided on
 2026-12-02, before the two-site recipe's cross-validation was run.
 
-Caveat, disclosed on the card: the two-site recipe stops early on S3's cells, so its figure here is somewhat
+Caveat (not yet written on the card): the two-site recipe stops early on S3's cells, so its figure here is somewhat
 optimistic; the other recipes have never seen that lab.
 """
 from __future__ import annotations
@@ -25,13 +25,9 @@ SECOND_SITE = {"malaria": "malaria_fields"}  # task -> dataset whose validation 
 
 def site_scores(y: np.ndarray, scores: np.ndarray, threshold: float) -> dict:
     """Sensitivity, specificity, their mean and the AUC of calibrated scores at one threshold (plain arrays in)."""
-    y = np.asarray(y, dtype=np.int8)
-    s = np.asarray(scores, dtype=np.float64)
-    call = s >= threshold
-    sens = float(call[y == 1].mean())
-    spec = float((~call[y == 0]).mean())
-    return {"n": int(y.size), "n_positive": int(y.sum()), "threshold": float(threshold), "auc": metrics.roc_auc(y, s),
-            "sensitivity": sens, "specificity": spec, "balanced_accuracy": (sens + spec) / 2}
+    r = metrics.rates(metrics.confusion_at(y, scores, threshold))
+    return {"n": int(np.size(y)), "n_positive": int(np.sum(y)), "threshold": float(threshold),
+            "auc": metrics.roc_auc(y, scores), **{k: r[k] for k in ("sensitivity", "specificity", "balanced_accuracy")}}
 
 
 def second_site_check(task: str, model_id: str, block: dict, root: str | Path | None = None) -> dict | None:
@@ -59,3 +55,22 @@ def second_site_check(task: str, model_id: str, block: dict, root: str | Path | 
     return {"dataset": SECOND_SITE[task], "sessions": list(fc.STOP_SESSIONS), "n_fields": int(boxes["path"].nunique()),
             "scored_by": f"the {block['k']} fold models, logits averaged, Platt and threshold from their out-of-fold scores",
             **site_scores(y, scores, threshold)}
+
+
+def record_site_check(task: str, model_id: str, root: str | Path | None = None) -> dict | None:
+    """Write (or, while the CV is incomplete, drop) the card's second-site check; after each fold (`core.train`).
+
+    Kept out of `core.models.cv`: the check scores the fold ensemble, a layer above the fold records."""
+    from core.models.cv import cv_block
+    from core.models.store import read_card, write_card
+
+    card = read_card(task, model_id, root)
+    if not card:
+        return None
+    check = second_site_check(task, model_id, cv_block(task, model_id, root), root)
+    if check is None:
+        card.pop(SITE_CHECK, None)
+    else:
+        card[SITE_CHECK] = check
+    write_card(task, model_id, card, root)
+    return check
