@@ -10,9 +10,9 @@ import pytest
 from core.data import grouped_kfold, load_task_manifest, patient_column
 from core.evaluation import metrics
 from core.models import cv
-from core.models.registry import TASKS, get_task
+from core.models.registry import TASKS, get_model_spec, get_task
 from core.models.selection import RULE_CV, RULE_VALIDATION, candidates, choose, cv_summary, one_se_choice
-from core.models.site_check import SITE_CHECK, SITE_CSV, site_scores
+from core.models.site_check import SITE_CHECK, SITE_CSV, seen_in_training, site_scores
 from core.models.store import write_card, write_predictions
 from tests.conftest import require_dataset
 
@@ -174,6 +174,8 @@ def test_bundled_second_site_checks_are_their_cells_scores(model_id):
     again = site_scores(cells["infected"], cells["score"], check["threshold"])
     assert {k: check[k] for k in again} == pytest.approx(again, abs=1e-12)
     assert check["n_fields"] == cells["path"].nunique() and set(cells["session"]) == set(check["sessions"])
+    assert check["seen_in_training"] == seen_in_training(get_model_spec("malaria", model_id))
+    assert ("optimistic" in check["seen_in_training"]) == bool(get_model_spec("malaria", model_id).train.second_site)
     cal, _, threshold, _ = operating_point("malaria", cv.pooled_oof("malaria", model_id))
     assert check["threshold"] == pytest.approx(threshold, abs=1e-12)
     require_dataset("malaria_fields")
@@ -183,7 +185,6 @@ def test_bundled_second_site_checks_are_their_cells_scores(model_id):
     from core.inference.forward import predict_tensors
     from core.inference.preprocess import prepare
     from core.models.networks import ensemble
-    from core.models.registry import get_model_spec
 
     rows = cells.iloc[np.r_[np.flatnonzero(cells["infected"] == 1)[:4], np.flatnonzero(cells["infected"] == 0)[:4]]]
     root = fc.task_data_dir(fc.FIELDS)
