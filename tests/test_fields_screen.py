@@ -51,6 +51,31 @@ def test_every_drawn_cell_is_counted_and_scored(model):
         assert (c["x"], c["y"], c["w"], c["h"]) == tuple(int(v) for v in b)
 
 
+def test_ellipse_cut_blacks_out_the_neighbour_in_the_corners_only():
+    from core.data.field_crops import cut_cells
+
+    rgb = np.full((300, 300, 3), 180, np.uint8)
+    rgb[:, 200:] = 40  # a dark neighbour touching the box's right edge
+    box = np.array([[100, 100, 100, 100]])
+    plain, cell = cut_cells(rgb, box)[0], cut_cells(rgb, box, cut="ellipse")[0]
+    assert (cell[[0, 0, -1, -1], [0, -1, 0, -1]] == 0).all() and (plain[[0, 0, -1, -1], [0, -1, 0, -1]] > 0).all()
+    inside = cell.any(axis=2)
+    assert (cell[inside] == plain[inside]).all() and (cell[28:36, 28:36] == 180).all()  # the cell itself untouched
+    assert (plain[:, 62:] == 40).all() and (cell[:8, 60:] == 0).all()  # the neighbour's strip goes at the corners
+    assert 0.60 < inside.mean() < 0.70  # pi/4 of the box, within its padded crop
+    with pytest.raises(ValueError, match="unknown field cut"):
+        cut_cells(rgb, box, cut="circle")
+
+
+def test_a_model_that_cuts_ellipses_is_screened_with_them(model):
+    from dataclasses import replace
+
+    boxed = screen.screen_field(_synthetic(), model, SPEC, "f.png", keep_crops=True)
+    oval = screen.screen_field(_synthetic(), model, replace(SPEC, input=InputSpec(64, 3, field_cut="ellipse")), "f.png",
+                               keep_crops=True)
+    assert (oval.boxes == boxed.boxes).all() and (oval.crops[:, 0, 0] == 0).all() and (boxed.crops[:, 0, 0] > 0).any()
+
+
 def test_blank_picture_has_no_parasitemia(model):
     blank = np.full((480, 640, 3), 230, np.uint8)
     s = screen.screen_field(blank, model, SPEC, "blank.png")
@@ -232,6 +257,15 @@ def test_field_model_against_the_targets(metric, op_, bar):
     assert (v >= bar) if op_ == ">=" else (v <= bar), f"{metric} {v:.4f} vs {op_} {bar}"
 
 
+def test_field_model_is_the_most_sensitive_on_the_validation_fields_at_the_same_budget():
+    from core.models.store import bundled_models
+
+    recs = {m: records.read_record(m) for m in bundled_models("malaria") if records.is_current(m)}
+    chosen = recs[records.field_model()]["validation"]
+    assert len(recs) >= 2 and all(chosen["infected_sensitivity"] >= r["validation"]["infected_sensitivity"] for r in recs.values())
+    assert all(r["validation"]["false_positive_cells_per_field"] <= records.FP_PER_FIELD_TARGET for r in recs.values())
+
+
 def test_field_record_is_reproduced_on_the_annotated_fields():
     """Re-screen the validation and test fields: the threshold rule and every recorded test number come back."""
     from core.data.field_crops import STOP_SESSIONS
@@ -268,13 +302,18 @@ def test_unannotated_found_boxes_overlap_no_cell_and_hold_no_parasitised_centre(
 
 
 def test_hard_negatives_from_real_training_fields():
-    from core.data.field_crops import TRAIN_SESSIONS, hard_negative_crops, read_fields
+    from core.data.field_crops import FIELDS, TRAIN_SESSIONS, hard_negative_crops, read_fields, task_data_dir
     from core.fields.matching import iou_matrix
+    from core.fields.screen import screening_boxes
+    from core.io.images import read_image
     from tests.conftest import require_dataset
 
     require_dataset("malaria_fields")
-    crops, boxes = hard_negative_crops(TRAIN_SESSIONS, limit=2)
+    crops, boxes = hard_negative_crops(TRAIN_SESSIONS, limit=2, locate=lambda rgb: screening_boxes(rgb)[0])
     assert crops.shape == (len(boxes), 64, 64, 3) and len(boxes) > 0 and boxes["path"].nunique() <= 2
+    for path, g in boxes.groupby("path"):  # the boxes screening scores, not the classical finder's
+        screened = {tuple(b) for b in screening_boxes(read_image(task_data_dir(FIELDS) / path))[0].tolist()}
+        assert {tuple(b) for b in g[["x", "y", "w", "h"]].to_numpy().tolist()} <= screened
     _, cells = read_fields()
     for path, g in boxes.groupby("path"):
         truth = cells[cells["path"] == path][["x", "y", "w", "h"]].to_numpy()

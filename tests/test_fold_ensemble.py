@@ -89,8 +89,10 @@ def test_record_calibrates_and_thresholds_on_the_out_of_fold_scores(cv_run):
     assert read_card(TASK, _spec().id, root)["threshold"] == card["threshold"]
     cal = card["calibration"]
     assert cal["fitted_on"] == calibration.OUT_OF_FOLD and cal["n"] == len(oof)
-    ref = calibration.fit_platt(oof["y"], oof["raw"], calibration.OUT_OF_FOLD)
-    assert (cal["a"], cal["b"]) == pytest.approx((ref["a"], ref["b"]))
+    ref, check = calibration.choose_map(oof["y"], oof["raw"], oof["fold"])
+    assert cal == pytest.approx(ref) and cal["chosen_by"] == calibration.CHOSEN_BY
+    loss = {m: check["raw" if m == "none" else m]["log_loss"] for m in calibration.MAPS}
+    assert loss[cal["method"]] == min(loss.values())
     val = read_predictions(TASK, _spec().id, "val", root)
     assert val["path"].tolist() == oof["path"].tolist() and len(val) == card["data"]["n_val"]
     assert metrics.choose_threshold(get_task(TASK).threshold_rule, val["y"], val["score"]) == pytest.approx(card["threshold"], abs=1e-12)

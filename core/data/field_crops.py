@@ -6,6 +6,7 @@ same kind of crop in training and in use. Crops live in memory only (nothing der
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import cv2
@@ -38,8 +39,23 @@ def read_fields() -> tuple[pd.DataFrame, pd.DataFrame]:
     return fields, cells
 
 
-def cut_cells(rgb: np.ndarray, boxes: np.ndarray, size: int = 64, pad: float = PAD) -> np.ndarray:
-    """(N, size, size, 3) uint8 crops of boxes (x, y, w, h, original pixels); outside the image reads as black."""
+CUTS = ("box", "ellipse")
+
+
+def _ellipse_mask(size: int, pad: float) -> np.ndarray:
+    """(size, size, 1) 0/1: the ellipse inscribed in the box, within its padded crop."""
+    r = size / (2 * (1 + 2 * pad))
+    yy, xx = np.mgrid[0:size, 0:size] + 0.5 - size / 2
+    return ((xx / r) ** 2 + (yy / r) ** 2 <= 1.0).astype(np.uint8)[..., None]
+
+
+def cut_cells(rgb: np.ndarray, boxes: np.ndarray, size: int = 64, pad: float = PAD, cut: str = "box") -> np.ndarray:
+    """(N, size, size, 3) uint8 crops of boxes (x, y, w, h, original pixels); outside the image reads as black.
+
+    cut="ellipse" also blacks out the corners outside the cell's ellipse, where a touching neighbour shows (a fifth
+    of the two-site model's false alarms on the validation fields overlapped an infected neighbour's box)."""
+    if cut not in CUTS:
+        raise ValueError(f"unknown field cut {cut!r}; choose one of {CUTS}")
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     out = np.zeros((len(boxes), size, size, 3), np.uint8)
     h_img, w_img = rgb.shape[:2]
@@ -53,11 +69,11 @@ def cut_cells(rgb: np.ndarray, boxes: np.ndarray, size: int = 64, pad: float = P
         if sx1 > sx0 and sy1 > sy0:
             patch[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = rgb[sy0:sy1, sx0:sx1]
         out[i] = cv2.resize(patch, (size, size), interpolation=cv2.INTER_AREA)
-    return out
+    return out * _ellipse_mask(size, pad) if cut == "ellipse" else out
 
 
 def session_crops(sessions: tuple[str, ...], max_negatives: int | None = None, seed: int = 0,
-                  size: int = 64) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+                  size: int = 64, cut: str = "box") -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     """Annotated cells of the given capture sessions: crops, 0/1 labels, and their boxes (path, x, y, w, h).
 
     `difficult` boxes (infected unknown) are left out. With `max_negatives`, uninfected cells are drawn at random
@@ -75,7 +91,7 @@ def session_crops(sessions: tuple[str, ...], max_negatives: int | None = None, s
 
     def one(item):
         path, g = item
-        return g.index.to_numpy(), cut_cells(read_image(root / path), g[["x", "y", "w", "h"]].to_numpy(), size)
+        return g.index.to_numpy(), cut_cells(read_image(root / path), g[["x", "y", "w", "h"]].to_numpy(), size, cut=cut)
 
     crops = np.zeros((len(cells), size, size, 3), np.uint8)
     with ThreadPoolExecutor(4) as pool:
@@ -100,13 +116,20 @@ def unannotated(found: np.ndarray, annotated: np.ndarray, infected: np.ndarray, 
     return keep
 
 
-def hard_negative_crops(sessions: tuple[str, ...], size: int = 64,
-                        limit: int | None = None) -> tuple[np.ndarray, pd.DataFrame]:
+def hard_negative_crops(sessions: tuple[str, ...], size: int = 64, limit: int | None = None,
+                        locate: Callable[[np.ndarray], np.ndarray] | None = None,
+                        cut: str = "box") -> tuple[np.ndarray, pd.DataFrame]:
     """Cells the finder cuts from the fields of `sessions` that are no annotated cell: white cells, platelets,
     debris, clumps and unannotated red cells, cut as screening cuts them, all uninfected (infected cells are boxed
     thoroughly, SOURCE.md). On the validation fields these make half of the field model's false alarms
-    (`python -m core.fields.records --false-alarm-sources`); as training negatives they teach the cell model them."""
-    from core.fields.finder import find_cells
+    (`python -m core.fields.records --false-alarm-sources`); as training negatives they teach the cell model them.
+    `locate` (rgb -> boxes) is the finder screening uses (`core.fields.screen.screening_boxes`, passed in by the
+    caller: this layer sits below core.fields); without it, the classical finder's boxes."""
+    if locate is None:
+        from core.fields.finder import find_cells
+
+        def locate(rgb: np.ndarray) -> np.ndarray:
+            return find_cells(rgb).boxes
 
     fields, cells = read_fields()
     fields = fields[fields["session"].isin(sessions)].sort_values("path").head(limit)
@@ -115,9 +138,9 @@ def hard_negative_crops(sessions: tuple[str, ...], size: int = 64,
     def one(path: str):
         rgb = read_image(root / path)
         g = cells[cells["path"] == path]
-        found = find_cells(rgb).boxes
+        found = np.asarray(locate(rgb), np.int64).reshape(-1, 4)
         boxes = found[unannotated(found, g[["x", "y", "w", "h"]].to_numpy(), (g["infected"] == 1).to_numpy())]
-        return path, boxes, cut_cells(rgb, boxes, size)
+        return path, boxes, cut_cells(rgb, boxes, size, cut=cut)
 
     crops, rows = [], []
     with ThreadPoolExecutor(2) as pool:

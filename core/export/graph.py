@@ -18,8 +18,8 @@ def calibration_of(card: dict) -> tuple[float, float] | None:
     Anything else under `calibration` is refused: silently exporting uncalibrated scores would be worse than failing.
     """
     cal = card.get("calibration")
-    if cal is None:
-        return None
+    if cal is None or (isinstance(cal, dict) and cal.get("method") == "none" and (cal.get("a"), cal.get("b")) == (1.0, 0.0)):
+        return None  # no map, or the identity chosen by cross-fitting: the raw score is shown
     if not isinstance(cal, dict) or cal.get("method") != "platt":
         raise ValueError(f"unsupported calibration entry in the model card: {cal!r} (only {{'method': 'platt', 'a', 'b'}})")
     try:

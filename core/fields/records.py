@@ -215,14 +215,16 @@ def read_record(model_id: str) -> dict:
 
 
 def field_model() -> str:
-    """The model whole-field screening uses by default: the best-validated model that has a field record."""
+    """The model whole-field screening uses by default: of the models with a current field record, the one with the
+    highest infected-cell sensitivity on the validation fields at its field point (the same false-alarm budget for
+    all; ties to the earlier registry entry); without any record, the task's default."""
     from core.models.selection import default_model
     from core.models.store import bundled_models
 
     with_record = [m for m in bundled_models(TASK) if is_current(m)]
-    if "secondlook_twosite" in with_record:
-        return "secondlook_twosite"
-    return with_record[0] if with_record else default_model(TASK)
+    if not with_record:
+        return default_model(TASK)
+    return max(with_record, key=lambda m: read_record(m)["validation"]["infected_sensitivity"])
 
 
 def field_threshold(model_id: str) -> tuple[float, str]:

@@ -124,12 +124,17 @@ def locate_cells(rgb: np.ndarray, finder: str = "learned") -> tuple[np.ndarray, 
     return boxes, found
 
 
+def screening_boxes(rgb: np.ndarray, finder: str = "learned") -> tuple[np.ndarray, FieldCells]:
+    """The boxes screening scores: found, then only the countable ones (also the cells hard negatives are cut from)."""
+    boxes, found = locate_cells(rgb, finder)
+    return boxes[countable(boxes, rgb.shape[1], rgb.shape[0])], found
+
+
 def screen_field(rgb: np.ndarray, model, spec: ModelSpec, name: str = "field", keep_crops: bool = False,
                  finder: str = "learned") -> FieldScreen:
     """Find, cut and score every countable red cell of one field (RGB uint8)."""
-    boxes, found = locate_cells(rgb, finder)
-    boxes = boxes[countable(boxes, rgb.shape[1], rgb.shape[0])]
-    crops = cut_cells(rgb, boxes, spec.input.size) if len(boxes) else np.zeros((0, spec.input.size, spec.input.size, 3), np.uint8)
+    boxes, found = screening_boxes(rgb, finder)
+    crops = cut_cells(rgb, boxes, spec.input.size, cut=spec.input.field_cut) if len(boxes) else np.zeros((0, spec.input.size, spec.input.size, 3), np.uint8)
     probs = score_crops(model, spec, crops)
     message = found.message or ("" if len(boxes) else NO_CELLS_MESSAGE)
     return FieldScreen(name, int(rgb.shape[1]), int(rgb.shape[0]), boxes, probs,

@@ -2,8 +2,8 @@
 
 Every surface goes through `apply_calibration` (app scoring, `core.predict`, evaluation records and the stored
 val/test predictions), so they all show the same number. The map is Platt scaling on the logit,
-p = sigmoid(a * logit(raw) + b) with a > 0 (temperature scaling is the case b = 0), fitted in
-`core.evaluation.calibration`. It is strictly increasing, so ranking, AUC and every decision at the
+p = sigmoid(a * logit(raw) + b) with a > 0 (temperature scaling is the case b = 0; "none" the identity, chosen where
+no fitted map lowers held-out log loss), fitted in `core.evaluation.calibration`. It is strictly increasing, so ranking, AUC and every decision at the
 correspondingly moved threshold are unchanged. A card without `calibration` shows the raw score.
 """
 from __future__ import annotations
@@ -29,9 +29,11 @@ def logit(raw) -> np.ndarray:
 
 def check_calibration(calibration: dict) -> None:
     """A usable map: known method and a positive finite slope (a non-increasing map would reverse decisions)."""
-    if calibration.get("method") not in ("platt", "temperature"):
+    if calibration.get("method") not in ("platt", "temperature", "none"):
         raise ValueError(f"unknown calibration method {calibration.get('method')!r}")
     a, b = calibration.get("a"), calibration.get("b")
+    if calibration["method"] == "none" and (a, b) != (1.0, 0.0):
+        raise ValueError(f"calibration 'none' is the identity (a = 1, b = 0), got a={a!r}, b={b!r}")
     if not (isinstance(a, (int, float)) and isinstance(b, (int, float)) and np.isfinite(a) and np.isfinite(b) and a > 0):
         raise ValueError(f"calibration needs finite a > 0 and finite b, got a={a!r}, b={b!r}")
 
@@ -41,9 +43,10 @@ def apply_calibration(raw, calibration: dict | None):
 
     A scalar comes back as a float, an array as a float64 array.
     """
-    if not calibration:
+    if calibration:
+        check_calibration(calibration)
+    if not calibration or calibration["method"] == "none":
         return float(raw) if np.ndim(raw) == 0 else np.asarray(raw, dtype=np.float64)
-    check_calibration(calibration)
     out = np.round(expit(float(calibration["a"]) * logit(raw) + float(calibration["b"])), SCORE_DECIMALS)
     return float(out) if np.ndim(raw) == 0 else out
 

@@ -68,8 +68,9 @@ def check_members(members: list, input_spec: InputSpec, oof: pd.DataFrame, files
 
 
 def operating_point(task: str, oof: pd.DataFrame) -> tuple[dict, np.ndarray, float, dict]:
-    """(calibration, calibrated scores, threshold, summary): Platt on the raw out-of-fold scores, then the task's rule."""
-    cal = calibration.fit_platt(oof["y"].to_numpy(), oof["raw"].to_numpy(), calibration.OUT_OF_FOLD)
+    """(calibration, calibrated scores, threshold, summary): the map chosen by cross-fitting on the raw out-of-fold
+    scores (`calibration.choose_map`), then the task's rule."""
+    cal, _ = calibration.choose_map(oof["y"].to_numpy(), oof["raw"].to_numpy(), oof["fold"].to_numpy())
     scores = apply_calibration(oof["raw"].to_numpy(), cal)
     rule = get_task(task).threshold_rule
     threshold = metrics.choose_threshold(rule, oof["y"].to_numpy(), scores)

@@ -6,14 +6,18 @@ from dataclasses import dataclass, field, replace
 
 @dataclass(frozen=True)
 class InputSpec:
-    """What a model eats. `normalize`: 'unit' scales to [0, 1]; 'standardize' is per-image z-score."""
+    """What a model eats. `normalize`: 'unit' scales to [0, 1]; 'standardize' is per-image z-score. `field_cut`: how a
+    cell is cut from a whole smear field for it (`core.data.field_crops.cut_cells`): 'box' keeps the padded box,
+    'ellipse' blacks out what lies outside the ellipse in the box, as the NIH crops show a cell on black."""
 
     size: int
     channels: int
     normalize: str = "unit"
+    field_cut: str = "box"
 
     def as_dict(self) -> dict:
-        return {"size": self.size, "channels": self.channels, "normalize": self.normalize}
+        return {"size": self.size, "channels": self.channels, "normalize": self.normalize,
+                **({"field_cut": self.field_cut} if self.field_cut != "box" else {})}
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,8 @@ class TrainConfig:
     init_from: str = ""  # start from this bundled model's weights (same task and architecture; checksum-verified)
     second_site: str = ""  # "malaria_fields": add cells cut from the training fields (core.data.field_crops)
     hard_negatives: bool = False  # with second_site: also the finder's boxes there that are no annotated cell
+    site_negatives: int = 0  # with second_site: uninfected training-session cells drawn (0: field_crops.TRAIN_NEGATIVES)
+    site_positive_repeat: int = 0  # with second_site: copies of each infected one per epoch (0: field_crops.POSITIVE_REPEAT)
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -236,7 +242,22 @@ def _malaria() -> TaskSpec:
             "colour-balance and gamma jitter for stain differences; early stopping on the NIH validation patients plus "
             "the cells of session S3. Meant for whole-field screening at a lab other than the one that made the NIH crops.",
         ),
+        ModelSpec(
+            "secondlook_fields", "malaria", "SecondLook CNN for whole fields (two sites, cells on black, hard negatives)",
+            False, InputSpec(64, 3, "unit", field_cut="ellipse"),
+            replace(recipe, epochs=6, learning_rate=5e-4, patience=3, augment="cell_stain", init_from="secondlook_long",
+                    second_site="malaria_fields", hard_negatives=True, site_negatives=100_000, site_positive_repeat=8),
+            "secondlook_long fine-tuned like secondlook_twosite, aimed at whole-field screening, where about 100 cells a "
+            "field make specificity decide the false alarms: every uninfected cell of IML session S2 (not 4,000), each "
+            "infected one x8, and as negatives the boxes the cell finder cuts there that are no annotated cell (white "
+            "cells, platelets, debris: 40% of the two-site model's false alarms on the validation fields S3); every field "
+            "cell is cut on black outside its ellipse, as the NIH crops show a cell, so a touching infected neighbour "
+            "does not show in the corners.",
+            not_a_candidate="a whole-field cell model: chosen against secondlook_twosite on the validation fields "
+                            "(core.fields.records.field_model), not a single-crop default",
+        ),
     )
+    models += (fold_models(next(m for m in models if m.id == "secondlook_long")),)  # won the CV (2026-12-03)
     return TaskSpec(
         "malaria", "Malaria (thin-smear red blood cell)", ("Uninfected", "Parasitized"), "smear", "malaria parasites",
         ("patient_id",), "youden_min_sensitivity_0.95", 0.15, models,

@@ -46,14 +46,15 @@ def second_site_check(task: str, model_id: str, block: dict, root: str | Path | 
 
     cal, _, threshold, _ = operating_point(task, pooled_oof(task, model_id, root))
     spec = get_model_spec(task, model_id)
-    crops, y, boxes = fc.session_crops(fc.STOP_SESSIONS)
+    crops, y, boxes = fc.session_crops(fc.STOP_SESSIONS, cut=spec.input.field_cut)
     x = np.stack([prepare(c, spec.input) for c in crops])
     model = ensemble(load_members(task, model_id, block["k"], root, block), f"{model_id}_site_check")
     scores = apply_calibration(predict_tensors(model, x), cal)
     # per-cell scores beside the fold records, so a test can re-derive the figures without re-scoring 13k cells
     boxes.assign(infected=y.astype(np.int8), score=scores).to_csv(cv_dir(task, model_id, root) / SITE_CSV, index=False)
     return {"dataset": SECOND_SITE[task], "sessions": list(fc.STOP_SESSIONS), "n_fields": int(boxes["path"].nunique()),
-            "scored_by": f"the {block['k']} fold models, logits averaged, Platt and threshold from their out-of-fold scores",
+            "scored_by": f"the {block['k']} fold models, logits averaged, calibration (chosen by cross-fitting) and threshold "
+                         "from their out-of-fold scores",
             "seen_in_training": seen_in_training(spec), **site_scores(y, scores, threshold)}
 
 

@@ -156,25 +156,31 @@ def _add_second_site(data: TrainingData, spec: ModelSpec, seed: int) -> None:
     if spec.train.second_site != fc.FIELDS:
         raise ValueError(f"unknown second site {spec.train.second_site!r}")
     t0 = time.time()
-    x_f, y_f, _ = fc.session_crops(fc.TRAIN_SESSIONS, fc.TRAIN_NEGATIVES, seed)
-    x_s, y_s, _ = fc.session_crops(fc.STOP_SESSIONS)
+    cfg = spec.train
+    repeat = cfg.site_positive_repeat or fc.POSITIVE_REPEAT
+    cut = spec.input.field_cut
+    x_f, y_f, _ = fc.session_crops(fc.TRAIN_SESSIONS, cfg.site_negatives or fc.TRAIN_NEGATIVES, seed, cut=cut)
+    x_s, y_s, _ = fc.session_crops(fc.STOP_SESSIONS, cut=cut)
     x_f = np.stack([prepare(c, spec.input) for c in x_f])
     x_s = np.stack([prepare(c, spec.input) for c in x_s])
     pos = np.flatnonzero(y_f == 1)
-    rep = np.concatenate([np.arange(len(y_f))] + [pos] * (fc.POSITIVE_REPEAT - 1))
+    rep = np.concatenate([np.arange(len(y_f))] + [pos] * (repeat - 1))
     x_h = np.zeros((0, *x_f.shape[1:]), x_f.dtype)
     if spec.train.hard_negatives:  # white cells, platelets, debris, clumps the finder cuts: half the false alarms
-        x_h = np.stack([prepare(c, spec.input) for c in fc.hard_negative_crops(fc.TRAIN_SESSIONS)[0]])
+        from core.fields.screen import screening_boxes
+
+        hard = fc.hard_negative_crops(fc.TRAIN_SESSIONS, locate=lambda rgb: screening_boxes(rgb)[0], cut=cut)[0]
+        x_h = np.stack([prepare(c, spec.input) for c in hard])
     data.x_train = np.concatenate([data.x_train, x_f[rep], x_h])
     data.y_train = np.concatenate([data.y_train, y_f[rep], np.zeros(len(x_h), data.y_train.dtype)])
     data.x_stop = np.concatenate([data.x_val, x_s])
     data.y_stop = np.concatenate([data.y_val, y_s])
     data.notes = {"second_site": fc.FIELDS, "train_sessions": list(fc.TRAIN_SESSIONS), "stop_sessions": list(fc.STOP_SESSIONS),
-                  "train_cells": int(len(y_f)), "train_infected": int(y_f.sum()), "positive_repeat": fc.POSITIVE_REPEAT,
+                  "train_cells": int(len(y_f)), "train_infected": int(y_f.sum()), "positive_repeat": repeat,
                   "stop_cells": int(len(y_s)), "stop_infected": int(y_s.sum())}
     if spec.train.hard_negatives:
         data.notes["hard_negatives"] = int(len(x_h))
-    print(f"second site: +{len(rep)} training crops ({int(y_f.sum())} infected x{fc.POSITIVE_REPEAT}), "
+    print(f"second site: +{len(rep)} training crops ({int(y_f.sum())} infected x{repeat}), "
           f"+{len(x_h)} hard negatives, +{len(y_s)} early-stopping crops, {time.time() - t0:.0f}s", flush=True)
 
 
