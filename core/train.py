@@ -52,10 +52,14 @@ def main(argv: list[str] | None = None) -> int:
             record_site_check(a.task, a.model)
         return 0
     train(a.task, a.model, a.epochs, a.limit, a.seed, out_dir=a.out)
-    if not a.no_test and a.out is None:  # a bundled model: its one scoring of the test split
+    if not a.no_test and a.out is None:  # a bundled model: its one scoring of the test split (and external set)
+        from core.evaluation.external import add_external_brief
+        from core.evaluation.patient_cards import add_patient_level
         from core.evaluation.records import evaluate_bundled
 
         print(f"test: {evaluate_bundled(a.task, a.model, update_card=True)}", flush=True)
+        add_patient_level(a.task, a.model)  # the card's test CIs resample patients, like every bundled card's
+        print(f"external: {add_external_brief(a.task, a.model)}", flush=True)
     return 0
 
 

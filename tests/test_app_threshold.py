@@ -89,7 +89,8 @@ def test_test_column_is_the_cards_patient_level_interval():
     for metric, key in (("Sensitivity", "sensitivity"), ("Specificity", "specificity"), ("Accuracy", "accuracy")):
         assert rows.loc[metric, "Test, held-out (95% CI)"] == f"{op.fmt_pct(pl[key])}  ({op.fmt_ci(pl[key + '_ci'])})"
     caps = " ".join(c.value for c in at.caption)
-    assert "Test: **patient-level (14 patients)**" in caps and "Validation: **patient-level (16 patients)**" in caps
+    n_test, n_val = pl["n_patients"], card["validation_patient_level"]["n_patients"]  # a fold ensemble validates on every train patient
+    assert f"Test: **patient-level ({n_test} patients)**" in caps and f"Validation: **patient-level ({n_val} patients)**" in caps
 
 
 def test_without_patient_ids_the_intervals_are_labelled_image_level(tmp_path, monkeypatch):

@@ -54,11 +54,13 @@ def test_bundle_is_complete(task, model_id):
     assert card["threshold_chosen_on"].startswith("validation")
 
 
-def test_models_folder_under_100_mb():
-    """A clone stays quick. Raised from 60 MB when fold weights began to be committed (a fold ensemble needs all k of
-    them, and uncommitted ones were once lost with a machine): each fold of a recipe is about one bundled model."""
+def test_models_folder_under_128_mb():
+    """A checkout stays small and nothing large slips in (optimizer state, a dataset). Raised from 60 MB when fold
+    weights began to be committed (a fold ensemble needs all k of them, and uncommitted ones were once lost with a
+    machine), and from 100 MB when malaria's three candidates each kept their three folds (the site check re-scores
+    cells with them) and the field-trained cell model came: each fold of a recipe is about one bundled model."""
     total = sum(p.stat().st_size for p in MODELS_DIR.rglob("*") if p.is_file())
-    assert total < 100 * 2**20, total
+    assert total < 128 * 2**20, f"models/ holds {total / 2**20:.1f} MiB"
 
 
 @pytest.mark.parametrize("task", sorted(TASKS))

@@ -10,6 +10,7 @@ infected cell's centre without matching it (a clump), which is left out. Interva
 centre lies inside some found box called infected, e.g. a box around a clump of touching cells).
 
     python -m core.fields.records --model secondlook_twosite      # writes models/malaria/<id>/fields.json
+    python -m core.fields.records --model secondlook_twosite --validation   # validation fields only, no test look
 """
 from __future__ import annotations
 
@@ -240,12 +241,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", required=True)
     p.add_argument("--false-alarm-sources", action="store_true",
                    help="only print where the validation fields' false alarms come from at the field point (no test look)")
+    p.add_argument("--validation", action="store_true",
+                   help="only print the validation fields' figures at the field point, to compare models (no test look)")
     p.add_argument("--why", default="", help="why the test fields are scored again (kept in the record)")
     a = p.parse_args(argv)
-    if a.false_alarm_sources:
+    if a.false_alarm_sources or a.validation:
         spec, model = get_model_spec(TASK, a.model), load_model(TASK, a.model)
         val = score_annotated(model, spec, load_fields(STOP_SESSIONS))
-        print(json.dumps(false_alarm_sources(val, choose_field_threshold(val)) | {"sessions": list(STOP_SESSIONS)}))
+        threshold = choose_field_threshold(val)
+        out = false_alarm_sources(val, threshold) if a.false_alarm_sources else summarise(val, threshold)
+        print(json.dumps(out | {"model_id": a.model, "sessions": list(STOP_SESSIONS)}, default=float))
         return 0
     rec = build_record(a.model, a.why)
     write_card_file(model_dir(TASK, a.model) / RECORD, rec)
