@@ -68,3 +68,21 @@ def external_table() -> str:
                 rows.append(f"| {task} | {name} | {what} | {e['n_images']:,} ({e['n_patients']} {unit}) | "
                             f"{_ci(e, 'auc')} | {_ci(e, 'sensitivity')} | {_ci(e, 'specificity')} |")
     return "\n".join(rows)
+
+
+def readme_tables() -> list[str]:
+    """The README's three results tables, as `python -m core.report` prints them."""
+    from core.fields.records import record_table  # fields sit above evaluation; only the README needs both
+
+    return [results_table(), external_table(), record_table()]
+
+
+def replace_table(text: str, table: str) -> str:
+    """`text` with the table that has `table`'s header row replaced by `table` (ValueError when it has none)."""
+    lines, header = text.split("\n"), table.split("\n")[0]
+    if header not in lines:
+        raise ValueError(f"README has no table with the header {header[:60]!r}...")
+    start = end = lines.index(header)
+    while end < len(lines) and lines[end].startswith("|"):
+        end += 1
+    return "\n".join(lines[:start] + table.split("\n") + lines[end:])
