@@ -146,4 +146,4 @@ def test_readme_results_table_matches_the_cards():
     from core.config import REPO_ROOT
     from core.evaluation.report import results_table
 
-    assert results_table() in (REPO_ROOT / "README.md").read_text(), "README results are stale: paste python -m core.report"
+    assert results_table() in (REPO_ROOT / "README.md").read_text(), "README results are stale: python -m core.report --readme"

@@ -106,7 +106,7 @@ def test_external_results_on_the_cards_reproduce_and_the_readme_shows_them():
     assert got["n_images"] == 6123 and got["unit"] == "field" and got["n_patients"] == 52
     assert all("none" in read_card("pneumonia", m)["external"] for m in bundled_models("pneumonia"))
     assert "AUC" in external_summary(read_card("malaria", mid)["external"])
-    assert external_table() in (REPO_ROOT / "README.md").read_text(), "README external results stale: python -m core.report"
+    assert external_table() in (REPO_ROOT / "README.md").read_text(), "README external results stale: python -m core.report --readme"
 
 
 def test_malaria_default_meets_the_external_targets():

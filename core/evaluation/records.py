@@ -139,7 +139,6 @@ def build_fold_ensemble(task: str, model_id: str) -> dict:
     card and validation from those scores, then the one test scoring, the patient-level and external blocks and the
     OOD statistics. Returns the test summary."""
     from core.data import group_keys
-    from core.evaluation.external import add_external
     from core.inference.guard import fit_and_save_ood
     from core.models import cv, fold_ensemble
 
@@ -153,10 +152,19 @@ def build_fold_ensemble(task: str, model_id: str) -> dict:
     worst = fold_ensemble.check_members(members, spec.input, oof, man["file"].to_dict())
     groups = int(group_keys(man.loc[oof["path"]].reset_index(), get_task(task)).nunique())
     fold_ensemble.record(task, spec, members, oof, member_check=worst, n_groups=groups, block=block)
+    test = score_test_once(task, model_id)
+    fit_and_save_ood(task, model_id)
+    return test
+
+
+def score_test_once(task: str, model_id: str) -> dict:
+    """A bundled model's one look at the test split and what the card keeps of it: test metrics and predictions,
+    the patient-level blocks and the external results (a test look of its own for malaria). Returns the test summary."""
+    from core.evaluation.external import add_external
+
     test = evaluate_bundled(task, model_id, update_card=True)
     add_patient_level(task, model_id)
     add_external(task, model_id)
-    fit_and_save_ood(task, model_id)
     return test
 
 
