@@ -145,3 +145,6 @@ def test_a_field_record_made_with_another_finder_is_not_current():
     assert rec["finder"] == records.current_finder() and records.is_current(m, rec)
     assert not records.is_current(m, dict(rec, finder={"kind": "classical"}))
     assert not records.is_current(m, {k: v for k, v in rec.items() if k != "finder"})  # older records: classical
+    assert rec["scoring"] == records.current_scoring()
+    assert not records.is_current(m, dict(rec, scoring=dict(rec["scoring"], rotations=1)))
+    assert not records.is_current(m, {k: v for k, v in rec.items() if k != "scoring"})  # made before the second look

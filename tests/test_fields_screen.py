@@ -51,6 +51,45 @@ def test_every_drawn_cell_is_counted_and_scored(model):
         assert (c["x"], c["y"], c["w"], c["h"]) == tuple(int(v) for v in b)
 
 
+def test_suspicious_cells_get_a_second_look_over_four_quarter_turns(monkeypatch):
+    """Cells scoring >= SECOND_LOOK_FROM are re-scored rotated and their logits averaged; the others keep their score."""
+    from scipy.special import expit, logit
+
+    def fake(model, x):  # orientation-dependent: the brightness of the top-left quadrant
+        return np.round(expit(4 * (x[:, :32, :32, 0].mean(axis=(1, 2), dtype=np.float64) - 0.5)), 8)
+
+    monkeypatch.setattr(screen, "_probabilities", fake)
+    rng = np.random.default_rng(0)
+    x = rng.random((6, 64, 64, 3)).astype(np.float32)
+    x[:3, :32, :32] = 0.9  # three cells bright top-left: they score high upright
+    x[3:, :32, :32] = 0.1
+    first = fake(None, x)
+    assert (first[:3] >= screen.SECOND_LOOK_FROM).all() and (first[3:] < screen.SECOND_LOOK_FROM).all()
+    out = screen.rotation_average(None, x, first)
+    assert out[3:].tolist() == first[3:].tolist()
+    for i in range(3):
+        turns = [fake(None, np.rot90(x[i : i + 1], k, axes=(1, 2)))[0] for k in range(screen.ROTATIONS)]
+        assert out[i] == pytest.approx(expit(np.mean(logit(turns))), abs=1e-8)
+        assert out[i] < first[i]  # the other three turns put a dark quadrant top-left
+
+
+def test_field_cells_scored_by_onnxruntime_agree_with_tensorflow():
+    """The field path's engine (onnxruntime) against the TF graph the cards were made with, on crops drawn in code."""
+    from core.inference.forward import predict_tensors
+    from core.inference.preprocess import prepare
+    from core.models.registry import get_model_spec
+    from core.models.store import load_model
+
+    pytest.importorskip("onnxruntime")
+    m = records.field_model()
+    spec, net = get_model_spec("malaria", m), load_model("malaria", m)
+    crops = screen.cut_cells(_synthetic(), screen.find_cells(_synthetic()).boxes, spec.input.size, cut=spec.input.field_cut)
+    x = np.stack([prepare(c, spec.input) for c in crops])
+    assert len(x) == 24
+    assert np.abs(screen._probabilities(net, x) - predict_tensors(net, x)).max() <= 1e-5
+    assert records.current_scoring()["engine"] == "onnxruntime"
+
+
 def test_ellipse_cut_blacks_out_the_neighbour_in_the_corners_only():
     from core.data.field_crops import cut_cells
 
@@ -233,8 +272,8 @@ FIELD_MISSES = {  # secondlook_fields on the test fields, as measured (README "W
                        "the learned finder alone matches 0.965)",
     "infected_cells_found": "0.925 among the counted cells (the learned finder alone finds 0.950; the count drops "
                             "edge-cut and oversized boxes)",
-    "infected_sensitivity": "0.700: bounded by the cell model's specificity on field cells at the false-alarm budget",
-    "false_positive_cells_per_field": "0.75 at the point chosen for at most 0.5 on the validation fields",
+    "infected_sensitivity": "0.725: bounded by the cell model's specificity on field cells at the false-alarm budget",
+    "false_positive_cells_per_field": "0.88 at the point chosen for at most 0.5 on the validation fields",
     "parasitemia_abs_error_median": "0.75 points: part of the infected cells called at that point",
 }
 

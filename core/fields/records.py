@@ -168,6 +168,7 @@ def build_record(model_id: str, why: str = "") -> dict:
     shipped = float(card["threshold"])
     return {
         "task": TASK, "model_id": model_id, "model_sha256": card["sha256"], "finder": current_finder(),
+        "scoring": current_scoring(),
         "threshold": threshold,
         "threshold_rule": f"lowest threshold with at most {FP_PER_FIELD_TARGET} false infected cells per validation field",
         "threshold_chosen_on": f"validation fields: sessions {'+'.join(STOP_SESSIONS)} of train ({len(val)} fields)",
@@ -191,11 +192,24 @@ def current_finder() -> dict:
     return {"kind": "learned", "detector_sha256": sha} if sha else {"kind": "classical"}
 
 
+def current_scoring() -> dict:
+    """How screening scores a found cell now (engine and second look); records made otherwise are not current."""
+    from core.fields.screen import ROTATIONS, SECOND_LOOK_FROM
+
+    try:
+        import onnxruntime  # noqa: F401
+
+        engine = "onnxruntime"
+    except ImportError:
+        engine = "tensorflow"
+    return {"engine": engine, "second_look_from": SECOND_LOOK_FROM, "rotations": ROTATIONS}
+
+
 def is_current(model_id: str, rec: dict | None = None) -> bool:
-    """The record was made with this model file and this finder."""
+    """The record was made with this model file, this finder and this way of scoring cells."""
     rec = read_record(model_id) if rec is None else rec
     return bool(rec) and rec.get("model_sha256") == read_card(TASK, model_id).get("sha256") \
-        and rec.get("finder", {"kind": "classical"}) == current_finder()
+        and rec.get("finder", {"kind": "classical"}) == current_finder() and rec.get("scoring") == current_scoring()
 
 
 def _earlier(old: dict) -> list[dict]:
@@ -204,7 +218,7 @@ def _earlier(old: dict) -> list[dict]:
         return []
     t = old.get("test", {})
     return old.get("earlier_test_looks", []) + [{
-        "finder": old.get("finder", {"kind": "classical"}),
+        "finder": old.get("finder", {"kind": "classical"}), "scoring": old.get("scoring", {"engine": "tensorflow"}),
         "threshold_rule": old.get("threshold_rule"), "threshold": old.get("threshold"),
         "infected_sensitivity": t.get("infected_sensitivity"), "false_positive_cells_per_field": t.get("false_positive_cells_per_field"),
         "note": old.get("note", "")}]

@@ -5,7 +5,8 @@
     case_result(screens, threshold) -> dict               (several fields of one case, counted together)
 
 Every cell is cut by `core.data.field_crops.cut_cells` (the same cut the two-site model was trained on), prepared
-by `core.inference.preprocess.prepare` and scored in one batch. Thin-film parasitemia is read over at least
+by `core.inference.preprocess.prepare` and scored in one batch; the cells that batch calls more likely infected than
+not are scored again in three more orientations (`score_crops`). Thin-film parasitemia is read over at least
 `MIN_CELLS_FOR_CASE` red cells; a case with fewer says how many more fields to photograph.
 """
 from __future__ import annotations
@@ -15,19 +16,22 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.special import expit
 
 from core.data.field_crops import cut_cells
 from core.evaluation.metrics import wilson_ci
 from core.fields.finder import NO_CELLS_MESSAGE, FieldCells, find_cells
 from core.inference.calibrate import calibrated
 from core.inference.decision import FIELD_MIN_SIDE
-from core.inference.forward import predict_tensors
+from core.inference.forward import SCORE_DECIMALS, predict_tensors
 from core.inference.preprocess import prepare
 from core.models.registry import ModelSpec
 
 MIN_CELLS_FOR_CASE = 1000  # red cells counted before a thin-film parasitemia is reported as read
 MAX_SIDE_RATIO = 1.5  # a box this much larger than the field's median cell is a clump or a white cell: not counted
 FIELD_MIN_CELLS = 5  # a field shows at least this many red cells
+SECOND_LOOK_FROM = 0.5  # raw probability from which a cell is scored again rotated by 90, 180 and 270 degrees
+ROTATIONS = 4  # orientations averaged (logits) for those cells, the upright one included
 
 
 @dataclass
@@ -77,11 +81,47 @@ def parasitemia(n_infected: int, n_cells: int) -> tuple[float | None, float | No
     return round(100.0 * n_infected / n_cells, 4), round(100.0 * lo, 4), round(100.0 * hi, 4)
 
 
+def _probabilities(model, x: np.ndarray) -> np.ndarray:
+    """Raw cell-network probabilities, by onnxruntime when it is installed: on 2 cores it scores a field's ~110 crops
+    in 321 ms against TensorFlow's 494 (benchmarks `fields`); scores agree within 1e-6 (docs/scale.md). A model the
+    ONNX path cannot take (no `logit` layer) is scored by TensorFlow."""
+    try:
+        from core.export.onnx_engine import predict_tensors_onnx
+
+        return predict_tensors_onnx(model, x)
+    except (ImportError, ValueError):
+        return predict_tensors(model, x)
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-9, 1 - 1e-9)  # scores carry 8 decimals: 0 and 1 occur
+    return np.log(p) - np.log1p(-p)
+
+
+def rotation_average(model, x: np.ndarray, p: np.ndarray, start: float = SECOND_LOOK_FROM) -> np.ndarray:
+    """`p` with each cell at or above `start` replaced by the mean logit over ROTATIONS quarter turns of its crop.
+
+    Why: on the validation fields (S3) at 0.5 false infected cells per field, averaging the four orientations of
+    every cell raised infected-cell sensitivity from 0.777 to 0.827; doing it only for the ~6 cells a field scores
+    >= 0.5 on the first look gave the same 0.827 at 6% of the cost (the field point sits near 0.96)."""
+    p = np.asarray(p, np.float64).copy()
+    again = np.flatnonzero(p >= start)
+    if not len(again):
+        return p
+    logits = [_logit(p[again])]
+    for k in range(1, ROTATIONS):
+        logits.append(_logit(_probabilities(model, np.ascontiguousarray(np.rot90(x[again], k, axes=(1, 2))))))
+    p[again] = expit(np.mean(logits, axis=0))
+    return np.round(p, SCORE_DECIMALS)
+
+
 def score_crops(model, spec: ModelSpec, crops: np.ndarray) -> np.ndarray:
+    """Shown (calibrated) probability of each cut cell: one look, a second one for the suspicious cells."""
     if len(crops) == 0:
         return np.zeros(0, np.float64)
     x = np.stack([prepare(c, spec.input) for c in crops])
-    return np.asarray(calibrated(spec.task, spec.id, predict_tensors(model, x)), np.float64)  # shown probabilities
+    p = rotation_average(model, x, _probabilities(model, x))
+    return np.asarray(calibrated(spec.task, spec.id, p), np.float64)
 
 
 def countable(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
