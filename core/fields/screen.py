@@ -82,9 +82,9 @@ def parasitemia(n_infected: int, n_cells: int) -> tuple[float | None, float | No
 
 
 def _probabilities(model, x: np.ndarray) -> np.ndarray:
-    """Raw cell-network probabilities, by onnxruntime when it is installed: on 2 cores it scores a field's ~110 crops
-    in 321 ms against TensorFlow's 494 (benchmarks `fields`); scores agree within 1e-6 (docs/scale.md). A model the
-    ONNX path cannot take (no `logit` layer) is scored by TensorFlow."""
+    """Raw cell-network probabilities, by onnxruntime when it is installed: on this project's 2-core machine it
+    scored one field's 116 crops in 334 ms against TensorFlow's 435 (README, "Whole smear fields"); scores agree
+    within 1e-6 (docs/scale.md). A model the ONNX path cannot take (no `logit` layer) is scored by TensorFlow."""
     try:
         from core.export.onnx_engine import predict_tensors_onnx
 
