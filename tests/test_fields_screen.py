@@ -115,6 +115,21 @@ def test_a_model_that_cuts_ellipses_is_screened_with_them(model):
     assert (oval.boxes == boxed.boxes).all() and (oval.crops[:, 0, 0] == 0).all() and (boxed.crops[:, 0, 0] > 0).any()
 
 
+def test_a_model_that_normalises_stain_is_screened_with_normalised_fields(model):
+    """The same boxes (found on the field as photographed), the crops cut from the field mapped to the reference stain."""
+    from dataclasses import replace
+
+    from core.data.field_crops import cut_cells
+    from core.data.stain import normalize_field
+
+    rgb = _synthetic()
+    raw = screen.screen_field(rgb, model, SPEC, "f.png", keep_crops=True)
+    normed = screen.screen_field(rgb, model, replace(SPEC, input=InputSpec(64, 3, field_stain="normalize")), "f.png",
+                                 keep_crops=True)
+    assert (normed.boxes == raw.boxes).all() and not np.array_equal(normed.crops, raw.crops)
+    assert np.array_equal(normed.crops, cut_cells(normalize_field(rgb), raw.boxes))
+
+
 def test_blank_picture_has_no_parasitemia(model):
     blank = np.full((480, 640, 3), 230, np.uint8)
     s = screen.screen_field(blank, model, SPEC, "blank.png")

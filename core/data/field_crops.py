@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from core.config import task_data_dir
+from core.data.stain import FieldStain, field_stain, normalize_field
 from core.io.images import read_image
 
 FIELDS = "malaria_fields"
@@ -40,6 +41,7 @@ def read_fields() -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 CUTS = ("box", "ellipse")
+STAINS = ("raw", "normalize")  # a field as photographed, or its stain mapped to the reference (core.data.stain)
 
 
 def _ellipse_mask(size: int, pad: float) -> np.ndarray:
@@ -49,13 +51,20 @@ def _ellipse_mask(size: int, pad: float) -> np.ndarray:
     return ((xx / r) ** 2 + (yy / r) ** 2 <= 1.0).astype(np.uint8)[..., None]
 
 
-def cut_cells(rgb: np.ndarray, boxes: np.ndarray, size: int = 64, pad: float = PAD, cut: str = "box") -> np.ndarray:
+def cut_cells(rgb: np.ndarray, boxes: np.ndarray, size: int = 64, pad: float = PAD, cut: str = "box",
+              stain: str = "raw") -> np.ndarray:
     """(N, size, size, 3) uint8 crops of boxes (x, y, w, h, original pixels); outside the image reads as black.
 
     cut="ellipse" also blacks out the corners outside the cell's ellipse, where a touching neighbour shows (a fifth
-    of the two-site model's false alarms on the validation fields overlapped an infected neighbour's box)."""
+    of the two-site model's false alarms on the validation fields overlapped an infected neighbour's box).
+    stain="normalize" first maps the whole field's stain to the reference (`core.data.stain.normalize_field`): the
+    statistics are the field's, not the few cells asked for."""
     if cut not in CUTS:
         raise ValueError(f"unknown field cut {cut!r}; choose one of {CUTS}")
+    if stain not in STAINS:
+        raise ValueError(f"unknown field stain {stain!r}; choose one of {STAINS}")
+    if stain == "normalize":
+        rgb = normalize_field(rgb)
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     out = np.zeros((len(boxes), size, size, 3), np.uint8)
     h_img, w_img = rgb.shape[:2]
@@ -73,7 +82,7 @@ def cut_cells(rgb: np.ndarray, boxes: np.ndarray, size: int = 64, pad: float = P
 
 
 def session_crops(sessions: tuple[str, ...], max_negatives: int | None = None, seed: int = 0,
-                  size: int = 64, cut: str = "box") -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+                  size: int = 64, cut: str = "box", stain: str = "raw") -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     """Annotated cells of the given capture sessions: crops, 0/1 labels, and their boxes (path, x, y, w, h).
 
     `difficult` boxes (infected unknown) are left out. With `max_negatives`, uninfected cells are drawn at random
@@ -91,7 +100,7 @@ def session_crops(sessions: tuple[str, ...], max_negatives: int | None = None, s
 
     def one(item):
         path, g = item
-        return g.index.to_numpy(), cut_cells(read_image(root / path), g[["x", "y", "w", "h"]].to_numpy(), size, cut=cut)
+        return g.index.to_numpy(), cut_cells(read_image(root / path), g[["x", "y", "w", "h"]].to_numpy(), size, cut=cut, stain=stain)
 
     crops = np.zeros((len(cells), size, size, 3), np.uint8)
     with ThreadPoolExecutor(4) as pool:
@@ -118,7 +127,7 @@ def unannotated(found: np.ndarray, annotated: np.ndarray, infected: np.ndarray, 
 
 def hard_negative_crops(sessions: tuple[str, ...], size: int = 64, limit: int | None = None,
                         locate: Callable[[np.ndarray], np.ndarray] | None = None,
-                        cut: str = "box") -> tuple[np.ndarray, pd.DataFrame]:
+                        cut: str = "box", stain: str = "raw") -> tuple[np.ndarray, pd.DataFrame]:
     """Cells the finder cuts from the fields of `sessions` that are no annotated cell: white cells, platelets,
     debris, clumps and unannotated red cells, cut as screening cuts them, all uninfected (infected cells are boxed
     thoroughly, SOURCE.md). On the validation fields these make half of the field model's false alarms
@@ -140,7 +149,7 @@ def hard_negative_crops(sessions: tuple[str, ...], size: int = 64, limit: int | 
         g = cells[cells["path"] == path]
         found = np.asarray(locate(rgb), np.int64).reshape(-1, 4)
         boxes = found[unannotated(found, g[["x", "y", "w", "h"]].to_numpy(), (g["infected"] == 1).to_numpy())]
-        return path, boxes, cut_cells(rgb, boxes, size, cut=cut)
+        return path, boxes, cut_cells(rgb, boxes, size, cut=cut, stain=stain)
 
     crops, rows = [], []
     with ThreadPoolExecutor(2) as pool:
@@ -149,3 +158,14 @@ def hard_negative_crops(sessions: tuple[str, ...], size: int = 64, limit: int | 
             rows += [(path, *map(int, b)) for b in boxes]
     frame = pd.DataFrame(rows, columns=["path", "x", "y", "w", "h"])
     return (np.concatenate(crops) if crops else np.zeros((0, size, size, 3), np.uint8)), frame
+
+
+def session_stain(sessions: tuple[str, ...]) -> FieldStain:
+    """The median over the fields of `sessions` of each field's stain statistics (`core.data.stain.REFERENCE`)."""
+    fields, _ = read_fields()
+    rows = []
+    for f in fields[fields["session"].isin(sessions)].sort_values("path")["file"]:
+        st = field_stain(read_image(f))
+        rows.append((*st.background, *st.cell_od))
+    med = np.median(np.asarray(rows), axis=0)
+    return FieldStain(tuple(float(v) for v in med[:3]), tuple(float(v) for v in med[3:]))

@@ -44,7 +44,8 @@ def _malaria(model_id: str, root=None, model=None) -> dict:
     from core.models.registry import get_model_spec
 
     card = read_card("malaria", model_id, root)
-    cases = field_cases(("S1",), get_model_spec("malaria", model_id).input.field_cut)
+    spec_in = get_model_spec("malaria", model_id).input
+    cases = field_cases(("S1",), spec_in.field_cut, spec_in.field_stain)
     scores = score_cases(model if model is not None else load_model("malaria", model_id), "malaria", model_id, cases)
     return intervals.patient_level_summary(np.asarray(cases.y), scores, cases.groups, float(card["threshold"]),
                                            unit="field")

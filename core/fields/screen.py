@@ -174,7 +174,7 @@ def screen_field(rgb: np.ndarray, model, spec: ModelSpec, name: str = "field", k
                  finder: str = "learned") -> FieldScreen:
     """Find, cut and score every countable red cell of one field (RGB uint8)."""
     boxes, found = screening_boxes(rgb, finder)
-    crops = cut_cells(rgb, boxes, spec.input.size, cut=spec.input.field_cut) if len(boxes) else np.zeros((0, spec.input.size, spec.input.size, 3), np.uint8)
+    crops = cut_cells(rgb, boxes, spec.input.size, cut=spec.input.field_cut, stain=spec.input.field_stain) if len(boxes) else np.zeros((0, spec.input.size, spec.input.size, 3), np.uint8)
     probs = score_crops(model, spec, crops)
     message = found.message or ("" if len(boxes) else NO_CELLS_MESSAGE)
     return FieldScreen(name, int(rgb.shape[1]), int(rgb.shape[0]), boxes, probs,

@@ -8,16 +8,19 @@ from dataclasses import dataclass, field, replace
 class InputSpec:
     """What a model eats. `normalize`: 'unit' scales to [0, 1]; 'standardize' is per-image z-score. `field_cut`: how a
     cell is cut from a whole smear field for it (`core.data.field_crops.cut_cells`): 'box' keeps the padded box,
-    'ellipse' blacks out what lies outside the ellipse in the box, as the NIH crops show a cell on black."""
+    'ellipse' blacks out what lies outside the ellipse in the box, as the NIH crops show a cell on black. `field_stain`:
+    'raw' cuts the field as photographed, 'normalize' first maps its stain to the reference (`core.data.stain`)."""
 
     size: int
     channels: int
     normalize: str = "unit"
     field_cut: str = "box"
+    field_stain: str = "raw"
 
     def as_dict(self) -> dict:
         return {"size": self.size, "channels": self.channels, "normalize": self.normalize,
-                **({"field_cut": self.field_cut} if self.field_cut != "box" else {})}
+                **({"field_cut": self.field_cut} if self.field_cut != "box" else {}),
+                **({"field_stain": self.field_stain} if self.field_stain != "raw" else {})}
 
 
 @dataclass(frozen=True)

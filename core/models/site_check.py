@@ -46,7 +46,7 @@ def second_site_check(task: str, model_id: str, block: dict, root: str | Path | 
 
     cal, _, threshold, _ = operating_point(task, pooled_oof(task, model_id, root))
     spec = get_model_spec(task, model_id)
-    crops, y, boxes = fc.session_crops(fc.STOP_SESSIONS, cut=spec.input.field_cut)
+    crops, y, boxes = fc.session_crops(fc.STOP_SESSIONS, cut=spec.input.field_cut, stain=spec.input.field_stain)
     x = np.stack([prepare(c, spec.input) for c in crops])
     model = ensemble(load_members(task, model_id, block["k"], root, block), f"{model_id}_site_check")
     scores = apply_calibration(predict_tensors(model, x), cal)

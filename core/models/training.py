@@ -158,9 +158,9 @@ def _add_second_site(data: TrainingData, spec: ModelSpec, seed: int) -> None:
     t0 = time.time()
     cfg = spec.train
     repeat = cfg.site_positive_repeat or fc.POSITIVE_REPEAT
-    cut = spec.input.field_cut
-    x_f, y_f, _ = fc.session_crops(fc.TRAIN_SESSIONS, cfg.site_negatives or fc.TRAIN_NEGATIVES, seed, cut=cut)
-    x_s, y_s, _ = fc.session_crops(fc.STOP_SESSIONS, cut=cut)
+    cut, stain = spec.input.field_cut, spec.input.field_stain
+    x_f, y_f, _ = fc.session_crops(fc.TRAIN_SESSIONS, cfg.site_negatives or fc.TRAIN_NEGATIVES, seed, cut=cut, stain=stain)
+    x_s, y_s, _ = fc.session_crops(fc.STOP_SESSIONS, cut=cut, stain=stain)
     x_f = np.stack([prepare(c, spec.input) for c in x_f])
     x_s = np.stack([prepare(c, spec.input) for c in x_s])
     pos = np.flatnonzero(y_f == 1)
@@ -169,7 +169,8 @@ def _add_second_site(data: TrainingData, spec: ModelSpec, seed: int) -> None:
     if spec.train.hard_negatives:  # white cells, platelets, debris, clumps the finder cuts: half the false alarms
         from core.fields.screen import screening_boxes
 
-        hard = fc.hard_negative_crops(fc.TRAIN_SESSIONS, locate=lambda rgb: screening_boxes(rgb)[0], cut=cut)[0]
+        hard = fc.hard_negative_crops(fc.TRAIN_SESSIONS, locate=lambda rgb: screening_boxes(rgb)[0], cut=cut,
+                                      stain=stain)[0]
         x_h = np.stack([prepare(c, spec.input) for c in hard])
     data.x_train = np.concatenate([data.x_train, x_f[rep], x_h])
     data.y_train = np.concatenate([data.y_train, y_f[rep], np.zeros(len(x_h), data.y_train.dtype)])

@@ -22,11 +22,12 @@ from core.site.cases import SiteCases, from_arrays
 TARGET_SPECIFICITY = 0.97
 
 
-def field_cases(sessions: tuple[str, ...] = ("S1",), cut: str = "box") -> SiteCases:
-    """Every annotated, decided cell of `sessions`, cut as the model at hand cuts field cells (`InputSpec.field_cut`)."""
+def field_cases(sessions: tuple[str, ...] = ("S1",), cut: str = "box", stain: str = "raw") -> SiteCases:
+    """Every annotated, decided cell of `sessions`, cut as the model at hand cuts field cells (`InputSpec.field_cut`,
+    `InputSpec.field_stain`)."""
     from core.data.field_crops import session_crops
 
-    crops, y, boxes = session_crops(tuple(sessions), cut=cut)
+    crops, y, boxes = session_crops(tuple(sessions), cut=cut, stain=stain)
     names = [f"{r.path}#x{r.x}y{r.y}" for r in boxes.itertuples()]
     return from_arrays(crops, y, names, boxes["path"].tolist(), unit="field")
 
@@ -84,12 +85,13 @@ def field_study(model_ids: list[str], name: str, sessions: tuple[str, ...] = ("S
     from core.models.store import load_model
 
     cross = bool(choose_on) and not set(choose_on) & set(sessions)
-    by_cut: dict[str, tuple] = {}
+    by_cut: dict[tuple[str, str], tuple] = {}
     rows = []
     for mid in model_ids:
-        cut = get_task(task).model(mid).input.field_cut
+        spec_in = get_task(task).model(mid).input
+        cut = (spec_in.field_cut, spec_in.field_stain)
         if cut not in by_cut:  # cut once per kind of cut, shared by the models that cut alike
-            by_cut[cut] = (field_cases(sessions, cut), field_cases(choose_on, cut) if cross else None)
+            by_cut[cut] = (field_cases(sessions, *cut), field_cases(choose_on, *cut) if cross else None)
         cases, other = by_cut[cut]
         model = load_model(task, mid)
         p = site_build.build(name, task, mid, cases, model=model, db=db, n_boot=n_boot, save=save,
