@@ -259,6 +259,21 @@ def _malaria() -> TaskSpec:
             not_a_candidate="a whole-field cell model: chosen against secondlook_twosite on the validation fields "
                             "(core.fields.records.field_model), not a single-crop default",
         ),
+        ModelSpec(
+            "secondlook_fields_stain", "malaria",
+            "SecondLook CNN for whole fields, stain-normalised (two sites, cells on black, hard negatives)",
+            False, InputSpec(64, 3, "unit", field_cut="ellipse", field_stain="normalize"),
+            replace(recipe, epochs=6, learning_rate=5e-4, patience=3, augment="cell_stain", init_from="secondlook_long",
+                    second_site="malaria_fields", hard_negatives=True, site_negatives=100_000, site_positive_repeat=8),
+            "secondlook_fields' recipe with every field first mapped to one reference stain (core.data.stain: each "
+            "channel's optical density scaled until the field's median cell density is the training session's, the "
+            "background re-lit to its level), in training and in use. Why: the capture sessions of one lab differ "
+            "threefold in stain density (median green OD of cell pixels 1.49 in S2, 0.51 in S3), and a cell model "
+            "trained on one session reads another's paler cells by a colour it has not seen; a new lab's stain will "
+            "differ more.",
+            not_a_candidate="a whole-field cell model: chosen against secondlook_fields on the validation fields "
+                            "(core.fields.records.field_model), not a single-crop default",
+        ),
     )
     models += (fold_models(next(m for m in models if m.id == "secondlook_long")),)  # won the CV (2026-12-03)
     return TaskSpec(
