@@ -208,6 +208,8 @@ def _effusion() -> TaskSpec:
 
 def _malaria() -> TaskSpec:
     recipe = TrainConfig(epochs=14, learning_rate=2e-3, schedule="cosine", augment="cell", patience=5, weight_decay=1e-4)
+    fields_recipe = replace(recipe, epochs=6, learning_rate=5e-4, patience=3, augment="cell_stain", init_from="secondlook_long",
+                            second_site="malaria_fields", hard_negatives=True, site_negatives=100_000, site_positive_repeat=8)
     models = (
         ModelSpec(
             "seed_base_cnn", "malaria", "Seed notebook: base CNN", True,
@@ -248,8 +250,7 @@ def _malaria() -> TaskSpec:
         ModelSpec(
             "secondlook_fields", "malaria", "SecondLook CNN for whole fields (two sites, cells on black, hard negatives)",
             False, InputSpec(64, 3, "unit", field_cut="ellipse"),
-            replace(recipe, epochs=6, learning_rate=5e-4, patience=3, augment="cell_stain", init_from="secondlook_long",
-                    second_site="malaria_fields", hard_negatives=True, site_negatives=100_000, site_positive_repeat=8),
+            fields_recipe,
             "secondlook_long fine-tuned like secondlook_twosite, aimed at whole-field screening, where about 100 cells a "
             "field make specificity decide the false alarms: every uninfected cell of IML session S2 (not 4,000), each "
             "infected one x8, and as negatives the boxes the cell finder cuts there that are no annotated cell (white "
@@ -263,8 +264,7 @@ def _malaria() -> TaskSpec:
             "secondlook_fields_stain", "malaria",
             "SecondLook CNN for whole fields, stain-normalised (two sites, cells on black, hard negatives)",
             False, InputSpec(64, 3, "unit", field_cut="ellipse", field_stain="normalize"),
-            replace(recipe, epochs=6, learning_rate=5e-4, patience=3, augment="cell_stain", init_from="secondlook_long",
-                    second_site="malaria_fields", hard_negatives=True, site_negatives=100_000, site_positive_repeat=8),
+            fields_recipe,
             "secondlook_fields' recipe with every field first mapped to one reference stain (core.data.stain: each "
             "channel's optical density scaled until the field's median cell density is the training session's, the "
             "background re-lit to its level), in training and in use. Why: the capture sessions of one lab differ "
