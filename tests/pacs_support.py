@@ -130,8 +130,10 @@ def orthanc_server(tmp: Path):
 
 
 @contextlib.contextmanager
-def silent_server():
-    """A TCP server that accepts connections and never says anything: the 'PACS times out' case."""
+def silent_server(drop: bool = False, accepted: list | None = None):
+    """A TCP server that accepts connections and never says anything: the 'PACS times out' case. With `drop`, it
+    closes each connection at once instead (a PACS that hangs up during association). `accepted` gets one entry a
+    connection."""
     import threading
 
     srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -145,6 +147,11 @@ def silent_server():
         while not stop.is_set():
             try:
                 c, _ = srv.accept()
+                if accepted is not None:
+                    accepted.append(time.monotonic())
+                if drop:
+                    c.close()
+                    continue
                 conns.append(c)
             except OSError:
                 continue

@@ -135,6 +135,17 @@ def test_pacs_down_is_one_clear_error_and_quick():
     assert time.monotonic() - t0 < 5  # connection refused is immediate: nothing waits for the timeout
 
 
+def test_pacs_that_hangs_up_during_association_is_asked_twice_then_named():
+    accepted: list = []
+    with silent_server(drop=True, accepted=accepted) as port:
+        p = Pacs(f"ORTHANC@127.0.0.1:{port}", aet=TEST_AET, timeout=5)
+        t0 = time.monotonic()
+        with pytest.raises(PacsError, match="closed the connection .* without accepting the association, twice"):
+            p.echo()
+        assert time.monotonic() - t0 < 5  # no wait for the timeout
+    assert len(accepted) == 3  # two associations, then the reachability probe behind the message
+
+
 def test_pacs_that_never_answers_times_out_once():
     with silent_server() as port:
         p = Pacs(f"ORTHANC@127.0.0.1:{port}", aet=TEST_AET, timeout=1.5)
