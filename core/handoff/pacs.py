@@ -113,17 +113,17 @@ class Pacs:
         An association that ends early without an answer (neither accepted, rejected nor timed out) is asked for once
         more: pynetdicom can read the PACS's closing of the socket before its A-ASSOCIATE-RJ (Orthanc 1.10 logged
         the rejection while the client saw no reply: 1 in ~8 runs of the refused-association test)."""
-        for attempt in range(2):
+        for _ in range(2):
             t0 = time.monotonic()
             assoc = ae.associate(self.node.host, self.node.port, ae_title=self.node.aet, **kw)
             if assoc.is_established:
                 return assoc
-            waited = time.monotonic() - t0
-            if assoc.is_rejected or waited >= 0.9 * self.timeout or attempt:
-                raise PacsError(self._why(assoc, what, waited))
-        raise AssertionError("unreachable")
+            timed_out = time.monotonic() - t0 >= 0.9 * self.timeout
+            if assoc.is_rejected or timed_out:
+                break
+        raise PacsError(self._why(assoc, what, timed_out))
 
-    def _why(self, assoc, what: str, waited: float) -> str:
+    def _why(self, assoc, what: str, timed_out: bool) -> str:
         where = f"the PACS {self.node}"
         if assoc.is_rejected:
             return (f"{where} refused the association for {what} (calling AE title {self.aet!r}, called "
@@ -134,7 +134,7 @@ class Pacs:
                 pass
         except OSError as exc:
             return f"{where} is not reachable for {what} ({exc.strerror or exc}). Is it running, and are host and port right?"
-        if waited < 0.9 * self.timeout:
+        if not timed_out:
             return (f"{where} closed the connection for {what} without accepting the association, twice. Check that "
                     f"the PACS knows SecondLook's AE title ({self.aet!r}) and that SECONDLOOK_PACS names the PACS's own "
                     f"AE title ({self.node.aet!r}).")
