@@ -85,14 +85,14 @@ def field_study(model_ids: list[str], name: str, sessions: tuple[str, ...] = ("S
     from core.models.store import load_model
 
     cross = bool(choose_on) and not set(choose_on) & set(sessions)
-    by_cut: dict[tuple[str, str], tuple] = {}
+    by_kind: dict[tuple[str, str], tuple] = {}
     rows = []
     for mid in model_ids:
         spec_in = get_task(task).model(mid).input
-        cut = (spec_in.field_cut, spec_in.field_stain)
-        if cut not in by_cut:  # cut once per kind of cut, shared by the models that cut alike
-            by_cut[cut] = (field_cases(sessions, *cut), field_cases(choose_on, *cut) if cross else None)
-        cases, other = by_cut[cut]
+        kind = (spec_in.field_cut, spec_in.field_stain)
+        if kind not in by_kind:  # cut once per kind of cut and stain, shared by the models that cut alike
+            by_kind[kind] = (field_cases(sessions, *kind), field_cases(choose_on, *kind) if cross else None)
+        cases, other = by_kind[kind]
         model = load_model(task, mid)
         p = site_build.build(name, task, mid, cases, model=model, db=db, n_boot=n_boot, save=save,
                              note=f"cells cut from malaria_fields session(s) {', '.join(sessions)} (annotated boxes); "
