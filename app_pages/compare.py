@@ -10,7 +10,7 @@ from core.data import samples
 from core.evaluation import charts, intervals, metrics
 from core.evaluation import operating_point as op
 from core.inference import scoring
-from core.models.registry import get_task
+from core.registry import get_task
 from core.models.selection import cv_summary
 from ui import common, imaging
 from ui import intervals as ui_iv

@@ -3,9 +3,9 @@ import pandas as pd
 import streamlit as st
 
 from core.config import dataset_available
-from core.evaluation.external import external_summary
+from core.cards.external import external_summary
 from core.models import store
-from core.models.registry import TASKS
+from core.registry import TASKS
 from core.models.selection import cv_summary
 from ui import common
 

@@ -94,7 +94,7 @@ def settle(page, timeout_s: float = 60.0) -> None:
 def opening_model() -> tuple[str, str] | None:
     """The task/model the sidebar opens with: the first task with a bundled model, and its default model."""
     from core.models import store
-    from core.models.registry import TASKS
+    from core.registry import TASKS
 
     task = next((t for t in TASKS if store.bundled_models(t)), None)
     if task is None:

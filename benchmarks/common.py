@@ -133,7 +133,7 @@ def _cpu_model() -> str:
 
 def all_bundled(root=None) -> list[tuple[str, str]]:
     from core.models import store
-    from core.models.registry import TASKS
+    from core.registry import TASKS
 
     return [(t, m) for t in TASKS for m in store.bundled_models(t, root)]
 
@@ -195,3 +195,12 @@ def clean(o):
     if isinstance(o, Path):
         return str(o)
     return o
+
+
+def format_table(rows: list[dict]) -> str:
+    cols = [("benchmark", "Benchmark"), ("model", "Model"), ("target", "Target"), ("measured", "Measured"), ("result", "Result")]
+    widths = {k: max(len(h), *(len(str(r[k])) for r in rows)) if rows else len(h) for k, h in cols}
+    line = "  ".join(h.ljust(widths[k]) for k, h in cols)
+    out = [line, "  ".join("-" * widths[k] for k, _ in cols)]
+    out += ["  ".join(str(r[k]).ljust(widths[k]) for k, _ in cols) for r in rows]
+    return "\n".join(out)

@@ -22,12 +22,12 @@ def _rss() -> int:
 def bench_fields(model_id: str | None = None, reps: int = 20, warmup: int = 2, case_fields: int = CASE_FIELDS) -> dict:
     import cv2
 
-    from core.data.field_crops import STOP_SESSIONS, read_fields
+    from core.fields.cuts import STOP_SESSIONS, read_fields
     from core.fields.records import TASK, field_model, field_threshold
     from core.fields.screen import screen_field
     from core.inference import scoring
     from core.io import read_image
-    from core.models.registry import get_model_spec
+    from core.registry import get_model_spec
     from core.models.store import load_model
 
     model_id = model_id or field_model()

@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", help="write the raw numbers as JSON here")
     a = ap.parse_args(argv)
     r = bench_handoff(a.quick)
-    from .run import format_table
+    from .common import format_table
 
     print(format_table(rows_for(r)))
     if a.out:

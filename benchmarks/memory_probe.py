@@ -53,7 +53,7 @@ def probe(models: list[tuple[str, str]]) -> dict:
     from core.inference.preprocess import prepare
     from core.io.images import read_image
     from core.models import store
-    from core.models.registry import get_model_spec
+    from core.registry import get_model_spec
 
     from .common import test_split
 

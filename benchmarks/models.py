@@ -32,7 +32,7 @@ def bench_single(task: str, model_id: str, model, test, warmup: int = 5, reps: i
     from core.inference.forward import predict_tensors
     from core.inference.preprocess import prepare
     from core.io.images import read_image
-    from core.models.registry import get_model_spec, get_task
+    from core.registry import get_model_spec, get_task
 
     spec = get_model_spec(task, model_id)
     files = varied_examples(test, get_task(task).labels, n_images)
@@ -117,7 +117,7 @@ def bench_batch(task: str, model_id: str, model, test, repeats: int = 3, workers
     from core.inference.forward import predict_tensors, score_sources
     from core.inference.preprocess import prepare
     from core.io.images import read_image
-    from core.models.registry import get_model_spec, get_task
+    from core.registry import get_model_spec, get_task
 
     spec = get_model_spec(task, model_id)
     files = test["file"].tolist()

@@ -46,6 +46,7 @@ from .common import (
     RESULTS_DIR,
     busy_processes,
     clean,
+    format_table,
     load_average,
     machine_info,
     select_models,
@@ -227,7 +228,7 @@ def run_app(rows: list) -> dict:
 
 
 def run_fields(rows: list, reps: int) -> dict:
-    from core.data.field_crops import fields_available
+    from core.fields.cuts import fields_available
 
     from .fields import CASE_TARGET_BYTES, FIELD_AIM_MS, FIELD_TARGET_MS, bench_fields
 
@@ -249,15 +250,6 @@ def run_fields(rows: list, reps: int) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ output
-
-
-def format_table(rows: list[dict]) -> str:
-    cols = [("benchmark", "Benchmark"), ("model", "Model"), ("target", "Target"), ("measured", "Measured"), ("result", "Result")]
-    widths = {k: max(len(h), *(len(str(r[k])) for r in rows)) if rows else len(h) for k, h in cols}
-    line = "  ".join(h.ljust(widths[k]) for k, h in cols)
-    out = [line, "  ".join("-" * widths[k] for k, _ in cols)]
-    out += ["  ".join(str(r[k]).ljust(widths[k]) for k, _ in cols) for r in rows]
-    return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:

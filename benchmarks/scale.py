@@ -64,7 +64,7 @@ def bench_embedded(model, files: list[str], repeats: int, slice_size: int | None
     slice_size = slice_size or len(files)
     from core.batch import run_batch
     from core.inference.forward import score_sources
-    from core.models.registry import get_model_spec
+    from core.registry import get_model_spec
 
     spec = get_model_spec(BATCH_TASK, BATCH_MODEL).input
     score_sources(model, spec, files[:256])  # warm-up: graph traced
@@ -334,7 +334,7 @@ def run(rows: list, quick: bool = False, sections=SECTIONS, models=None) -> dict
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .run import format_table
+    from .common import format_table
 
     ap = argparse.ArgumentParser(prog="python -m benchmarks.scale", description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true")

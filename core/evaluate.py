@@ -4,7 +4,7 @@
 
     python -m core.evaluate --task malaria --model secondlook_long --patient-intervals   # no model needed
     python -m core.evaluate --all --refresh        # every bundled model of every task (or of --task)
-    python -m core.evaluate --all --external       # the cards' external results (core.evaluation.external)
+    python -m core.evaluate --all --external       # the cards' external results (core.cards.external)
 
 Without --manifest it uses the task's dataset. On the task's own test split it also writes
 models/<task>/<id>/test_predictions.csv and (with --update-card) refreshes the card's test metrics.
@@ -16,10 +16,10 @@ import json
 import sys
 from pathlib import Path
 
-from core.evaluation.patient_cards import add_patient_level
-from core.evaluation.external import add_external_brief
-from core.evaluation.records import evaluate_split, headline, model_records, refresh_records
-from core.models.registry import TASKS
+from core.cards.patient_cards import add_patient_level
+from core.cards.external import add_external_brief
+from core.cards.records import evaluate_split, headline, model_records, refresh_records
+from core.registry import TASKS
 from core.models.selection import default_model
 from core.models.store import bundled_models, write_predictions
 

@@ -10,7 +10,7 @@ import argparse
 import json
 import logging
 
-from core.inference.guard import fit_and_save_ood, measure_modality_guard, measure_ood
+from core.training.guards import fit_and_save_ood, measure_modality_guard, measure_ood
 from core.models.store import bundled_models
 
 

@@ -26,7 +26,7 @@ from core.inference.preprocess import prepare
 from core.inference.routing import auto_rows
 from core.inference.rows import row_context
 from core.io.images import InputError, read_image
-from core.models.registry import get_task
+from core.registry import get_task
 from core.models.selection import default_model
 from core.models.store import load_model, sha256_file
 from core.site.apply import load_site, with_site

@@ -8,7 +8,7 @@ import argparse
 import sys
 
 from core.config import REPO_ROOT
-from core.evaluation.report import readme_tables, replace_table
+from core.cards.report import readme_tables, replace_table
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,7 @@ Writes models/<task>/<id>/model.keras, val_predictions.csv and card.json, then e
 test split (core.evaluate) to add test metrics and test_predictions.csv to the card. With --fold/--folds it
 trains on the other patient-grouped folds of `train` and writes models/<task>/<id>/cv/fold<i>.json and
 fold<i>_oof.csv and the fold's weights fold<i>.keras, then refreshes the card's `cv` block
-(core.models.cv). A fold ensemble (core.models.fold_ensemble) puts a complete CV's fold models together.
+(core.training.cv). A fold ensemble (core.training.fold_ensemble) puts a complete CV's fold models together.
 """
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from core.models.cv import train_fold
-from core.models.registry import get_model_spec
-from core.models.training import train
+from core.training.cv import train_fold
+from core.registry import get_model_spec
+from core.training.fit import train
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     if get_model_spec(a.task, a.model).fold_ensemble_of:
         if a.fold is not None or a.limit or a.epochs or a.out:
             p.error(f"{a.model} is a fold ensemble: it is assembled from its recipe's fold models, not trained")
-        from core.evaluation.records import build_fold_ensemble
+        from core.cards.records import build_fold_ensemble
 
         print({"test": build_fold_ensemble(a.task, a.model)}, flush=True)
         return 0
@@ -47,14 +47,14 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"--fold must be in 0..{a.folds - 1}")
         train_fold(a.task, a.model, a.fold, a.folds, a.epochs, a.limit, a.seed, out_dir=a.out)
         if a.out is None:  # the bundled recipe's folds: once all are in, its second-site check (model choice)
-            from core.models.site_check import record_site_check
+            from core.training.site_check import record_site_check
 
             record_site_check(a.task, a.model)
         return 0
     train(a.task, a.model, a.epochs, a.limit, a.seed, out_dir=a.out)
     if not a.no_test and a.out is None:  # a bundled model: its one scoring of the test split (and external set)
-        from core.evaluation.external import external_summary
-        from core.evaluation.records import score_test_once
+        from core.cards.external import external_summary
+        from core.cards.records import score_test_once
         from core.models.store import read_card
 
         print(f"test: {score_test_once(a.task, a.model)}", flush=True)

@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.config import REPO_ROOT
 from core.models import store
-from core.models.registry import TASKS
+from core.registry import TASKS
 from tests.conftest import IN_CI
 
 TIMEOUT = 240  # first run imports TensorFlow and loads a model; the machine may be busy training

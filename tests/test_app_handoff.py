@@ -61,7 +61,7 @@ def test_pdf_of_the_current_result_is_what_the_page_shows(audit_db, tmp_path):
 
     from core.inference import scoring
     from core.models import store
-    from core.models.registry import get_task
+    from core.registry import get_task
     from tests.app_support import exact_probabilities
     from tests.handoff_support import need_tool
     from ui import handoff

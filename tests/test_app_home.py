@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from core.models import store
-from core.models.registry import TASKS
+from core.registry import TASKS
 from tests.app_support import need, start, task_with_models, texts, use_threshold
 
 

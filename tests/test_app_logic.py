@@ -158,7 +158,7 @@ def test_probabilities_are_never_shown_as_certain():
 
 
 def test_recommended_model_is_the_registry_default_and_is_labelled():
-    from core.models.registry import TASKS
+    from core.registry import TASKS
     from ui import common
 
     for task in TASKS:

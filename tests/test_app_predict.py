@@ -8,7 +8,7 @@ import pytest
 
 from core.data import load_task_manifest
 from core.models import store
-from core.models.registry import TASKS
+from core.registry import TASKS
 from core.models.selection import default_model
 from tests.app_support import (
     exact_probabilities,
@@ -123,7 +123,7 @@ def test_dicom_upload_scores_like_the_png_and_keeps_identifiers_out_of_sight():
 
 
 def test_wrong_kind_of_image_gets_a_plain_warning():
-    from core.models.registry import get_task
+    from core.registry import get_task
 
     task = next((t for t in ("pneumonia", "effusion") if store.bundled_models(t)), None)
     if task is None:

@@ -7,7 +7,7 @@ from scipy.special import expit
 
 from core.evaluation import calibration, metrics
 from core.inference.calibrate import apply_calibration, logit
-from core.models.registry import TASKS, get_model_spec
+from core.registry import TASKS, get_model_spec
 from core.models.selection import default_model
 from core.models.store import bundled_models, read_card, read_predictions
 from tests.conftest import approx_tree
@@ -136,7 +136,7 @@ def test_scoring_probability_applies_the_given_calibration():
     from core.inference import scoring
     from core.inference.forward import predict_tensors
     from core.inference.preprocess import prepare
-    from core.models.registry import get_model_spec
+    from core.registry import get_model_spec
     from tests.modelgen import tiny_model
 
     spec = get_model_spec("malaria", "secondlook_cnn")
@@ -171,8 +171,8 @@ FOLD_ENSEMBLES = [(t, m) for t, m in ALL if get_model_spec(t, m).fold_ensemble_o
 def test_a_fold_ensembles_map_helps_on_folds_it_was_not_fitted_on(task, model_id):
     """The shipped map is chosen on training data only: fitted on two folds' out-of-fold scores, it must lower the
     third fold's log loss; the card's block is re-derived from the stored scores."""
-    from core.models.cv import pooled_oof
-    from core.models.fold_ensemble import CROSS_FITTED
+    from core.training.cv import pooled_oof
+    from core.training.fold_ensemble import CROSS_FITTED
 
     card = read_card(task, model_id)
     oof = pooled_oof(task, get_model_spec(task, model_id).fold_ensemble_of)

@@ -100,7 +100,7 @@ def test_train_smoke_run(tmp_path):
 
 def test_secondlook_script_runs_the_same_commands(capsys):
     from core.cli import VERBS, main
-    from core.evaluation.report import external_table, results_table
+    from core.cards.report import external_table, results_table
     from core.fields.records import record_table
 
     assert main(["report"]) == 0

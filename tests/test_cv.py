@@ -9,10 +9,10 @@ import pytest
 
 from core.data import grouped_kfold, load_task_manifest, patient_column
 from core.evaluation import metrics
-from core.models import cv
-from core.models.registry import TASKS, get_model_spec, get_task
+from core.training import cv
+from core.registry import TASKS, get_model_spec, get_task
 from core.models.selection import RULE_CV, RULE_VALIDATION, candidates, choose, cv_summary, one_se_choice
-from core.models.site_check import SITE_CHECK, SITE_CSV, seen_in_training, site_scores
+from core.training.site_check import SITE_CHECK, SITE_CSV, seen_in_training, site_scores
 from core.models.store import write_card, write_predictions
 from tests.conftest import require_dataset
 
@@ -162,7 +162,7 @@ def test_site_scores_are_rates_at_the_threshold():
 def test_bundled_second_site_checks_are_their_cells_scores(model_id):
     """The malaria tie-break's figures are what the stored per-cell scores give, and those scores are the fold models'
     (a few cells re-scored); every candidate with a complete CV has one."""
-    from core.models.fold_ensemble import load_members, operating_point
+    from core.training.fold_ensemble import load_members, operating_point
     from core.models.store import read_card
 
     card, block = read_card("malaria", model_id), cv.cv_block("malaria", model_id)
@@ -179,7 +179,7 @@ def test_bundled_second_site_checks_are_their_cells_scores(model_id):
     cal, _, threshold, _ = operating_point("malaria", cv.pooled_oof("malaria", model_id))
     assert check["threshold"] == pytest.approx(threshold, abs=1e-12)
     require_dataset("malaria_fields")
-    from core.data import field_crops as fc
+    from core.fields import cuts as fc
     from core.io.images import read_image
     from core.inference.calibrate import apply_calibration
     from core.inference.forward import predict_tensors
@@ -243,7 +243,7 @@ def test_fold_smoke_run_writes_records_and_its_weights(tmp_path):
 
     from core.data import load_task_manifest
     from core.inference.forward import score_sources
-    from core.models.registry import get_model_spec
+    from core.registry import get_model_spec
 
     fold_model = keras.models.load_model(out / "fold1.keras", compile=False, safe_mode=True)
     files = load_task_manifest("effusion").set_index("path").loc[oof.path[:16], "file"].tolist()
@@ -277,7 +277,7 @@ def test_a_fine_tuning_recipe_starts_each_fold_from_its_sources_same_fold(tmp_pa
     import keras
 
     from core.models.networks import build
-    from core.models.registry import get_model_spec
+    from core.registry import get_model_spec
 
     assert get_model_spec("malaria", "secondlook_twosite").train.init_from == "secondlook_long"
     monkeypatch.setattr(cv, "cv_dir", lambda task, model_id, root=None: tmp_path / model_id)

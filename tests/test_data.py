@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from core.data import group_keys, load_task_manifest, read_manifest, split_train_val
-from core.models.registry import TASKS, get_task
+from core.registry import TASKS, get_task
 from tests.conftest import require_dataset
 
 

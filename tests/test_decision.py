@@ -12,7 +12,7 @@ import numpy as np
 from core.config import REPO_ROOT
 from core.inference import routing
 from core.inference.decision import NOT_ASSESSED, UNUSUAL_CAUTION, decide, modality_verdict
-from core.models.registry import TASKS
+from core.registry import TASKS
 from tests.conftest import require_dataset
 from tests.imagegen import gradient
 
@@ -126,7 +126,7 @@ def test_whole_smear_fields_are_withheld_on_the_cell_task_but_cells_cut_from_the
     import pandas as pd
 
     from core.config import task_data_dir
-    from core.data.field_crops import cut_cells
+    from core.fields.cuts import cut_cells
     from core.io.images import read_image
 
     require_dataset("malaria_fields")

@@ -15,7 +15,7 @@ from core.inference.explain import (
     overlay,
 )
 from core.models.networks import build, secondlook_cnn
-from core.models.registry import TASKS, InputSpec, ModelSpec, TrainConfig
+from core.registry import TASKS, InputSpec, ModelSpec, TrainConfig
 
 ALL_SPECS = [m for t in TASKS.values() for m in t.models]
 
@@ -245,7 +245,7 @@ def test_ensemble_explains_every_member():
     """An ensemble's map sums its members' gradient-weighted maps (gradients of the averaged logit)."""
     from core.inference.explain import GradCam, target_layer_names
     from core.models.networks import build, ensemble
-    from core.models.registry import TASKS
+    from core.registry import TASKS
 
     spec = TASKS["effusion"].model("secondlook_ensemble")
     keras.utils.set_random_seed(3)

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from core.config import REPO_ROOT
-from core.data.field_crops import fields_available
+from core.fields.cuts import fields_available
 from core.evaluation.metrics import wilson_ci
 from core.fields import records, screen
-from core.models.registry import InputSpec, ModelSpec, TrainConfig
+from core.registry import InputSpec, ModelSpec, TrainConfig
 from tests.conftest import IN_CI, SCORE_TOLERANCE
 from tests.modelgen import tiny_model
 from tests.test_fields_finder import _cell, _field, _finish, _grid_centres
@@ -77,7 +77,7 @@ def test_field_cells_scored_by_onnxruntime_agree_with_tensorflow():
     """The field path's engine (onnxruntime) against the TF graph the cards were made with, on crops drawn in code."""
     from core.inference.forward import predict_tensors
     from core.inference.preprocess import prepare
-    from core.models.registry import get_model_spec
+    from core.registry import get_model_spec
     from core.models.store import load_model
 
     pytest.importorskip("onnxruntime")
@@ -91,7 +91,7 @@ def test_field_cells_scored_by_onnxruntime_agree_with_tensorflow():
 
 
 def test_ellipse_cut_blacks_out_the_neighbour_in_the_corners_only():
-    from core.data.field_crops import cut_cells
+    from core.fields.cuts import cut_cells
 
     rgb = np.full((300, 300, 3), 180, np.uint8)
     rgb[:, 200:] = 40  # a dark neighbour touching the box's right edge
@@ -119,7 +119,7 @@ def test_a_model_that_normalises_stain_is_screened_with_normalised_fields(model)
     """The same boxes (found on the field as photographed), the crops cut from the field mapped to the reference stain."""
     from dataclasses import replace
 
-    from core.data.field_crops import cut_cells
+    from core.fields.cuts import cut_cells
     from core.data.stain import normalize_field
 
     rgb = _synthetic()
@@ -240,7 +240,7 @@ def test_field_upload_on_predict_page_counts_cells_live():
 
     _require_fields()
     require_dataset("malaria")
-    fields, _ = __import__("core.data.field_crops", fromlist=["read_fields"]).read_fields()
+    fields, _ = __import__("core.fields.cuts", fromlist=["read_fields"]).read_fields()
     train_field = fields[fields["session"] == "S2"].iloc[0]  # a training-session field: never test data
     crop = __import__("core.data", fromlist=["load_task_manifest"]).load_task_manifest("malaria").query("split == 'test'").iloc[0]
     at = start("malaria", page="predict")
@@ -322,9 +322,9 @@ def test_field_model_is_the_most_sensitive_on_the_validation_fields_at_the_same_
 
 def test_field_record_is_reproduced_on_the_annotated_fields():
     """Re-screen the validation and test fields: the threshold rule and every recorded test number come back."""
-    from core.data.field_crops import STOP_SESSIONS
+    from core.fields.cuts import STOP_SESSIONS
     from core.fields.annotations import load_fields
-    from core.models.registry import get_model_spec
+    from core.registry import get_model_spec
     from core.models.store import load_model, read_card
 
     _require_fields()
@@ -342,7 +342,7 @@ def test_field_record_is_reproduced_on_the_annotated_fields():
 
 
 def test_unannotated_found_boxes_overlap_no_cell_and_hold_no_parasitised_centre():
-    from core.data.field_crops import unannotated
+    from core.fields.cuts import unannotated
 
     annotated = np.array([[0, 0, 10, 10], [100, 100, 20, 20], [200, 0, 10, 10]])
     infected = np.array([False, True, False])
@@ -356,7 +356,7 @@ def test_unannotated_found_boxes_overlap_no_cell_and_hold_no_parasitised_centre(
 
 
 def test_hard_negatives_from_real_training_fields():
-    from core.data.field_crops import FIELDS, TRAIN_SESSIONS, hard_negative_crops, read_fields, task_data_dir
+    from core.fields.cuts import FIELDS, TRAIN_SESSIONS, hard_negative_crops, read_fields, task_data_dir
     from core.fields.matching import iou_matrix
     from core.fields.screen import screening_boxes
     from core.io.images import read_image

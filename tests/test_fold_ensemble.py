@@ -5,13 +5,12 @@ import json
 from dataclasses import replace
 
 import numpy as np
-import pandas as pd
 import pytest
 from PIL import Image
 
 from core.evaluation import calibration, metrics
-from core.models import cv, fold_ensemble
-from core.models.registry import ModelSpec, get_model_spec, get_task
+from core.training import cv, fold_ensemble
+from core.registry import ModelSpec, get_model_spec, get_task
 from core.models.selection import RULE_CV, RULE_CV_FOLDS, candidates, choose
 from core.models.store import read_card, read_predictions, write_card, write_predictions
 from tests.modelgen import tiny_model

@@ -10,13 +10,12 @@ from core.inference.guard import (
     OOD_FILE,
     FeatureOOD,
     extract_features,
-    fit_and_save_ood,
     load_ood,
-    measure_modality_guard,
     chroma_p75,
     modality_check,
     modality_stats,
 )
+from core.training.guards import fit_and_save_ood, measure_modality_guard
 from core.models.store import model_dir, model_path, read_card, write_card
 from tests.conftest import require_dataset
 from tests.imagegen import gradient

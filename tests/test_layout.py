@@ -1,5 +1,5 @@
-"""The layout shows the architecture: core's packages import each other without circles, core never imports
-Streamlit, and the commands stay thin (argument parsing that calls library code)."""
+"""The layout shows the architecture: core's layers only point down, nothing in the repository imports in a circle,
+core never imports Streamlit, and the commands stay thin (argument parsing that calls library code)."""
 from __future__ import annotations
 
 import ast
@@ -9,7 +9,25 @@ from core.config import REPO_ROOT
 
 CORE = REPO_ROOT / "core"
 COMMANDS = ("train", "evaluate", "report", "samples", "guard")
-PACKAGES = ("io", "models", "inference", "data", "evaluation", "fields", "site", "handoff", "batch", "export")
+
+# core's layers, lowest first: a module may import from its own layer and the layers below it, never above (lazy
+# imports inside functions count). Commands (`core.<verb>`, `core.<package>.__main__`, `core.cli`) sit on top.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("config", "sqlfilters", "registry"),  # settings; what each task and model *is* (specs)
+    ("io",),  # bytes -> pixels, or InputError
+    ("models",),  # networks, the store, BatchNorm folding, which model a task ships
+    ("inference",),  # preprocessing, the forward pass, calibration map, Grad-CAM, guards, routing, scoring
+    ("export",),  # ONNX graphs and the onnxruntime engine
+    ("data",),  # manifests, leak-free splits, prepared arrays, stain normalisation, demo samples
+    ("evaluation",),  # metrics, intervals, calibration fits, operating points, charts, reviews
+    ("fields",),  # whole smear fields: find, cut and screen cells
+    ("site",),  # site profiles: local validation and operating points
+    ("training",),  # how a model is *made*: fit, CV, fold ensembles, second-site check, guard statistics
+    ("cards",),  # what a model card records: test looks, patient-level intervals, external sets, tables
+    ("audit",),  # who scored what, hashes only
+    ("handoff", "batch"),  # PDF/DICOM hand-off to a PACS; batch scoring (local or Ray)
+)
+PACKAGES = tuple(p for layer in LAYERS for p in layer if (CORE / p).is_dir())
 
 
 def _module_name(path: Path) -> str:
@@ -42,8 +60,28 @@ def _graph() -> dict[str, set[str]]:
     return {m: _imports(p, set(mods)) - {m} for m, p in mods.items()}
 
 
-def test_no_import_circles():
-    graph = _graph()
+def _layer(module: str) -> int:
+    """Index in LAYERS; commands above every layer."""
+    parts = module.split(".")
+    if len(parts) == 1 or parts[-1] == "__main__" or parts[1] in COMMANDS + ("cli", "predict"):
+        return len(LAYERS)
+    for i, layer in enumerate(LAYERS):
+        if parts[1] in layer:
+            return i
+    raise AssertionError(f"{module}: core/{parts[1]} is in no layer; add it to LAYERS in tests/test_layout.py")
+
+
+def test_layers_only_point_down():
+    upward = [f"{m} -> {n}" for m, deps in _graph().items() for n in deps if _layer(n) > _layer(m)]
+    assert not upward, "imports from a lower layer to a higher one:\n" + "\n".join(sorted(upward))
+
+
+def test_every_core_module_has_a_layer():
+    for m in _modules():
+        _layer(m)
+
+
+def _circles(graph: dict[str, set[str]]) -> None:
     state: dict[str, int] = {}
 
     def visit(m: str, stack: list[str]) -> None:
@@ -60,11 +98,41 @@ def test_no_import_circles():
             visit(m, [])
 
 
+def test_no_import_circles():
+    _circles(_graph())
+
+
+def _repo_graph() -> dict[str, set[str]]:
+    """Module graph of ui/, app_pages/ and benchmarks/ (core is checked above)."""
+    mods = {_module_name(p): p for d in ("ui", "app_pages", "benchmarks") for p in (REPO_ROOT / d).rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for m, path in mods.items():
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                deps |= {a.name for a in node.names if a.name in mods}
+            elif isinstance(node, ast.ImportFrom):
+                base = ".".join(m.split(".")[: -node.level] + [node.module or ""]) if node.level else node.module
+                subs = {f"{base}.{a.name}".replace("..", ".") for a in node.names} & set(mods)
+                deps |= subs or ({base.rstrip(".")} & set(mods))
+        graph[m] = deps - {m}
+    return graph
+
+
+def test_no_import_circles_outside_core():
+    graph = _repo_graph()
+    assert "ui.common" in graph["app_pages.predict"]
+    assert "benchmarks.common" in graph["benchmarks.run"]  # relative imports are followed too
+    _circles(graph)
+
+
 def test_the_graph_sees_real_imports():
     graph = _graph()
     assert "core.io.base" in graph["core.io.images"] and "core.io.base" in graph["core.io.dicom"]
     assert "core.io.dicom" in graph["core.io.images"]  # lazy import inside a function still counts
-    assert "core.models.registry" in graph["core.models.store"]
+    assert "core.registry" in graph["core.models.store"]
+    assert _layer("core.registry") < _layer("core.models.store") < _layer("core.training.fit")
+    assert _layer("core.fields.__main__") == _layer("core.train") == len(LAYERS)
 
 
 def test_core_never_imports_streamlit():

@@ -16,8 +16,8 @@ import pytest
 from core.config import MODELS_DIR
 from core.data import load_task_manifest
 from core.evaluation import metrics
-from core.evaluation.records import DEGENERATE_MAX_ONE_CLASS, evaluate_frame
-from core.models.registry import TASKS
+from core.cards.records import DEGENERATE_MAX_ONE_CLASS, evaluate_frame
+from core.registry import TASKS
 from core.models.selection import default_model
 from core.models.store import load_model, model_dir, model_path, read_card, sha256_file
 from tests.conftest import SCORE_TOLERANCE, require_dataset
@@ -103,7 +103,7 @@ def test_fast_inference_path_agrees_with_keras_on_real_images(task, model_id):
     require_dataset(task)
     from core.data import load_arrays
     from core.inference.forward import predict_tensors
-    from core.models.registry import get_model_spec
+    from core.registry import get_model_spec
 
     df = load_task_manifest(task)
     files = df[df.split == "test"].file.tolist()[::max(1, len(df[df.split == "test"]) // 48)][:48]
@@ -144,6 +144,6 @@ def test_effusion_reports_the_known_patient_subset():
 def test_readme_results_table_matches_the_cards():
     """The README's Results table is core.report's rendering of the bundled cards (regenerate it, never hand-edit)."""
     from core.config import REPO_ROOT
-    from core.evaluation.report import results_table
+    from core.cards.report import results_table
 
     assert results_table() in (REPO_ROOT / "README.md").read_text(), "README results are stale: python -m core.report --readme"

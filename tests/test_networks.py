@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from core.models.networks import build, ensemble, networks_in
-from core.models.registry import TASKS
+from core.registry import TASKS
 
 ALL = [m for t in TASKS.values() for m in t.models]
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from core.evaluation import intervals
-from core.evaluation.patient_cards import add_patient_level, patient_level_blocks
+from core.cards.patient_cards import add_patient_level, patient_level_blocks
 from core.evaluation.patients import prediction_groups
-from core.models.registry import TASKS
+from core.registry import TASKS
 from core.models.store import bundled_models, model_dir, read_card, read_predictions
 from tests.conftest import approx_tree, require_dataset
 
@@ -90,8 +90,8 @@ def test_external_results_on_the_cards_reproduce_and_the_readme_shows_them():
     """Issue #15: each card's `external` block is re-derived (effusion from the stored predictions for every
     model; malaria by re-scoring the field cells for the default; pneumonia says there is none)."""
     from core.config import REPO_ROOT
-    from core.evaluation.external import MALARIA_SET, external_block, external_summary
-    from core.evaluation.report import external_table
+    from core.cards.external import MALARIA_SET, external_block, external_summary
+    from core.cards.report import external_table
     from core.models.selection import default_model
     from core.models.store import bundled_models
 
@@ -112,7 +112,7 @@ def test_external_results_on_the_cards_reproduce_and_the_readme_shows_them():
 def test_malaria_default_meets_the_external_targets():
     """Issue #15's floors for the default on another lab's cells (IML S1, at the shipped operating point): AUC >= 0.98
     and sensitivity >= 0.90, from the card (whose block the test above re-derives)."""
-    from core.evaluation.external import MALARIA_SET
+    from core.cards.external import MALARIA_SET
     from core.models.selection import default_model
 
     ext = read_card("malaria", default_model("malaria"))["external"][MALARIA_SET]

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from core.inference.preprocess import preprocess
-from core.models.registry import InputSpec
+from core.registry import InputSpec
 
 
 def _png(arr: np.ndarray) -> bytes:

@@ -1,7 +1,7 @@
 """`python -m core.report --readme` replaces each table in place and nothing around it."""
 import pytest
 
-from core.evaluation.report import replace_table
+from core.cards.report import replace_table
 
 
 def test_replace_table_swaps_only_the_table_with_that_header():

@@ -12,7 +12,7 @@ import pytest
 from core.config import REPO_ROOT
 from core.data import samples
 from core.io import read_image, read_image_with_info
-from core.models.registry import TASKS
+from core.registry import TASKS
 from tests.conftest import require_dataset
 
 ROOT = samples.SAMPLES_DIR

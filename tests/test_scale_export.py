@@ -11,7 +11,7 @@ from core.export import ExportError, export_onnx, export_savedmodel
 from core.export._core import model_pixels
 from core.export.graph import calibration_of
 from core.inference.preprocess import normalize
-from core.models.registry import InputSpec
+from core.registry import InputSpec
 from tests.conftest import require_dataset
 from tests.modelgen import bn_model
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from core.data import stain
-from core.data.field_crops import cut_cells, fields_available
+from core.fields.cuts import cut_cells, fields_available
 from tests.conftest import IN_CI
 from tests.test_fields_finder import _grid_centres
 
@@ -66,7 +66,7 @@ def test_cut_cells_normalises_the_whole_field_first():
 
 @pytest.mark.skipif(not fields_available() and not IN_CI, reason="malaria_fields not in SECONDLOOK_DATA")
 def test_reference_is_the_training_sessions_median():
-    from core.data.field_crops import TRAIN_SESSIONS, session_stain
+    from core.fields.cuts import TRAIN_SESSIONS, session_stain
 
     got = session_stain(TRAIN_SESSIONS)
     np.testing.assert_allclose(got.background, stain.REFERENCE.background, atol=0.5)

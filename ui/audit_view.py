@@ -6,7 +6,7 @@ from datetime import date, datetime, time, timedelta, timezone
 import streamlit as st
 
 from core import audit
-from core.models.registry import TASKS
+from core.registry import TASKS
 
 ROW_LIMIT = 5000
 SHOWN = ["created_at", "surface", "task", "model_id", "probability", "decision", "withheld_reason", "threshold",

@@ -11,7 +11,7 @@ from core.evaluation import operating_point as op
 from core.fields import records, screen
 from core.inference import scoring
 from core.inference.explain import overlay
-from core.models.registry import get_task
+from core.registry import get_task
 from ui import common
 
 GALLERY = 12

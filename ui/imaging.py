@@ -7,7 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 from core.inference import scoring
-from core.models.registry import get_task
+from core.registry import get_task
 from ui import common
 
 

@@ -10,7 +10,7 @@ import streamlit as st
 from core.inference import routing
 from core.inference.decision import NOT_ASSESSED, OUT_OF_SCOPE  # noqa: F401  (OUT_OF_SCOPE: for the pages)
 from core.models import store
-from core.models.registry import TASKS
+from core.registry import TASKS
 
 ANYWAY_KEY = "predict_score_anyway"
 CARRIED_KEY = "predict_carried"  # [(name, bytes)] kept across a task switch

@@ -13,7 +13,7 @@ from core.evaluation import operating_point as op
 from core.evaluation.metrics import OperatingCurve
 from core.site import build, cases, profiles
 from core.site.validate import apply_calibration
-from ui import common
+from ui import resources
 
 NONE = "None (shipped operating point)"
 ACTIVE = "site_active"  # {"task/model": profile name}
@@ -28,7 +28,7 @@ def _usable(task: str, model_id: str) -> tuple[list[profiles.SiteProfile], list[
         found = profiles.list_profiles(task, model_id)
     except Exception:  # an unreadable site database must never stop the app
         return [], []
-    sha = common.version(task, model_id)
+    sha = resources.version(task, model_id)
     return [p for p in found if p.model_sha256 == sha], [p for p in found if p.model_sha256 != sha]
 
 
@@ -108,10 +108,10 @@ def show_problems(exc: cases.SiteInputError, limit: int = 12) -> None:
 
 def evaluate(task: str, model_id: str, name: str, site_cases: cases.SiteCases) -> dict:
     """Score and evaluate uploads with the loaded model; nothing is saved yet."""
-    card = common.card(task, model_id)
-    s = build.score_cases(common.model(task, model_id), task, model_id, site_cases)
+    card = resources.card(task, model_id)
+    s = build.score_cases(resources.model(task, model_id), task, model_id, site_cases)
     rep = build.report(task, site_cases.y, s, float(card["threshold"]), site_cases.groups, unit=site_cases.unit)
-    prof = build.make_profile(name, task, model_id, common.version(task, model_id), float(card["threshold"]), rep)
+    prof = build.make_profile(name, task, model_id, resources.version(task, model_id), float(card["threshold"]), rep)
     return {"task": task, "model": model_id, "name": name, "profile": prof, "y": site_cases.y, "s": s}
 
 

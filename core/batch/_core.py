@@ -18,7 +18,7 @@ from core.inference.forward import predict_tensors
 from core.inference.preprocess import prepare
 from core.inference.rows import COLUMNS, PROVENANCE, RowContext, row_context
 from core.models.store import load_model
-from core.models.registry import InputSpec, get_task
+from core.registry import InputSpec, get_task
 from core.site.apply import load_site, with_site
 
 IMAGE_SUFFIXES = frozenset(_SUFFIX_FORMAT)  # what a folder is searched for: every suffix the decoder knows

@@ -1,4 +1,4 @@
-"""Datasets: manifests, leak-free splits by patient, prepared arrays, demo samples.
+"""Datasets: manifests, leak-free splits by patient, prepared arrays, stain normalisation (`stain`), demo samples.
 
 Public API: `read_manifest`, `load_task_manifest`, `manifest_path`, `manifest_sha256` (manifests),
 `group_keys`, `split_train_val`, `SPLIT_SEED`, `grouped_kfold`, `patient_column`, `CV_SEED` (splits),

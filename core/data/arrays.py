@@ -7,7 +7,7 @@ import numpy as np
 
 from core.inference.preprocess import prepare
 from core.io.images import read_image
-from core.models.registry import InputSpec
+from core.registry import InputSpec
 
 
 def load_arrays(files: list[str], spec: InputSpec, workers: int = 4) -> np.ndarray:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from core.config import task_data_dir
-from core.models.registry import TaskSpec, get_task
+from core.registry import TaskSpec, get_task
 
 
 def manifest_path(task: str) -> Path:

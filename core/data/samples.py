@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from core.config import REPO_ROOT, dataset_available
-from core.models.registry import TASKS, get_task
+from core.registry import TASKS, get_task
 
 SAMPLES_DIR = REPO_ROOT / "sample_images"
 EXAMPLE_SEED = 7

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from core.models.registry import TaskSpec
+from core.registry import TaskSpec
 
 SPLIT_SEED = 20261121
 

@@ -33,7 +33,7 @@ class FieldStain:
 
 
 # Median over the 129 fields of IML training session S2 (the session the field cell model is fine-tuned on), re-derived
-# by `core.data.field_crops.session_stain(("S2",))` (tests/test_stain.py checks it). Six numbers, no pixels.
+# by `core.fields.cuts.session_stain(("S2",))` (tests/test_stain.py checks it). Six numbers, no pixels.
 REFERENCE = FieldStain(background=(204.0, 230.0, 212.0), cell_od=(0.3071, 1.4939, 0.5001))
 
 

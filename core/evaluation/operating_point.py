@@ -12,7 +12,7 @@ import numpy as np
 
 from core.evaluation import metrics
 from core.evaluation.metrics import OperatingCurve
-from core.models.registry import TaskSpec, get_task
+from core.registry import TaskSpec, get_task
 
 # Preset id -> (button label, rule understood by `preset_threshold`)
 PRESETS: dict[str, tuple[str, str]] = {

@@ -8,7 +8,7 @@ from core.io.images import read_image
 from core.inference.forward import SCORE_DECIMALS, predict_tensors
 from core.inference.preprocess import resize, to_channels
 from core.models.store import load_model, read_card
-from core.models.registry import InputSpec, get_task
+from core.registry import InputSpec, get_task
 
 __all__ = ["SCORE_DECIMALS", "InputSpec", "fold_batchnorm", "get_task", "load_model", "model_pixels", "predict_tensors",
            "read_card", "read_image"]

@@ -7,6 +7,8 @@ Public API:
     locate_cells(rgb, finder="learned")           core.fields.screen (the boxes screening uses)
     crop_cells(rgb, field_cells, size=64)         core.fields.crops
     crop_boxes(rgb, boxes, size=64, field_cells=None)   core.fields.crops
+    cut_cells(rgb, boxes, cut=, stain=)           core.fields.cuts (the crops a model sees, in training and in
+        use; `session_crops`, `hard_negative_crops` for training)
     load_fields(split_or_sessions)                core.fields.annotations
     iou_matrix, match_greedy, field_detection     core.fields.matching
     evaluate_finder(split_or_sessions)            core.fields.finder_eval (import it from there;

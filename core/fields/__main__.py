@@ -19,7 +19,7 @@ import sys
 from core.fields.records import TASK, field_model, field_threshold
 from core.fields.screen import FieldScreen, case_result, screen_field
 from core.io import InputError, read_image
-from core.models.registry import get_model_spec
+from core.registry import get_model_spec
 from core.models.store import load_model
 
 

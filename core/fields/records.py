@@ -22,12 +22,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.data.field_crops import STOP_SESSIONS
+from core.fields.cuts import STOP_SESSIONS
 from core.fields.annotations import load_fields
 from core.fields.matching import covering_centres, iou_matrix, match_greedy
 from core.fields.screen import FieldScreen, screen_field
 from core.io.images import read_image
-from core.models.registry import get_model_spec
+from core.registry import get_model_spec
 from core.models.store import load_model, model_dir, read_card, write_card_file
 
 TASK = "malaria"

@@ -4,7 +4,7 @@
     FieldScreen.result(threshold) -> dict                 (the JSON contract of `python -m core.fields`)
     case_result(screens, threshold) -> dict               (several fields of one case, counted together)
 
-Every cell is cut by `core.data.field_crops.cut_cells` (the same cut the two-site model was trained on), prepared
+Every cell is cut by `core.fields.cuts.cut_cells` (the same cut the two-site model was trained on), prepared
 by `core.inference.preprocess.prepare` and scored in one batch; the cells that batch calls more likely infected than
 not are scored again in three more orientations (`score_crops`). Thin-film parasitemia is read over at least
 `MIN_CELLS_FOR_CASE` red cells; a case with fewer says how many more fields to photograph.
@@ -18,14 +18,14 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.special import expit
 
-from core.data.field_crops import cut_cells
+from core.fields.cuts import cut_cells
 from core.evaluation.metrics import wilson_ci
 from core.fields.finder import NO_CELLS_MESSAGE, FieldCells, find_cells
 from core.inference.calibrate import calibrated
 from core.inference.decision import FIELD_MIN_SIDE
 from core.inference.forward import SCORE_DECIMALS, predict_tensors
 from core.inference.preprocess import prepare
-from core.models.registry import ModelSpec
+from core.registry import ModelSpec
 
 MIN_CELLS_FOR_CASE = 1000  # red cells counted before a thin-film parasitemia is reported as read
 MAX_SIDE_RATIO = 1.5  # a box this much larger than the field's median cell is a clump or a white cell: not counted

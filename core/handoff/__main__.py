@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
 
     from core.handoff import case as C
-    from core.models.registry import get_task
+    from core.registry import get_task
     from core.models.selection import default_model
 
     try:

@@ -22,7 +22,7 @@ from core import audit
 from core.evaluation import operating_point as op
 from core.inference import scoring
 from core.models import store
-from core.models.registry import get_task
+from core.registry import get_task
 
 OVERLAY_ALPHA = 0.4
 DISCLAIMER = (

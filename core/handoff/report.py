@@ -263,7 +263,7 @@ def _model_card(pdf: _Doc, case: Case) -> None:
                      + f", sensitivity {fmt_pct(m.test.sensitivity)}, specificity {fmt_pct(m.test.specificity)}"
                      if m.test.auc is not None else "see the model card"))
     if m.external:
-        from core.evaluation.external import external_summary
+        from core.cards.external import external_summary
 
         rows.append(("External results", external_summary(m.external)))
     else:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.models.registry import TaskSpec, get_task
+from core.registry import TaskSpec, get_task
 
 NOT_ASSESSED = "Not assessed"
 OUT_OF_SCOPE = "outside the model's scope"

@@ -11,7 +11,7 @@ from scipy.special import expit
 
 from core.inference.preprocess import prepare
 from core.io.images import ImageSource, read_image
-from core.models.registry import InputSpec
+from core.registry import InputSpec
 
 SCORE_DECIMALS = 8  # scores are stored in CSVs with this many decimals; rounding here keeps files and cards identical
 

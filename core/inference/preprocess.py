@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 
 from core.io.images import ImageSource, read_image
-from core.models.registry import InputSpec
+from core.registry import InputSpec
 
 
 def to_channels(img: np.ndarray, channels: int) -> np.ndarray:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from core.models.registry import TASKS, get_task
+from core.registry import TASKS, get_task
 
 # The population each task's models were trained on (README, datasets' SOURCE.md).
 POPULATION: dict[str, str] = {"pneumonia": "pediatric", "effusion": "adult", "malaria": "thin-smear red blood cells"}

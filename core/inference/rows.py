@@ -92,7 +92,7 @@ class RowContext:
 def row_context(task: str, model_id: str, threshold: float | None = None, root=None) -> RowContext:
     """The context of a bundled model: its card's operating point (unless `threshold` is given) and sha256."""
     from core.models.store import read_card
-    from core.models.registry import get_task
+    from core.registry import get_task
 
     spec = get_task(task)
     spec.model(model_id)  # unknown ids fail with the list of known ones

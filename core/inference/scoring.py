@@ -21,7 +21,7 @@ from core.inference.forward import predict_tensors
 from core.inference.preprocess import prepare
 from core.io import images as imageio
 from core.io.images import InputError
-from core.models.registry import ModelSpec, get_task
+from core.registry import ModelSpec, get_task
 
 BASE_TYPES = ("png", "jpg", "jpeg", "tif", "tiff", "bmp", "webp")
 DICOM_TYPES = ("dcm", "dicom")

@@ -1,9 +1,9 @@
-"""Models: what each task and model is (`registry`), how it is built (`networks`), stored and verified (`store`),
-folded for inference (`fold`), chosen as a task's default (`selection`), trained (`training`, `augment`) and
-cross-validated by patient-grouped folds (`cv`).
+"""Models: how a model is built (`networks`), stored and verified (`store`), folded for inference (`fold`) and
+which one a task ships by default (`selection`: `choose`, `default_model`). What each model *is* lives one layer
+down in `core.registry`; how it is trained, in `core.training`.
 
-`training` is imported on its own (it pulls in data loading and TensorFlow); the rest are light.
+The registry names are re-exported here for callers that predate the split.
 """
-from core.models.registry import TASKS, InputSpec, ModelSpec, TaskSpec, TrainConfig, get_model_spec, get_task
+from core.registry import TASKS, InputSpec, ModelSpec, TaskSpec, TrainConfig, get_model_spec, get_task
 
 __all__ = ["TASKS", "InputSpec", "ModelSpec", "TaskSpec", "TrainConfig", "get_model_spec", "get_task"]

@@ -7,7 +7,7 @@ import re
 import keras
 from keras import layers, regularizers
 
-from core.models.registry import ModelSpec
+from core.registry import ModelSpec
 
 
 def _head(x, name: str, inputs) -> keras.Model:
@@ -196,7 +196,7 @@ BUILDERS = {
 def build(spec: ModelSpec) -> keras.Model:
     """One member network of the spec (an ensemble is trained member by member); a fold ensemble's is its recipe's."""
     if spec.fold_ensemble_of:
-        from core.models.registry import get_model_spec
+        from core.registry import get_model_spec
 
         return build(get_model_spec(spec.task, spec.fold_ensemble_of))
     return BUILDERS[(spec.task, spec.id)](spec)
@@ -205,7 +205,7 @@ def build(spec: ModelSpec) -> keras.Model:
 def networks_in(spec: ModelSpec) -> int:
     """How many member networks the shipped file runs: members, times the recipe's for a fold ensemble."""
     if spec.fold_ensemble_of:
-        from core.models.registry import get_model_spec
+        from core.registry import get_model_spec
 
         return spec.members * get_model_spec(spec.task, spec.fold_ensemble_of).members
     return spec.members

@@ -3,11 +3,11 @@
 Preferred: patient-grouped cross-validation. The default is the SecondLook (non-baseline) model with the best CV
 mean AUC; any candidate within one standard error of that best mean counts as equally good, and among those the
 smaller one (fewer parameters) wins; among equally small ones, where the task has a second site's validation cells
-(malaria), the one whose shipped operating point keeps the best balanced accuracy there (`core.models.site_check`).
-That rule needs every SecondLook candidate to have a complete CV block on its card (`core.models.cv`); until then the
+(malaria), the one whose shipped operating point keeps the best balanced accuracy there (`core.training.site_check`).
+That rule needs every SecondLook candidate to have a complete CV block on its card (`core.training.cv`); until then the
 task falls back to the older rule, the best single validation AUC.
 
-Candidates are recipes. A fold ensemble (`core.models.fold_ensemble`) is not one: it is the chosen recipe's own k fold
+Candidates are recipes. A fold ensemble (`core.training.fold_ensemble`) is not one: it is the chosen recipe's own k fold
 models, whose CV is the recipe's. When the chosen recipe's fold ensemble is bundled, it is what the task ships, since
 its threshold and calibration come from out-of-fold scores over all of train rather than one validation split.
 """
@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from core.models.registry import TaskSpec, get_task
-from core.models.site_check import SITE_CHECK
-from core.models.store import read_card
+from core.registry import TaskSpec, get_task
+from core.models.store import SITE_CHECK, read_card
 
 RULE_CV = "best CV mean (one-SE rule: smaller model wins)"
 RULE_CV_FOLDS = RULE_CV + ", shipped as its fold models averaged"

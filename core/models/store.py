@@ -12,12 +12,13 @@ import numpy as np
 import pandas as pd
 
 from core.config import MODELS_DIR
-from core.models.registry import get_model_spec
+from core.registry import get_model_spec
 
 # A score re-computed here vs one stored in a CSV (written on the machine the model was evaluated on): float32
 # kernels take other paths on other CPUs (seen: an AMD EPYC vs the machine that wrote the CSVs, up to 1.3e-6 on
 # a seed model with wide Dense layers). Bitwise equality is tested only within one machine (tests/test_inference.py).
 SCORE_TOLERANCE = 1e-5
+SITE_CHECK = "second_site_check"  # the card key written by core.training.site_check, read by selection
 
 
 class ModelIntegrityError(RuntimeError):
@@ -67,7 +68,7 @@ def _json_default(o):
 
 def bundled_models(task: str, root: str | Path | None = None) -> list[str]:
     """Model ids of the task that have a model file and a card, in registry order."""
-    from core.models.registry import get_task
+    from core.registry import get_task
 
     return [m.id for m in get_task(task).models if model_path(task, m.id, root).is_file() and read_card(task, m.id, root)]
 
@@ -101,7 +102,7 @@ def write_predictions(path: str | Path, paths: list[str], labels: list[str], sco
 
 def read_predictions(task: str, model_id: str, which: str, root: str | Path | None = None) -> pd.DataFrame:
     """`which` is 'val' or 'test'; columns path, label, score (+ y as 0/1)."""
-    from core.models.registry import get_task
+    from core.registry import get_task
 
     df = pd.read_csv(model_dir(task, model_id, root) / f"{which}_predictions.csv", dtype={"path": str, "label": str})
     df["y"] = (df["label"] == get_task(task).positive).astype(np.int8)

@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if not a.task:
             p.error("--task is required")
-        from core.models.registry import get_task
+        from core.registry import get_task
         from core.models.selection import default_model
 
         task = get_task(a.task)

@@ -12,7 +12,7 @@ from core.inference.decision import modality_verdict
 from core.inference.calibrate import calibrated
 from core.inference.forward import predict_tensors
 from core.inference.preprocess import prepare_batch
-from core.models.registry import get_task
+from core.registry import get_task
 from core.site import profiles, validate
 from core.site.cases import SiteCases, SiteInputError
 

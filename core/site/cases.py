@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from core.io.images import InputError, read_image
-from core.models.registry import TaskSpec, get_task
+from core.registry import TaskSpec, get_task
 
 MAX_PROBLEMS_SHOWN = 12
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".dcm", ".dicom")

@@ -2,7 +2,7 @@
 cell models (another lab, species, stain and microscope).
 
 `field_cases` cuts every annotated, decided cell of the given capture sessions (the test split is session S1)
-with `core.data.field_crops.session_crops` (in memory only). The field a cell comes from is its cluster: cells of
+with `core.fields.cuts.session_crops` (in memory only). The field a cell comes from is its cluster: cells of
 one field share slide, stain and focus, so intervals resample fields, not cells.
 
 A profile built on all of S1 evaluates its site point on the very cells it was chosen on (optimistic). Two honest
@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from core.evaluation import metrics
-from core.models.registry import get_task
+from core.registry import get_task
 from core.site import build as site_build
 from core.site.cases import SiteCases, from_arrays
 
@@ -25,7 +25,7 @@ TARGET_SPECIFICITY = 0.97
 def field_cases(sessions: tuple[str, ...] = ("S1",), cut: str = "box", stain: str = "raw") -> SiteCases:
     """Every annotated, decided cell of `sessions`, cut as the model at hand cuts field cells (`InputSpec.field_cut`,
     `InputSpec.field_stain`)."""
-    from core.data.field_crops import session_crops
+    from core.fields.cuts import session_crops
 
     crops, y, boxes = session_crops(tuple(sessions), cut=cut, stain=stain)
     names = [f"{r.path}#x{r.x}y{r.y}" for r in boxes.itertuples()]

@@ -94,7 +94,7 @@ def _clean(o):
 
 
 def _validate(p: SiteProfile) -> None:
-    from core.models.registry import get_task
+    from core.registry import get_task
 
     problems = []
     if not str(p.name).strip():

@@ -134,10 +134,10 @@ def test_predict_upload_and_slider(server):
 def _training_field():
     """A training-split field (session S2/S3, not the test session) that holds infected cells, and its expected
     result from core.fields at the default malaria model's card threshold (what the sidebar opens with)."""
-    from core.data.field_crops import read_fields
+    from core.fields.cuts import read_fields
     from core.fields.screen import screen_field
     from core.io.images import read_image
-    from core.models.registry import get_model_spec
+    from core.registry import get_model_spec
     from core.models.selection import default_model
     from core.models.store import load_model, read_card
 

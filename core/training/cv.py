@@ -22,9 +22,9 @@ import pandas as pd
 from core.data import CV_SEED, grouped_kfold, load_task_manifest, patient_column
 from core.evaluation import metrics
 from core.inference.forward import predict_tensors
-from core.models.registry import get_model_spec, get_task
+from core.registry import get_model_spec, get_task
 from core.models.store import model_dir, read_card, save_for_inference, write_card, write_predictions
-from core.models.training import fit_model, load_training_data
+from core.training.fit import fit_model, load_training_data
 
 CV_DIR = "cv"
 

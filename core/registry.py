@@ -1,4 +1,8 @@
-"""Task and model registry: labels, modality, input spec and training recipe for every model id."""
+"""Task and model registry: labels, modality, input spec and training recipe for every model id.
+
+The bottom layer with `config`: what a model *is*, imported by every other layer. Public API: `TASKS`, `get_task`,
+`get_model_spec`, `TaskSpec`, `ModelSpec`, `InputSpec`, `TrainConfig`.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
@@ -7,7 +11,7 @@ from dataclasses import dataclass, field, replace
 @dataclass(frozen=True)
 class InputSpec:
     """What a model eats. `normalize`: 'unit' scales to [0, 1]; 'standardize' is per-image z-score. `field_cut`: how a
-    cell is cut from a whole smear field for it (`core.data.field_crops.cut_cells`): 'box' keeps the padded box,
+    cell is cut from a whole smear field for it (`core.fields.cuts.cut_cells`): 'box' keeps the padded box,
     'ellipse' blacks out what lies outside the ellipse in the box, as the NIH crops show a cell on black. `field_stain`:
     'raw' cuts the field as photographed, 'normalize' first maps its stain to the reference (`core.data.stain`)."""
 
@@ -39,10 +43,10 @@ class TrainConfig:
     pretrain_task: str | None = None  # first train on this task's training split, then fine-tune
     pretrain_epochs: int = 0
     init_from: str = ""  # start from this bundled model's weights (same task and architecture; checksum-verified)
-    second_site: str = ""  # "malaria_fields": add cells cut from the training fields (core.data.field_crops)
+    second_site: str = ""  # "malaria_fields": add cells cut from the training fields (core.fields.cuts)
     hard_negatives: bool = False  # with second_site: also the finder's boxes there that are no annotated cell
-    site_negatives: int = 0  # with second_site: uninfected training-session cells drawn (0: field_crops.TRAIN_NEGATIVES)
-    site_positive_repeat: int = 0  # with second_site: copies of each infected one per epoch (0: field_crops.POSITIVE_REPEAT)
+    site_negatives: int = 0  # with second_site: uninfected training-session cells drawn (0: cuts.TRAIN_NEGATIVES)
+    site_positive_repeat: int = 0  # with second_site: copies of each infected one per epoch (0: cuts.POSITIVE_REPEAT)
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -59,7 +63,7 @@ class ModelSpec:
     description: str
     deviations: str = ""
     members: int = 1  # >1: an ensemble of this many independently seeded networks, logits averaged
-    fold_ensemble_of: str = ""  # this recipe's k cross-validation fold models, logits averaged (core.models.fold_ensemble)
+    fold_ensemble_of: str = ""  # this recipe's k cross-validation fold models, logits averaged (core.training.fold_ensemble)
     not_a_candidate: str = ""  # why this SecondLook model is bundled for comparison but never chosen as the default
 
 
@@ -91,7 +95,7 @@ class TaskSpec:
 
 
 def fold_models(recipe: ModelSpec, k: int = 3) -> ModelSpec:
-    """The shipped form of a cross-validated recipe: its k fold models, logits averaged (core.models.fold_ensemble)."""
+    """The shipped form of a cross-validated recipe: its k fold models, logits averaged (core.training.fold_ensemble)."""
     nets = f"{k} x {recipe.members}" if recipe.members > 1 else f"{k}"
     return replace(
         recipe, id=f"{recipe.id}_folds", title=f"{recipe.title} × {k} CV folds", members=k,
@@ -185,7 +189,7 @@ def _effusion() -> TaskSpec:
             "Three SecondLook CNNs (the secondlook_cnn recipe) trained with different seeds; their logits are averaged. "
             "Small data makes single networks noisy; averaging reduces variance.",
             members=3,
-            not_a_candidate="a default ships as its recipe's fold models averaged (core.models.fold_ensemble), so a "
+            not_a_candidate="a default ships as its recipe's fold models averaged (core.training.fold_ensemble), so a "
                             "secondlook_cnn default already averages three networks; this seed ensemble would ship as "
                             "nine, and its cross-validation alone costs nine trainings",
         ),

@@ -8,10 +8,10 @@ import pandas as pd
 
 from core.data import load_task_manifest, read_manifest, split_train_val
 from core.evaluation import calibration, metrics
-from core.evaluation.patient_cards import add_patient_level
+from core.cards.patient_cards import add_patient_level
 from core.inference.calibrate import apply_calibration
 from core.inference.forward import score_sources
-from core.models.registry import get_model_spec, get_task
+from core.registry import get_model_spec, get_task
 from core.models.store import (
     load_model,
     model_dir,
@@ -125,7 +125,7 @@ def _score_test_at(task: str, model_id: str, card: dict, before: float, model=No
 
 def _refresh_fold_ensemble(task: str, model_id: str) -> dict:
     """Calibration and threshold again from the members' stored out-of-fold scores, then test at that threshold."""
-    from core.models import cv, fold_ensemble
+    from core.training import cv, fold_ensemble
 
     spec = get_model_spec(task, model_id)
     card = read_card(task, model_id)
@@ -139,8 +139,8 @@ def build_fold_ensemble(task: str, model_id: str) -> dict:
     card and validation from those scores, then the one test scoring, the patient-level and external blocks and the
     OOD statistics. Returns the test summary."""
     from core.data import group_keys
-    from core.inference.guard import fit_and_save_ood
-    from core.models import cv, fold_ensemble
+    from core.training.guards import fit_and_save_ood
+    from core.training import cv, fold_ensemble
 
     spec = get_model_spec(task, model_id)
     if not spec.fold_ensemble_of:
@@ -160,7 +160,7 @@ def build_fold_ensemble(task: str, model_id: str) -> dict:
 def score_test_once(task: str, model_id: str) -> dict:
     """A bundled model's one look at the test split and what the card keeps of it: test metrics and predictions,
     the patient-level blocks and the external results (a test look of its own for malaria). Returns the test summary."""
-    from core.evaluation.external import add_external
+    from core.cards.external import add_external
 
     test = evaluate_bundled(task, model_id, update_card=True)
     add_patient_level(task, model_id)

@@ -19,8 +19,8 @@ from core.data import SPLIT_SEED, group_keys, load_arrays, load_task_manifest, m
 from core.evaluation import calibration, metrics
 from core.inference.calibrate import apply_calibration
 from core.inference.forward import predict_tensors
-from core.models.augment import augmenter, contrast_jitter, intensity_then_standardize, stain_jitter
-from core.models.registry import InputSpec, ModelSpec, TaskSpec, get_model_spec, get_task
+from core.training.augment import augmenter, contrast_jitter, intensity_then_standardize, stain_jitter
+from core.registry import InputSpec, ModelSpec, TaskSpec, get_model_spec, get_task
 from core.models.store import model_dir, save_for_inference, sha256_file, write_card_file, write_predictions
 
 
@@ -150,7 +150,7 @@ def load_training_data(task: TaskSpec, spec: ModelSpec, limit: int = 0, seed: in
 def _add_second_site(data: TrainingData, spec: ModelSpec, seed: int) -> None:
     """Cells cut from the training fields join the training data and the early-stopping set (never validation's
     threshold or the card's validation summary, which stay on the task's own validation patients)."""
-    from core.data import field_crops as fc
+    from core.fields import cuts as fc
     from core.inference.preprocess import prepare
 
     if spec.train.second_site != fc.FIELDS:

@@ -5,7 +5,7 @@ image-level interval (DeLong for AUC, Wilson for rates) on a card without patien
 """
 from __future__ import annotations
 
-from core.models.registry import TASKS
+from core.registry import TASKS
 from core.models.selection import RULE_CV, RULE_CV_FOLDS, cv_summary, default_choice
 from core.models.store import bundled_models, read_card
 

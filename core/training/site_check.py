@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from core.evaluation import metrics
+from core.models.store import SITE_CHECK
 
-SITE_CHECK = "second_site_check"  # the card key
 SITE_CSV = "second_site.csv"  # per-cell calibrated scores, in the recipe's cv folder
 SECOND_SITE = {"malaria": "malaria_fields"}  # task -> dataset whose validation session is the second-site check
 
@@ -35,14 +35,14 @@ def second_site_check(task: str, model_id: str, block: dict, root: str | Path | 
     CV). Needs the dataset and the fold weights."""
     if task not in SECOND_SITE or not block or not block["complete"]:
         return None
-    from core.data import field_crops as fc
+    from core.fields import cuts as fc
     from core.inference.calibrate import apply_calibration
     from core.inference.forward import predict_tensors
     from core.inference.preprocess import prepare
-    from core.models.cv import cv_dir, pooled_oof
-    from core.models.fold_ensemble import load_members, operating_point
+    from core.training.cv import cv_dir, pooled_oof
+    from core.training.fold_ensemble import load_members, operating_point
     from core.models.networks import ensemble
-    from core.models.registry import get_model_spec
+    from core.registry import get_model_spec
 
     cal, _, threshold, _ = operating_point(task, pooled_oof(task, model_id, root))
     spec = get_model_spec(task, model_id)
@@ -62,7 +62,7 @@ def seen_in_training(spec) -> str:
     """What the recipe's training saw of the check's lab: the disclosure that makes its figure readable."""
     if not spec.train.second_site:
         return "nothing: the recipe has never seen this lab"
-    from core.data import field_crops as fc
+    from core.fields import cuts as fc
 
     return (f"cells of sessions {', '.join(fc.TRAIN_SESSIONS)} in training and of {', '.join(fc.STOP_SESSIONS)} "
             "(the check's own cells) for early stopping: optimistic")
@@ -71,8 +71,8 @@ def seen_in_training(spec) -> str:
 def record_site_check(task: str, model_id: str, root: str | Path | None = None) -> dict | None:
     """Write (or, while the CV is incomplete, drop) the card's second-site check; after each fold (`core.train`).
 
-    Kept out of `core.models.cv`: the check scores the fold ensemble, a layer above the fold records."""
-    from core.models.cv import cv_block
+    Kept out of `core.training.cv`: the check scores the fold ensemble, a layer above the fold records."""
+    from core.training.cv import cv_block
     from core.models.store import read_card, write_card
 
     card = read_card(task, model_id, root)

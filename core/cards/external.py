@@ -41,7 +41,7 @@ def _malaria(model_id: str, root=None, model=None) -> dict:
     from core.site.build import score_cases
     from core.site.fields import field_cases
 
-    from core.models.registry import get_model_spec
+    from core.registry import get_model_spec
 
     card = read_card("malaria", model_id, root)
     spec_in = get_model_spec("malaria", model_id).input

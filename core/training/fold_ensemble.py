@@ -7,7 +7,7 @@ secondlook_cnn, validation ECE 0.138 -> 0.185.) The members' CV is the recipe's 
 recipes (`core.models.selection`); this is how the chosen one is shipped.
 
     python -m core.train --task pneumonia --model secondlook_cnn_folds      # assembles the fold models, trains nothing
-                                                                            # (core.evaluation.records.build_fold_ensemble)
+                                                                            # (core.cards.records.build_fold_ensemble)
 
 The card's `validation` block, `val_predictions.csv` and the threshold are the pooled out-of-fold predictions (each
 image scored by the one member that did not train on it); the test split is scored once, by the ensemble.
@@ -23,8 +23,8 @@ import pandas as pd
 
 from core.evaluation import calibration, metrics
 from core.inference.calibrate import apply_calibration
-from core.models.cv import cv_block, cv_dir, read_folds
-from core.models.registry import InputSpec, ModelSpec, get_model_spec, get_task
+from core.training.cv import cv_block, cv_dir, read_folds
+from core.registry import InputSpec, ModelSpec, get_model_spec, get_task
 from core.models.store import SCORE_TOLERANCE, model_dir, save_for_inference, sha256_file, write_card_file, write_predictions
 
 CROSS_FITTED = "out-of-fold, cross-fitted (each fold mapped by the maps fitted on the other folds)"
