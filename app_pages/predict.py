@@ -56,9 +56,7 @@ with col_up:
         "Upload one or more images", type=types, accept_multiple_files=True, key="predict_files",
         help="Files stay in this app's memory for scoring and are never written to disk.",
     )
-    st.caption(f"Accepted: {', '.join(t.upper() for t in types)}"
-               + ("" if scoring.dicom_supported() else " (DICOM support is coming)")
-               + ". Uploads are kept in memory only, never saved.")
+    st.caption(f"Accepted: {', '.join(t.upper() for t in types)}. Uploads are kept in memory only, never saved.")
 with col_ex:
     pool = _example_pool(task.name)
     bundled = bool(pool) and pool[0]["source"].startswith("bundled")

@@ -154,8 +154,13 @@ def bench_batch(task: str, model_id: str, model, test, repeats: int = 3, workers
     if stored is not None and scores is not None:
         from core.inference.calibrate import apply_calibration, card_calibration
 
-        diff = np.abs(apply_calibration(scores, card_calibration(task, model_id, root)) - stored)  # stored = calibrated
-        check = {"n": int(n), "n_different": int(np.sum(diff > 0)), "max_abs_diff": float(diff.max()) if n else 0.0}
+        from core.models.store import SCORE_TOLERANCE
+
+        # stored = calibrated, written on another machine: float32 kernels differ by ~1e-7 between CPUs, so "the
+        # same score" means within the tolerance the tests use, not bitwise
+        diff = np.abs(apply_calibration(scores, card_calibration(task, model_id, root)) - stored)
+        check = {"n": int(n), "tolerance": SCORE_TOLERANCE, "n_different": int(np.sum(diff > SCORE_TOLERANCE)),
+                 "n_not_bitwise": int(np.sum(diff > 0)), "max_abs_diff": float(diff.max()) if n else 0.0}
     ips = [n / s for s in e2e]
     mips = [n / s for s in model_only]
     return {
@@ -171,5 +176,15 @@ def bench_batch(task: str, model_id: str, model, test, repeats: int = 3, workers
         "decode_prepare_images_per_s": n / dp_s,
         "decode_prepare_workers": workers,
         "matches_stored_test_predictions": check,
-        "target_images_per_s": BATCH_TARGET_IPS[get_task(task).modality],
+        # a fold ensemble runs k networks per image: it is judged against its own single member (`member_ratio`),
+        # not against a single network's floor
+        "target_images_per_s": None if spec.fold_ensemble_of else BATCH_TARGET_IPS[get_task(task).modality],
+        "member": spec.fold_ensemble_of or None,
     }
+
+
+def member_ratio(ensemble: dict, member: dict) -> dict:
+    """A fold ensemble's throughput as a fraction of its single member's (batch results of both): the cost of
+    averaging k networks, ideally 1/k."""
+    return {"ratio": ensemble["images_per_s"] / member["images_per_s"], "ensemble_images_per_s": ensemble["images_per_s"],
+            "member_images_per_s": member["images_per_s"]}

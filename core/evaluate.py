@@ -6,8 +6,8 @@
     python -m core.evaluate --all --refresh        # every bundled model of every task (or of --task)
     python -m core.evaluate --all --external       # the cards' external results (core.cards.external)
 
-Without --manifest it uses the task's dataset. On the task's own test split it also writes
-models/<task>/<id>/test_predictions.csv and (with --update-card) refreshes the card's test metrics.
+Without --manifest it uses the task's dataset. It writes nothing to models/ unless asked: with --update-records, the
+task's own test split also rewrites models/<task>/<id>/test_predictions.csv and the card's test metrics.
 """
 from __future__ import annotations
 
@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", help="keep only rows with this split (default: test for the task's dataset, all rows for --manifest)")
     p.add_argument("--out", type=Path, help="write per-image scores (path,label,score) here")
     p.add_argument("--threshold", type=float, help="operating point (default: the model card's)")
-    p.add_argument("--update-card", action="store_true", help="store the test metrics in the model card")
+    p.add_argument("--update-records", "--update-card", dest="update_records", action="store_true",
+                   help="on the own test split: rewrite test_predictions.csv and the card's test metrics")
     p.add_argument("--refresh", action="store_true",
                    help="re-score validation and test with the current inference code, re-choose the threshold on validation, update the card")
     a = p.parse_args(argv)
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"task": a.task, "model": model_id, "threshold_before": res["threshold_before"],
                           "validation_auc": res["validation_auc"], **headline(res["test"])}, default=float))
         return 0
-    df, scores, summ = evaluate_split(a.task, model_id, a.manifest, a.split, a.threshold, a.update_card)
+    df, scores, summ = evaluate_split(a.task, model_id, a.manifest, a.split, a.threshold, a.update_records)
     if a.out:
         write_predictions(a.out, df["path"].tolist(), df["label"].tolist(), scores)
     print(json.dumps({"task": a.task, "model": model_id, **headline(summ)}, default=float))

@@ -6,8 +6,11 @@ import os
 import subprocess
 import sys
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+import pytest
 
 from core.config import REPO_ROOT
 from core.data import load_task_manifest
@@ -83,6 +86,31 @@ def test_evaluate_on_a_custom_manifest_prints_json_last(tmp_path):
     # The custom-manifest scores agree with the bundled test predictions for the same images.
     preds = pd.read_csv(model_dir("malaria", default_model("malaria")) / "test_predictions.csv").set_index("path")
     np.testing.assert_allclose(scores.score.to_numpy(), preds.score[sub.path].to_numpy(), atol=SCORE_TOLERANCE)
+
+
+def test_evaluate_writes_records_only_when_asked(monkeypatch):
+    """A look at the own test split must not rewrite test_predictions.csv or the card; --update-records does."""
+    from core import evaluate
+    from core.cards import records
+
+    frame = pd.DataFrame({"file": ["a.png", "b.png"], "path": ["a.png", "b.png"], "label": ["x", "y"],
+                          "y": [0, 1], "split": ["test", "test"]})
+    writes: list[str] = []
+    monkeypatch.setattr(records, "load_task_manifest", lambda task: frame)
+    monkeypatch.setattr(records, "evaluate_frame", lambda task, mid, df, threshold=None: (np.array([0.2, 0.8]), {"n": 2}))
+
+    def bundled(task, mid, update_card=False):
+        writes.append(mid)
+        return {"n": 2}
+
+    monkeypatch.setattr(records, "evaluate_bundled", bundled)
+    monkeypatch.setattr(evaluate, "evaluate_split", records.evaluate_split)
+    monkeypatch.setattr(records, "model_dir", lambda task, mid: Path("/nonexistent"))
+    assert evaluate.main(["--task", "effusion", "--model", "m1"]) == 0
+    assert writes == []
+    with pytest.raises(FileNotFoundError):  # the write path reads back the predictions it wrote (here: nowhere)
+        evaluate.main(["--task", "effusion", "--model", "m2", "--update-records"])
+    assert writes == ["m2"]
 
 
 def test_train_smoke_run(tmp_path):

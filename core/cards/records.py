@@ -169,9 +169,11 @@ def score_test_once(task: str, model_id: str) -> dict:
 
 
 def evaluate_split(task: str, model_id: str, manifest: Path | None = None, split: str | None = None,
-                   threshold: float | None = None, update_card: bool = False) -> tuple[pd.DataFrame, np.ndarray, dict]:
-    """Score a manifest (or the task's own split, default test) and summarise; the own test split at the card's
-    threshold goes through `evaluate_bundled`, so its predictions file and card stay the one record."""
+                   threshold: float | None = None, update_records: bool = False) -> tuple[pd.DataFrame, np.ndarray, dict]:
+    """Score a manifest (or the task's own split, default test) and summarise. Nothing is written unless
+    `update_records`: then the own test split at the card's threshold goes through `evaluate_bundled`, so its
+    predictions file and card stay the one record (scoring on another CPU moves float32 scores by ~1e-7, so a
+    look must not dirty the checkout)."""
     task_spec = get_task(task)
     if manifest:
         df = read_manifest(manifest, task_spec)
@@ -183,8 +185,8 @@ def evaluate_split(task: str, model_id: str, manifest: Path | None = None, split
         df = load_task_manifest(task)
         df = df[df["split"] == split].reset_index(drop=True)
         own_test = split == "test" and threshold is None
-    if own_test:
-        summ = evaluate_bundled(task, model_id, update_card=update_card)
+    if own_test and update_records:
+        summ = evaluate_bundled(task, model_id, update_card=True)
         scores = pd.read_csv(model_dir(task, model_id) / "test_predictions.csv")["score"].to_numpy()
     else:
         scores, summ = evaluate_frame(task, model_id, df, threshold=threshold)

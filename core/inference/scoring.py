@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import time
 from dataclasses import dataclass, field
 
@@ -28,13 +27,8 @@ DICOM_TYPES = ("dcm", "dicom")
 DISPLAY_MAX_SIDE = 768
 
 
-def dicom_supported() -> bool:
-    """DICOM arrives with `imageio.read_image_with_info` (the DICOM-aware decoder)."""
-    return hasattr(imageio, "read_image_with_info")
-
-
 def upload_types() -> list[str]:
-    return list(BASE_TYPES) + (list(DICOM_TYPES) if dicom_supported() else [])
+    return list(BASE_TYPES) + list(DICOM_TYPES)
 
 
 def digest(data: bytes) -> str:
@@ -52,22 +46,8 @@ class Decoded:
 
 def decode(data: bytes, name: str) -> Decoded:
     """Bytes -> pixels (+ format, notes, metadata, PHI when the decoder reports them). Raises InputError."""
-    if dicom_supported():
-        d = imageio.read_image_with_info(data, name)
-        return Decoded(d.pixels, str(getattr(d, "format", "")), list(getattr(d, "notes", []) or []),
-                       dict(getattr(d, "metadata", {}) or {}), getattr(d, "phi", None))
-    pixels = imageio.read_image(data, name)
-    return Decoded(pixels, _sniff_format(data))
-
-
-def _sniff_format(data: bytes) -> str:
-    try:
-        from PIL import Image
-
-        with Image.open(io.BytesIO(data)) as im:
-            return str(im.format or "")
-    except Exception:  # decoding already succeeded; the format name is cosmetic
-        return ""
+    d = imageio.read_image_with_info(data, name)
+    return Decoded(d.pixels, str(d.format), list(d.notes or []), dict(d.metadata or {}), d.phi)
 
 
 def probability(model, spec: ModelSpec, pixels: np.ndarray, calibration: dict | None = None) -> float:
