@@ -1,6 +1,9 @@
 """SecondLook: a second look at medical images. Run with `streamlit run app.py` (or `make run`).
 
-The entrypoint draws the shared sidebar (task, model, operating point) and routes to the pages in app_pages/.
+The entrypoint draws the shared sidebar (task, operating point; the model too in research mode) and routes to the
+pages in app_pages/. Clinical mode (the default) shows one validated model per kind of image: Predict routes every
+upload to it. Research mode (the sidebar switch, or `SECONDLOOK_RESEARCH=1`) adds the model picker and a "Research"
+section: the workbench Predict page, threshold tuning, model comparison and the misclassified test images.
 (The folder is not called `pages/`: Streamlit would treat that as the legacy multipage layout and run a page
 without this entrypoint, i.e. without the shared sidebar.)
 """
@@ -10,7 +13,7 @@ import time
 
 import streamlit as st
 
-from ui.common import sidebar
+from ui.common import research_mode, sidebar
 from ui.handoff import pacs_configured
 
 _t0 = time.perf_counter()
@@ -23,17 +26,22 @@ st.html(
     "</style>"
 )
 
-PAGES = [
+research = research_mode()
+CLINICAL = [
     st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
-    st.Page("app_pages/predict.py", title="Predict", icon=":material/image_search:", url_path="predict"),
+    st.Page("app_pages/screen.py", title="Predict", icon=":material/image_search:", url_path="predict"),
+    st.Page("app_pages/site.py", title="Site validation", icon=":material/location_on:", url_path="site"),
+    st.Page("app_pages/audit.py", title="Audit log", icon=":material/history:", url_path="audit"),
+]
+if pacs_configured():  # without a PACS the app works as before, with no PACS page
+    CLINICAL.append(st.Page("app_pages/pacs.py", title="PACS", icon=":material/lan:", url_path="pacs"))
+RESEARCH = [
+    st.Page("app_pages/predict.py", title="Predict with any model", icon=":material/biotech:", url_path="workbench"),
     st.Page("app_pages/threshold.py", title="Threshold tuning", icon=":material/tune:", url_path="threshold"),
     st.Page("app_pages/compare.py", title="Model comparison", icon=":material/compare:", url_path="compare"),
     st.Page("app_pages/review.py", title="Misclassified review", icon=":material/fact_check:", url_path="review"),
-    st.Page("app_pages/audit.py", title="Audit log", icon=":material/history:", url_path="audit"),
-    st.Page("app_pages/site.py", title="Site validation", icon=":material/location_on:", url_path="site"),
 ]
-if pacs_configured():  # without a PACS the app works as before, with no PACS page
-    PAGES.append(st.Page("app_pages/pacs.py", title="PACS", icon=":material/lan:", url_path="pacs"))
+PAGES = {"SecondLook": CLINICAL, "Research": RESEARCH} if research else {"SecondLook": CLINICAL}
 
 page = st.navigation(PAGES, position="sidebar")
 sidebar()

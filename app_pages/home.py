@@ -22,13 +22,17 @@ would call at the operating point you choose**, and **where in the image it saw 
 Every operating point is chosen on validation images and checked on held-out test images the model never saw.
 """
 )
+research = common.research_mode()
 LINKS = [
-    ("app_pages/predict.py", "Predict", ":material/image_search:", "Score your own images, one or a worklist, with heat maps."),
+    ("app_pages/screen.py", "Predict", ":material/image_search:", "Upload chest X-rays, blood-smear cells or whole smear "
+     "fields: each goes to the model validated for it."),
+    ("app_pages/site.py", "Site validation", ":material/location_on:", "Check the model on your own labelled cases."),
+] + ([
     ("app_pages/threshold.py", "Threshold tuning", ":material/tune:", "Choose the trade-off between missed cases and false alarms."),
     ("app_pages/compare.py", "Model comparison", ":material/compare:", "See which model ranks, calls and calibrates best."),
     ("app_pages/review.py", "Misclassified review", ":material/fact_check:", "Look at the test cases the model gets wrong, and tag them."),
-]
-for col, (page, label, icon, blurb) in zip(st.columns(4), LINKS):
+] if research else [])
+for col, (page, label, icon, blurb) in zip(st.columns(len(LINKS)), LINKS):
     with col.container(border=True, height="stretch"):
         st.page_link(page, label=f"**{label}**", icon=icon)
         st.caption(blurb)
@@ -66,6 +70,8 @@ for name, task in TASKS.items():
             f"**Answers:** {task.positive} vs {task.negative} · **Dataset:** {data}"
         )
         models = store.bundled_models(name)
+        if models and not research:  # clinical mode: the one validated model
+            models = [common.recommended_model(name)]
         if not models:
             st.info("No trained model for this task is bundled yet. It will appear here once training has finished.")
             continue
@@ -73,7 +79,7 @@ for name, task in TASKS.items():
         for mid in models:
             card = common.card(name, mid)
             test = card.get("test") or {}
-            row = {"Model": common.model_label(name, mid)}
+            row = {"Model": common.model_label(name, mid) if research else card.get("title", mid)}
             if test:
                 pl = card.get("test_patient_level")
                 ci = pl if pl else test  # patient-level where the card has it; else the image-level DeLong/Wilson block
@@ -84,7 +90,7 @@ for name, task in TASKS.items():
                     return common.pct(test[k]) + (f" ({common.pct(c[0])}–{common.pct(c[1])})" if c else "")
 
                 row.update({
-                    "CV AUC": cv_summary(card),
+                    **({"CV AUC": cv_summary(card)} if research else {}),
                     "AUC (95% CI)": f"{test['auc']:.3f} ({lo:.3f}–{hi:.3f})",
                     "Sensitivity": rate("sensitivity"),
                     "Specificity": rate("specificity"),
@@ -98,8 +104,9 @@ for name, task in TASKS.items():
             row["External"] = external_summary(card.get("external"))
             rows.append(row)
         choice = common.recommended_choice(name)
-        st.caption(f"**Default model** ({common.model_label(name, choice.model_id)}): chosen by {choice.rule} — "
-                   f"{choice.note}.")
+        if research:
+            st.caption(f"**Default model** ({common.model_label(name, choice.model_id)}): chosen by {choice.rule} — "
+                       f"{choice.note}.")
         df = pd.DataFrame(rows)
         st.dataframe(
             df, hide_index=True, width="stretch",

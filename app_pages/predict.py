@@ -135,7 +135,8 @@ def detail(r: dict) -> None:
                 safety.withheld_panel(s.withheld, p, op.fmt_prob, toggle=len(ok) == 1)
             else:
                 m1 = m2 = st
-                m1.metric(f"Probability of {task.finding}", op.fmt_prob(p),
+                shown_p, shown_t = op.fmt_pair(p, thr)  # enough digits that the two never contradict the decision
+                m1.metric(f"Probability of {task.finding}", shown_p,
                           help="The model's output for this image (0–100%). It is not a calibrated risk for your patient population.")
                 m2.metric("Decision at this operating point", decision,
                           help=f"Flagged when the probability is at least the threshold {thr:.4f} (sidebar). "
@@ -143,7 +144,7 @@ def detail(r: dict) -> None:
                 side = "at or above" if flagged else "below"
                 colour = "red" if flagged else "green"
                 st.markdown(
-                    f"The probability **{op.fmt_prob(p)}** is {side} the threshold **{thr:.1%}** ({thr:.4f}), so the model "
+                    f"The probability **{shown_p}** is {side} the threshold **{shown_t}** ({thr:.4f}), so the model "
                     + (f":{colour}[**flags**] this {unit} for {task.finding}." if flagged else f":{colour}[does **not** flag] this {unit}.")
                 )
                 st.caption(f"Exact model output: {p:.8f}")

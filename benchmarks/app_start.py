@@ -72,7 +72,7 @@ def bench_app(timeout_s: float = 180.0, predict: bool = True) -> dict:
         server = None
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 800})
-            with streamlit_app(log_path, timeout_s, env={"SECONDLOOK_TIMING": "1"}) as server:
+            with streamlit_app(log_path, timeout_s, env={"SECONDLOOK_TIMING": "1", "SECONDLOOK_RESEARCH": "1"}) as server:
                 out["server_pid"] = server.proc.pid
                 out["health_s"] = server.health_s
                 page.goto(server.url, timeout=timeout_s * 1000)
@@ -98,7 +98,7 @@ def bench_app(timeout_s: float = 180.0, predict: bool = True) -> dict:
 def _first_probability(page, url: str, t0: float, timeout_s: float) -> dict:
     res: dict = {}
     t_nav = time.perf_counter()
-    page.goto(url + "/predict", timeout=timeout_s * 1000)
+    page.goto(url + "/workbench", timeout=timeout_s * 1000)  # research mode: the workbench page shows the exact output
     button = page.get_by_role("button", name="Try an example")
     button.wait_for(state="visible", timeout=timeout_s * 1000)
     settle(page, timeout_s)

@@ -106,4 +106,4 @@ def opening_model() -> tuple[str, str] | None:
 def predict_timings(log_path: Path) -> list[float]:
     """Server-side run times (ms) of the Predict page, from the app's SECONDLOOK_TIMING lines in the server log."""
     lines = log_path.read_text().splitlines() if log_path.exists() else []
-    return [float(m.group(1)) for ln in lines if (m := re.match(r"\[timing\] predict (\d+) ms", ln))]
+    return [float(m.group(1)) for ln in lines if (m := re.match(r"\[timing\] (?:predict|workbench) (\d+) ms", ln))]

@@ -1,6 +1,7 @@
 """Helpers for the AppTest suites (tests/test_app_*.py): start the app, pick tasks that have models, read values."""
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
@@ -31,10 +32,17 @@ def task_with_models(n: int = 1, prefer: tuple[str, ...] = ("effusion", "pneumon
     raise AssertionError  # unreachable
 
 
-def start(task: str | None = None, model: str | None = None, page: str | None = None) -> AppTest:
-    """Run app.py (shared sidebar + navigation), optionally choose task/model and switch to a page."""
+def start(task: str | None = None, model: str | None = None, page: str | None = None, research: bool = True) -> AppTest:
+    """Run app.py (shared sidebar + navigation), optionally choose task/model and switch to a page.
+
+    `research` (default, for the workbench pages these suites test): the app starts in research mode, as
+    SECONDLOOK_RESEARCH=1 starts it; False: the clinical mode a user meets first."""
     at = AppTest.from_file(str(REPO_ROOT / "app.py"), default_timeout=TIMEOUT)
-    at.run()
+    os.environ["SECONDLOOK_RESEARCH"] = "1" if research else "0"
+    try:
+        at.run()
+    finally:
+        os.environ.pop("SECONDLOOK_RESEARCH", None)
     assert not at.exception, at.exception
     if task is not None and at.session_state["task"] != task:
         at.sidebar.selectbox(key="task").select(task).run()

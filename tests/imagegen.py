@@ -44,7 +44,7 @@ def jpeg_with_orientation(arr: np.ndarray, orientation: int) -> bytes:
 PATIENT = {
     "PatientName": "Doe^Jane",
     "PatientID": "MRN-0042",
-    "PatientBirthDate": "19700101",
+    "PatientBirthDate": "20210101",  # a 4-year-old on StudyDate: the pneumonia population (core.inference.population)
     "PatientSex": "F",
     "InstitutionName": "General Hospital",
     "AccessionNumber": "ACC123",

@@ -166,3 +166,25 @@ def test_recommended_model_is_the_registry_default_and_is_labelled():
         assert rec == default_model(task)
         assert common.model_label(task, rec).endswith("· recommended")
         assert sum(common.model_label(task, m.id).endswith("· recommended") for m in TASKS[task].models) == 1
+
+
+@pytest.mark.parametrize("p, thr", [(0.99951, 0.9995), (0.99996, 0.99999), (0.5, 0.5), (0.12, 0.5), (0.0004, 0.0003),
+                                    (0.999999, 1.0), (1.0, 0.99999), (0.30049, 0.3005), (0.3005, 0.30049)])
+def test_a_shown_probability_and_threshold_never_contradict_the_decision(p, thr):
+    """The shown figures compare as the decision does (flagged exactly when p >= threshold); none shows 100% or 0%
+    unless it is exactly that (issue: '>99.9%' against a threshold shown as '100.0%')."""
+    a, b = op.fmt_pair(p, thr)
+    fa, fb = float(a[:-1]), float(b[:-1])
+    assert (fa >= fb) == (p >= thr) and (a == b) == (p == thr)
+    assert (fa == 100.0) == (p == 1.0) and (fb == 100.0) == (thr == 1.0)
+
+
+def test_honest_summary_leads_with_the_less_flattering_set_when_intervals_disagree():
+    val = op.split_rates({"tp": 97, "fp": 2, "n_pos": 100, "n_neg": 100})
+    test = op.split_rates({"tp": 388, "fp": 75, "n_pos": 390, "n_neg": 234})
+    lines = op.honest_summary("pneumonia", {"validation": val, "test": test})
+    assert lines[0].startswith("The test images had clearly more false alarms than the validation images")
+    assert "false alarm on 32 of every 100" in lines[1] and "false alarm on 2 of every 100" in lines[2]
+    same = op.split_rates({"tp": 95, "fp": 3, "n_pos": 100, "n_neg": 100})
+    calm = op.honest_summary("pneumonia", {"validation": val, "test": same})
+    assert len(calm) == 2 and not calm[0].startswith("The ")

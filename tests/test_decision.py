@@ -103,9 +103,13 @@ def test_cli_withholds_on_the_wrong_modality_and_routes_auto(tmp_path):
     rows = [json.loads(x) for x in r.stdout.splitlines() if x.startswith("{")]
     assert [(x["file"], x.get("task")) for x in rows] == [(xray, "pneumonia"), (xray, "effusion"), (cell, "malaria"),
                                                           (str(tmp_path / "missing.png"), None)]
-    assert all(x["routed"] for x in rows)
-    assert [x.get("population") for x in rows[:2]] == ["pediatric", "adult"] and rows[0]["ambiguous"] == ["pneumonia", "effusion"]
-    assert all(x["decision"] is not None for x in rows[:3]) and rows[3]["ok"] is False
+    assert all(x["routed"] for x in rows) and [x.get("kind") for x in rows[:3]] == ["radiograph"] * 2 + ["cell"]
+    assert [x.get("trained_on") for x in rows[:2]] == ["pediatric", "adult"]  # the models' population
+    assert rows[0]["population"].startswith("child (image check") and rows[0]["population"] == rows[1]["population"]
+    assert rows[0]["decision"] is not None and rows[2]["decision"] is not None and rows[3]["ok"] is False
+    assert rows[1]["decision"] is None and "trained on adults" in rows[1]["withheld"]  # a child's film: no effusion call
+    plain = [json.loads(x) for x in _run("core.predict", xray, cell).stdout.splitlines() if x.startswith("{")]
+    assert plain == rows[:3]  # --task is optional: without it, every file is routed
     assert _run("core.predict", "--task", "auto", "--site", "x", xray).returncode != 0
 
 

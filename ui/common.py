@@ -8,6 +8,7 @@ State lives in `st.session_state`:
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,6 +39,11 @@ def _thresholds() -> dict:
     return st.session_state.setdefault("op_thresholds", {})
 
 
+def _sens_choice() -> dict:
+    """{"task/model": the sensitivity (%) a user picked on the slider}: shown as picked, not re-derived."""
+    return st.session_state.setdefault("_op_sens_choice", {})
+
+
 def default_threshold(task: str, model_id: str) -> float:
     return float(card(task, model_id).get("threshold", 0.5))
 
@@ -48,10 +54,9 @@ def threshold(task: str, model_id: str) -> float:
 
 
 def set_threshold(task: str, model_id: str, value: float) -> None:
-    """Change a model's operating point. Call from a widget callback (before the sidebar renders)."""
+    """Change a model's operating point. Call from a widget callback (a user action), before the sidebar renders."""
     _thresholds()[f"{task}/{model_id}"] = float(value)
-    if st.session_state.get("task") == task and st.session_state.get("model") == model_id:
-        st.session_state["_op_dirty"] = True
+    _sens_choice().pop(f"{task}/{model_id}", None)
 
 
 def _val_sensitivity_pct(task: str, model_id: str, thr: float) -> float:
@@ -63,31 +68,76 @@ def _val_sensitivity_pct(task: str, model_id: str, thr: float) -> float:
     return float(min(SENS_MAX, max(SENS_MIN, snapped)))
 
 
+# The sidebar's state. Each widget has a "truth" kept apart from the widget's own key (`_truth()`), moved only by
+# the widget's callback, i.e. by a user action. Before a widget renders, its key is set from the truth (`_rebind`):
+# a widget value that changed without a callback (cleared after an interrupted first run, a resize while the page
+# loads) is put back instead of becoming the state. Widget keys stay "task", "model", "op_mode", "op_sens", "op_thr".
+
+
+def _truth() -> dict:
+    return st.session_state.setdefault("_truth", {})
+
+
+def _rebind(key: str, value) -> None:
+    if st.session_state.get(key) != value:
+        st.session_state[key] = value
+
+
 def _on_sens() -> None:
-    task, model_id = st.session_state["task"], st.session_state["model"]
+    ss = st.session_state
+    task, model_id = _truth()["task"], _truth()["model"][_truth()["task"]]
     c = curve(task, model_id, "val")
     if c is None:
         return
-    _thresholds()[f"{task}/{model_id}"] = op.threshold_for_min_sensitivity(c, st.session_state["op_sens"] / 100)
+    _thresholds()[f"{task}/{model_id}"] = op.threshold_for_min_sensitivity(c, ss["op_sens"] / 100)
+    _sens_choice()[f"{task}/{model_id}"] = float(ss["op_sens"])
 
 
 def _on_thr() -> None:
-    task, model_id = st.session_state["task"], st.session_state["model"]
-    _thresholds()[f"{task}/{model_id}"] = float(st.session_state["op_thr"])
+    task = _truth()["task"]
+    set_threshold(task, _truth()["model"][task], float(st.session_state["op_thr"]))
 
 
 def _on_reset() -> None:
-    task, model_id = st.session_state["task"], st.session_state["model"]
-    _thresholds().pop(f"{task}/{model_id}", None)
-    st.session_state["_op_dirty"] = True
+    task = _truth()["task"]
+    key = f"{task}/{_truth()['model'][task]}"
+    _thresholds().pop(key, None)
+    _sens_choice().pop(key, None)
 
 
 def _on_mode() -> None:
-    st.session_state["_op_dirty"] = True
+    _truth()["op_mode"] = st.session_state["op_mode"]
 
 
 def _on_task() -> None:
-    st.session_state.pop("model", None)
+    _truth()["task"] = st.session_state["task"]
+
+
+def _on_model() -> None:
+    _truth()["model"][_truth()["task"]] = st.session_state["model"]
+
+
+def select_model(task: str, model_id: str) -> None:
+    """Make `model_id` the task's model (a button's callback: a user action)."""
+    _truth().setdefault("model", {})[task] = model_id
+
+
+def select_task(task: str) -> None:
+    """Make `task` the sidebar's task (a button's callback: a user action)."""
+    _truth()["task"] = task
+
+
+def research_mode() -> bool:
+    """Research mode: the model picker, seed baselines, comparison, misclassified review and statistical detail.
+    Off by default (one validated model per input kind); `SECONDLOOK_RESEARCH=1` turns it on from the start."""
+    t = _truth()
+    if "research" not in t:
+        t["research"] = os.environ.get("SECONDLOOK_RESEARCH", "").strip().lower() in ("1", "true", "yes", "on")
+    return bool(t["research"])
+
+
+def _on_research() -> None:
+    _truth()["research"] = bool(st.session_state["research"])
 
 
 # ---------------------------------------------------------------- context --------------------------------------
@@ -143,11 +193,15 @@ def short_model_label(task: str, model_id: str) -> str:
 def sidebar() -> Context:
     """Render the shared sidebar and return the current context. Called once per run, by app.py."""
     ss = st.session_state
+    truth = _truth()
+    research = research_mode()
     with st.sidebar:
-        if ss.get("task") not in TASKS:
-            ss["task"] = next((t for t in TASKS if store.bundled_models(t)), next(iter(TASKS)))
+        if truth.get("task") not in TASKS:
+            truth["task"] = next((t for t in TASKS if store.bundled_models(t)), next(iter(TASKS)))
+        _rebind("task", truth["task"])
         task_name = st.selectbox("Task", list(TASKS), format_func=short_task_title, key="task", on_change=_on_task,
-                                 help="Which question SecondLook answers: each task has its own models and data.")
+                                 help="Whose operating point (and site profile) the controls below set. On Predict, "
+                                      "every upload is routed to the task of its kind whatever is chosen here.")
         task = get_task(task_name)
         models = store.bundled_models(task_name)
         if not models:
@@ -157,41 +211,49 @@ def sidebar() -> Context:
             )
             ctx = Context(task, models)
             ss["_ctx"] = ctx
-            _footer()
+            _footer(research)
             return ctx
-        if ss.get("model") not in models:
-            rec = recommended_model(task_name)
-            ss["model"] = rec if rec in models else models[0]
-        model_id = st.selectbox("Model", models, format_func=lambda m: model_label(task_name, m), key="model",
-                                help="Bundled models for this task. Seed baselines are the notebooks' original networks; "
-                                     "'recommended' marks the task's default SecondLook model (best cross-validated AUC, "
-                                     "or best on validation until cross-validation is complete).")
+        chosen = truth.setdefault("model", {})
+        rec = recommended_model(task_name)
+        if not research or chosen.get(task_name) not in models:
+            chosen[task_name] = rec if rec in models else models[0]  # clinical mode: the validated default only
+        _rebind("model", chosen[task_name])
+        if research:
+            model_id = st.selectbox("Model", models, format_func=lambda m: model_label(task_name, m), key="model",
+                                    on_change=_on_model,
+                                    help="Bundled models for this task. Seed baselines are the notebooks' original networks; "
+                                         "'recommended' marks the task's default SecondLook model (best cross-validated AUC, "
+                                         "or best on validation until cross-validation is complete).")
+        else:
+            model_id = chosen[task_name]
+            st.caption("Model: the one validated for this task (research mode shows the others).")
         from ui import sites
 
         site = sites.sidebar_selector(task_name, model_id)
-        _operating_point_widgets(task, model_id)
+        _operating_point_widgets(task, model_id, research)
         thr = threshold(task_name, model_id)
         ctx = Context(task, models, model_id, thr, card(task_name, model_id), site)
         ss["_ctx"] = ctx
-        _footer()
+        _footer(research)
     return ctx
 
 
-def _operating_point_widgets(task: TaskSpec, model_id: str) -> None:
-    ss = st.session_state
+def _operating_point_widgets(task: TaskSpec, model_id: str, research: bool = True) -> None:
     key = f"{task.name}/{model_id}"
     thr = threshold(task.name, model_id)
-    if ss.get("_op_sync_key") != key or ss.pop("_op_dirty", False) or "op_sens" not in ss or "op_thr" not in ss:
-        ss["op_sens"] = _val_sensitivity_pct(task.name, model_id, thr)
-        ss["op_thr"] = float(min(1.0, max(0.0, round(thr, 3))))
-        ss["_op_sync_key"] = key
-    ss.setdefault("op_mode", MODE_SENS)
+    truth = _truth()
+    truth.setdefault("op_mode", MODE_SENS)
+    _rebind("op_mode", truth["op_mode"] if research else MODE_SENS)
+    _rebind("op_sens", _sens_choice().get(key, _val_sensitivity_pct(task.name, model_id, thr)))
+    _rebind("op_thr", float(min(1.0, max(0.0, round(thr, 3)))))
     st.markdown("**Operating point**", help=(
         "Where the model draws the line between 'flag' and 'clear'. A lower line catches more cases but raises "
-        "more false alarms. Set it by the share of cases you want caught (chosen on validation data), or by the "
-        "probability threshold directly. It applies on every page."))
-    mode = st.radio("Set it", [MODE_SENS, MODE_THR], key="op_mode", horizontal=True, on_change=_on_mode,
-                    label_visibility="collapsed")
+        "more false alarms. Set it by the share of cases you want caught (chosen on validation data)"
+        + (", or by the probability threshold directly." if research else ".") + " It applies on every page."))
+    mode = MODE_SENS
+    if research:
+        mode = st.radio("Set it", [MODE_SENS, MODE_THR], key="op_mode", horizontal=True, on_change=_on_mode,
+                        label_visibility="collapsed")
     if mode == MODE_SENS:
         st.slider("Catch at least this share of cases (validation)", SENS_MIN, SENS_MAX, step=SENS_STEP, format="%.1f%%",
                   key="op_sens", on_change=_on_sens,
@@ -201,7 +263,7 @@ def _operating_point_widgets(task: TaskSpec, model_id: str) -> None:
                   help="Images with a probability at or above this are flagged.")
     thr = threshold(task.name, model_id)
     c = curve(task.name, model_id, "val")
-    is_default = abs(thr - default_threshold(task.name, model_id)) < 1e-12
+    is_default = key not in _thresholds()
     st.caption(f"Threshold **{thr:.4f}**" + (" · the model's validated default" if is_default else " · changed by you"))
     if c is not None:
         st.markdown(op.short_meaning(task, op.at(c, thr)))
@@ -209,8 +271,12 @@ def _operating_point_widgets(task: TaskSpec, model_id: str) -> None:
         st.button("Reset to validated default", on_click=_on_reset, width="stretch")
 
 
-def _footer() -> None:
+def _footer(research: bool = False) -> None:
     st.divider()
+    _rebind("research", research)
+    st.toggle("Research mode", key="research", on_change=_on_research,
+              help="Shows the model picker, the seed baselines, threshold tuning against ROC curves, model comparison "
+                   "and the misclassified test images. Off: one validated model per kind of image, in plain words.")
     st.caption(":material/warning: Decision support only — not a diagnostic device. A clinician makes every decision.")
 
 

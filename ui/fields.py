@@ -84,8 +84,8 @@ def _use_field_point(task: str, model_id: str, value: float) -> None:
     common.set_threshold(task, model_id, value)
 
 
-def _switch_model(model_id: str) -> None:
-    st.session_state["model"] = model_id
+def _switch_model(task: str, model_id: str) -> None:
+    common.select_model(task, model_id)
 
 
 def render(task_name: str, model_id: str, thr: float, fields: list[dict]) -> None:
@@ -95,7 +95,7 @@ def render(task_name: str, model_id: str, thr: float, fields: list[dict]) -> Non
     if recommended != model_id and recommended in (m.id for m in get_task(task_name).models):
         st.info(f"For whole fields, **{common.model_label(task_name, recommended)}** is validated on fields from a second "
                 "lab; the model in the sidebar was trained on single NIH cell crops only.", icon=":material/biotech:")
-        st.button(f"Use {recommended} for fields", on_click=_switch_model, args=(recommended,), key="fields_switch")
+        st.button(f"Use {recommended} for fields", on_click=_switch_model, args=(task_name, recommended), key="fields_switch")
     field_thr, source = records.field_threshold(model_id)
     if source.startswith("field") and abs(field_thr - thr) > 1e-9:
         st.caption(f"This model's field operating point (chosen on validation fields) is {field_thr:.4f}; the sidebar's "

@@ -47,9 +47,10 @@ def _available() -> tuple[str, ...]:
 
 
 def _switch(target: str, files: list[tuple[str, bytes]]) -> None:
+    from ui import common
+
     st.session_state[CARRIED_KEY] = files
-    st.session_state["task"] = target
-    st.session_state.pop("model", None)  # the sidebar picks the new task's recommended model
+    common.select_task(target)  # the sidebar keeps (or picks) that task's model
 
 
 def offer_switch(results: list[dict], task: str, uploads: list[tuple[str, bytes]]) -> None:

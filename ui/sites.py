@@ -39,11 +39,11 @@ def _on_select(task: str, model_id: str) -> None:
     th = st.session_state.setdefault("op_thresholds", {})
     ok, _ = _usable(task, model_id)
     prof = next((p for p in ok if p.name == name), None)
+    st.session_state.setdefault("_op_sens_choice", {}).pop(key, None)  # the slider shows what the site's point gives
     if prof is None:
         th.pop(key, None)
     else:
         th[key] = float(prof.threshold)
-    st.session_state["_op_dirty"] = True
 
 
 def activate(task: str, model_id: str, name: str) -> None:

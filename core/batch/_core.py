@@ -12,8 +12,8 @@ import numpy as np
 
 from core.config import REPO_ROOT
 from core.io.base import MAX_UPLOAD_BYTES, InputError
-from core.io.images import _SUFFIX_FORMAT, decode_bytes, read_image
-from core.inference.decision import modality_verdict
+from core.io.images import _SUFFIX_FORMAT, read_image, read_image_with_info
+from core.inference.decision import input_verdict
 from core.inference.forward import predict_tensors
 from core.inference.preprocess import prepare
 from core.inference.rows import COLUMNS, PROVENANCE, RowContext, row_context
@@ -80,7 +80,7 @@ def read_hashed(path: str) -> tuple[str | None, bytes | None, str | None]:
 
 
 def prepare_bytes(data: bytes, path: str, spec: InputSpec, task: str) -> tuple[np.ndarray, str | None]:
-    """Encoded bytes -> (model tensor, the modality check's reason to withhold or None), decoded exactly as
-    core.predict decodes the same file; raises InputError."""
-    pixels = decode_bytes(data, Path(path).name)
-    return prepare(pixels, spec), modality_verdict(pixels, task)
+    """Encoded bytes -> (model tensor, the input checks' reason to withhold or None: wrong kind of picture, or a film
+    of another population), decoded exactly as core.predict decodes the same file; raises InputError."""
+    dec = read_image_with_info(bytes(data), Path(path).name)
+    return prepare(dec.pixels, spec), input_verdict(dec.pixels, task, dec.phi)

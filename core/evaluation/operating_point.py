@@ -241,3 +241,57 @@ def fmt_ci(ci: tuple[float, float], digits: int = 1) -> str:
     if math.isnan(lo) or math.isnan(hi):
         return "—"
     return f"{lo * 100:.{digits}f}–{hi * 100:.{digits}f}%"
+
+
+def fmt_pair(p: float, threshold: float) -> tuple[str, str]:
+    """A probability and the threshold it is compared with, as shown side by side: with enough digits that the text
+    never contradicts the decision (flagged exactly when p >= threshold), and never "100%" or "0%" for a value that
+    is not exactly that. E.g. (0.99951, 0.9995) -> ("99.951%", "99.950%"), not (">99.9%", "100.0%")."""
+    for digits in range(1, 9):
+        a, b = f"{p * 100:.{digits}f}", f"{threshold * 100:.{digits}f}"
+        exact_ends = all((float(s) in (0.0, 100.0)) == (v in (0.0, 1.0)) for s, v in ((a, p), (b, threshold)))
+        if exact_ends and (float(a) >= float(b)) == (p >= threshold) and (a != b or p == threshold):
+            break
+    return f"{a}%", f"{b}%"
+
+
+def _wilson(k: int, n: int) -> tuple[float, float]:
+    return metrics.wilson_ci(k, n) if n else (float("nan"), float("nan"))
+
+
+def split_rates(point: dict) -> dict:
+    """Sensitivity and specificity of one prediction set at a point (`at`), each with its 95% Wilson interval."""
+    tp, fp, n_pos, n_neg = point["tp"], point["fp"], point["n_pos"], point["n_neg"]
+    return {"sensitivity": tp / n_pos if n_pos else float("nan"), "sensitivity_ci": _wilson(tp, n_pos),
+            "specificity": (n_neg - fp) / n_neg if n_neg else float("nan"), "specificity_ci": _wilson(n_neg - fp, n_neg),
+            "n_pos": n_pos, "n_neg": n_neg}
+
+
+def honest_summary(task: str | TaskSpec, figures: dict[str, dict]) -> list[str]:
+    """Plain sentences for the point of decision from every set that has figures at it (`figures`: name ->
+    `split_rates`, e.g. "validation", "test", "external"). Where two sets disagree beyond their 95% intervals, one
+    sentence says so, and the least flattering set leads (the one that misses the most of either kind)."""
+    pos, neg, _ = nouns(task)
+    sets = [(name, f) for name, f in figures.items() if f and f["n_pos"] and f["n_neg"]]
+    if not sets:
+        return []
+
+    def worst(f):
+        return min(f["sensitivity"], f["specificity"])
+
+    sets.sort(key=lambda s: worst(s[1]))
+    out = [f"On the {name} images at this setting the model caught {per_hundred(round(f['sensitivity'] * f['n_pos']), f['n_pos'])} "
+           f"of every 100 {pos} ({fmt_ci(f['sensitivity_ci'], 0)}) and raised a false alarm on "
+           f"{per_hundred(round((1 - f['specificity']) * f['n_neg']), f['n_neg'])} of every 100 {neg} "
+           f"({fmt_ci((1 - f['specificity_ci'][1], 1 - f['specificity_ci'][0]), 0)})." for name, f in sets]
+    for kind, label in (("specificity", "false alarms"), ("sensitivity", "missed cases")):
+        for (a, fa), (b, fb) in ((x, y) for i, x in enumerate(sets) for y in sets[i + 1:]):
+            lo_a, hi_a = fa[f"{kind}_ci"]
+            lo_b, hi_b = fb[f"{kind}_ci"]
+            if hi_a < lo_b or hi_b < lo_a:
+                more = a if fa[kind] < fb[kind] else b
+                fewer = b if more == a else a
+                out.insert(0, f"The {more} images had clearly more {label} than the {fewer} images (the 95% intervals "
+                              f"do not overlap): expect the {more} figure, not the {fewer} one, until your own cases say otherwise.")
+                return out
+    return out

@@ -195,6 +195,19 @@ def meaning(info: ModelInfo) -> str:
     return s + "."
 
 
+def disagreement(info: ModelInfo) -> str | None:
+    """The plain sentence for the report when validation and test disagree beyond their 95% intervals at the card's
+    point (`core.evaluation.operating_point.honest_summary`), leading with the less flattering; else None."""
+    sets = {}
+    for name, r in (("validation", info.validation), ("test", info.test)):
+        if r and r.sensitivity is not None and r.specificity is not None and r.sensitivity_ci and r.specificity_ci \
+                and r.n and r.n_positive:
+            sets[name] = {"sensitivity": r.sensitivity, "sensitivity_ci": r.sensitivity_ci, "specificity": r.specificity,
+                          "specificity_ci": r.specificity_ci, "n_pos": int(r.n_positive), "n_neg": int(r.n - r.n_positive)}
+    lines = op.honest_summary(info.task, sets) if len(sets) == 2 else []
+    return lines[0] if lines and lines[0].startswith("The ") else None
+
+
 def fmt_prob(p: float | None) -> str:
     return op.fmt_prob(p)
 

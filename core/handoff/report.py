@@ -18,7 +18,7 @@ import numpy as np
 from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 
-from core.handoff.case import DISCLAIMER, Case, ImageResult, fmt_ci, fmt_pct, fmt_prob, meaning
+from core.handoff.case import DISCLAIMER, Case, ImageResult, disagreement, fmt_ci, fmt_pct, fmt_prob, meaning
 
 FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
 JPEG_QUALITY = 85
@@ -224,6 +224,9 @@ def _operating_point(pdf: _Doc, case: Case) -> None:
     state = "the model card's validated default" if m.threshold_is_default else "changed from the card's default by the user"
     _para(pdf, f"Images with a probability of {m.threshold:.4f} or more are flagged for {m.finding}; this threshold is "
                f"{state}{rule}. {meaning(m)}", size=9)
+    warn = disagreement(m)
+    if warn:
+        _box(pdf, warn, AMBER, bold_first="Validation and test disagree:")
     v, t = m.validation, m.test
     rows = []
     for label, s in (("Validation", v), ("Held-out test", t)):

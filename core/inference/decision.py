@@ -1,8 +1,11 @@
 """The one decision rule every surface uses (app single view, worklist, CLI JSON, CSV exports).
 
-A probability becomes a decision only when the picture is the kind the task's models were trained on:
+A probability becomes a decision only when the picture is the kind, and the patient the population, the task's
+models were trained on (`input_verdict`):
   * the modality check (`core.inference.guard.modality_check`) says "wrong kind of image" -> no decision,
     `withheld` carries the reason; a deliberate "score anyway" may show the probability, never a decision;
+  * a chest film whose population (`core.inference.population`: DICOM age, else the age-group check) is not the
+    task's -> no decision, the reason names both (pneumonia: children aged 1-5; effusion: adults);
   * the feature-space "unusual for this model" flag keeps the decision and adds a `caution`;
   * otherwise flagged when `probability >= threshold` (the rule every metric uses).
 """
@@ -86,7 +89,26 @@ def modality_verdict(pixels, task: str | TaskSpec) -> str | None:
     return None
 
 
+def input_checks(pixels, task: str | TaskSpec, tags: dict | None = None, population=None):
+    """(reason to withhold or None, the film's `Population` or None): the modality check, then, for a chest task,
+    the population check. `tags`: the file's DICOM tags (for its age); `population`: an already assessed
+    `core.inference.population.Population` (saves a second look at the same film)."""
+    msg = modality_verdict(pixels, task)
+    t = get_task(task) if isinstance(task, str) else task
+    from core.inference import population as pop
+
+    if msg or t.name not in pop.TASK_POPULATION:
+        return msg, None
+    film = population or pop.checked(pixels, tags)
+    return pop.withheld_reason(t.name, film), film
+
+
+def input_verdict(pixels, task: str | TaskSpec, tags: dict | None = None, population=None) -> str | None:
+    """Every reason to withhold a decision that the picture itself gives (`input_checks`' first part)."""
+    return input_checks(pixels, task, tags, population)[0]
+
+
 def assess(pixels, probability: float | None, threshold: float, task: str | TaskSpec,
-           ood_flag: bool | str | None = False) -> Decision:
-    """Modality check + `decide` in one call, for surfaces that hold the decoded pixels."""
-    return decide(probability, threshold, task, modality_verdict(pixels, task), ood_flag)
+           ood_flag: bool | str | None = False, tags: dict | None = None) -> Decision:
+    """Input checks + `decide` in one call, for surfaces that hold the decoded pixels."""
+    return decide(probability, threshold, task, input_verdict(pixels, task, tags), ood_flag)

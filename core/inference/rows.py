@@ -13,7 +13,7 @@ from typing import Callable
 
 COLUMNS: tuple[str, ...] = (
     "file", "sha256", "ok", "error", "probability", "decision", "withheld", "score_out_of_scope", "caution",
-    "threshold", "site", "calibrated_probability", "task", "model", "model_sha256",
+    "threshold", "site", "calibrated_probability", "task", "model", "model_sha256", "population",
 )
 # The columns that say which scorer produced a row: a batch output may only ever hold one combination of them.
 PROVENANCE: tuple[str, ...] = ("task", "model", "model_sha256", "threshold", "site")
@@ -55,7 +55,7 @@ class RowContext:
         return decide(probability, self.threshold, self.task, modality_verdict)
 
     def row(self, file: str, sha256: str | None, probability: float | None = None, error: str | None = None,
-            decision=None) -> dict:
+            decision=None, population: str | None = None) -> dict:
         """The row for one file: give a probability, or an error saying why there is none.
 
         `decision` (a `core.inference.decision.Decision`, default: `self.decision` without a modality verdict) carries
@@ -83,6 +83,7 @@ class RowContext:
             "task": self.task,
             "model": self.model,
             "model_sha256": self.model_sha256,
+            "population": population,  # a chest film's population and how it was told (DICOM age or image check)
             # kept apart: not a probability this model stands behind
             "score_out_of_scope": float(probability) if ok and not assessed else None,
         }

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from core.inference.calibrate import apply_calibration
-from core.inference.decision import decide, modality_verdict
+from core.inference.decision import decide, input_checks
 from core.inference.forward import predict_tensors
 from core.inference.preprocess import prepare
 from core.io import images as imageio
@@ -119,8 +119,9 @@ class Scored:
     phi: object = None
     error: str | None = None
     warnings: list[str] = field(default_factory=list)  # input guards: wrong kind of picture, unusual for the model
-    withheld: str | None = None  # the modality check's reason when the picture is the wrong kind for the task
+    withheld: str | None = None  # why no decision: the wrong kind of picture, or a film of another population
     looks_like: str = ""  # the modality the picture looks like ("xray", "smear"), for routing
+    population: dict | None = None  # a chest film's population (core.inference.population), None otherwise
 
     @property
     def caution(self) -> str:
@@ -172,9 +173,10 @@ def score_bytes(model, spec: ModelSpec, data: bytes, name: str, with_heatmap: bo
     from core.inference.guard import modality_stats
 
     unusual = [w for w in input_warnings(spec, dec.pixels, ood) if w.startswith("This image is unusual")]
+    withheld, film = input_checks(dec.pixels, spec.task, dec.phi)
     return Scored(name, d, p, cam, display_image(dec.pixels) if with_display else None, thumbnail_url(dec.pixels), dec.format, dec.notes,
-                  dec.metadata, dec.phi, warnings=unusual, withheld=modality_verdict(dec.pixels, spec.task),
-                  looks_like=modality_stats(dec.pixels).looks_like)
+                  dec.metadata, dec.phi, warnings=unusual, withheld=withheld,
+                  looks_like=modality_stats(dec.pixels).looks_like, population=film.as_dict() if film else None)
 
 
 def worklist(items: list[dict], threshold: float, task: str) -> pd.DataFrame:

@@ -41,7 +41,8 @@ def _chromium() -> str:
 
 @pytest.fixture(scope="module")
 def server():
-    with streamlit_app(LOG, timeout_s=90, env={"SECONDLOOK_TIMING": "1"}) as srv:
+    # research mode: these tests drive the workbench Predict page (sidebar task and model, exact model output)
+    with streamlit_app(LOG, timeout_s=90, env={"SECONDLOOK_TIMING": "1", "SECONDLOOK_RESEARCH": "1"}) as srv:
         yield srv.url
 
 
@@ -81,7 +82,7 @@ def _predict_page(server: str, height: int = 800):
         browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": height})
-            page.goto(server + "/predict")
+            page.goto(server + "/workbench")
             page.wait_for_selector('[data-testid="stFileUploader"]', timeout=120_000)
             settle(page)
             yield page
