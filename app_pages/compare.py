@@ -104,19 +104,24 @@ ROW_HELP = {
     "ECE (95% CI)": "Calibration: average gap between the stated probability and how often the finding is there.",
     "Parameters": "Number of learned weights: a rough measure of model size.",
     "File size": "Size of the model file.",
-    "Time per image": "Median of 10 single-image runs on this machine now (shared with other work, so indicative).",
+    "Time per image": "Median of 10 single-image runs on this machine now (shared with other work, so indicative); "
+                      "measured when the switch above is on.",
 }
+measure = st.toggle("Measure each model's speed on this machine", key="compare_speed",
+                    help="Loads every chosen model and times 10 single-image runs (cached afterwards).")
 rows = {}
+pkey, dkey = hash(tuple(paths)), ui_iv.data_key(task.name)
 for m in chosen:
     sm = aligned[m]["score"].to_numpy()
+    sha = common.version(task.name, m)
     pt = metrics.metrics_at(y, sm, thresholds[m])
-    rate_ci, _ = intervals.rate_cis(y, sm, groups, thresholds[m])
-    ece, ece_ci = intervals.calibration_cis(y, sm, groups)["ece"]
+    rate_ci, _ = ui_iv.rates(task.name, m, sha, dkey, pkey, thresholds[m], y, sm, groups)
+    ece, ece_ci = ui_iv.calibration(task.name, m, sha, dkey, pkey, y, sm, groups)["ece"]
     a = ui_iv.auc_interval(task.name, m, "test")
     dl = common.auc_ci(task.name, m, "test")
     card = common.card(task.name, m)
     try:
-        lat = f"{_latency(task.name, m, common.version(task.name, m))['median_ms']:.1f} ms"
+        lat = f"{_latency(task.name, m, sha)['median_ms']:.1f} ms" if measure else "switch on above"
     except Exception:  # speed is informative only; never let it break the comparison
         lat = "—"
     rows[short[m]] = {

@@ -1,10 +1,13 @@
-"""PACS: list studies in the configured archive, fetch one into memory and score it (shown only with a PACS)."""
+"""PACS: list studies in the configured archive, fetch one into memory and score it (shown only with a PACS).
+
+Every fetched image is routed as an upload is (ui.routed): a chest film is answered by each chest task only for its
+own population."""
 import streamlit as st
 
-from ui import common, handoff
+from ui import common, handoff, routed
 
-ctx = common.context()
+common.context()
 st.title("PACS")
-common.require_model(ctx)
-common.require_intact_model(ctx)
-handoff.pacs_browser(ctx)
+files = handoff.pacs_browser()
+if files:
+    routed.render_study(files)

@@ -7,7 +7,7 @@ from core.data import samples
 from core.evaluation import operating_point as op
 from core.inference import scoring
 from core.inference.decision import decide
-from ui import common, handoff, imaging, safety, sites
+from ui import common, handoff, imaging, routed, safety, sites
 from ui import fields as fieldview
 
 ctx = common.context()
@@ -24,7 +24,8 @@ st.markdown(
     f"Images with a probability of **{thr:.4f}** or more are flagged (operating point in the sidebar)."
 )
 if val_curve is not None:
-    st.info(op.meaning(task, op.at(val_curve, thr)), icon=":material/straighten:")
+    honest = routed.honest_lines(task.name, mid, thr)  # validation, test and external at this point, worst first
+    st.info("\n\n".join(honest) if honest else op.meaning(task, op.at(val_curve, thr)), icon=":material/straighten:")
 
 # ---------------------------------------------------------------- inputs ---------------------------------------
 EX_KEY = "predict_examples"

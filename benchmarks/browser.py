@@ -107,3 +107,24 @@ def predict_timings(log_path: Path) -> list[float]:
     """Server-side run times (ms) of the Predict page, from the app's SECONDLOOK_TIMING lines in the server log."""
     lines = log_path.read_text().splitlines() if log_path.exists() else []
     return [float(m.group(1)) for ln in lines if (m := re.match(r"\[timing\] (?:predict|workbench) (\d+) ms", ln))]
+
+
+RESIZES = [(1280, 800), (900, 700), (1400, 900), (700, 1000), (1280, 800)]
+
+
+def resize_while_loading(page, url: str, path: str = "/predict", timeout_s: float = 180.0) -> None:
+    """Open `path` and resize the window several times while the first run (TensorFlow import, model loads) is still
+    going, as a user does; return once the page has settled (issue #28: this used to flip the sidebar)."""
+    page.goto(url + path, wait_until="commit")
+    for w, h in RESIZES:
+        page.set_viewport_size({"width": w, "height": h})
+        page.wait_for_timeout(150)
+    page.get_by_text("Try an example").wait_for(timeout=timeout_s * 1000)
+    settle(page, timeout_s)
+
+
+def sidebar_state(page) -> tuple[str, str]:
+    """(the sidebar's threshold caption, the operating-point slider's value) as the user sees them."""
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    caption = sidebar.get_by_text(re.compile(r"^Threshold ")).first.inner_text().strip()
+    return caption, str(sidebar.get_by_role("slider").first.get_attribute("aria-valuenow"))

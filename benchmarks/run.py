@@ -21,6 +21,11 @@ Sections (all by default):
   memory     RSS of a fresh process with every selected model loaded and one Grad-CAM each (target < 2 GB)
   fields     whole-field screening (malaria): one field decoded, cells found and scored, outlined picture (p50
              <= 500 ms, aim 250), and the memory a 20-field case adds (<= 300 MB); validation fields only
+  state      10 cold starts of the app in Chromium, window resized while Predict loads: sidebar changes with no
+             user action (target 0): benchmarks/state.py
+  pages      Model comparison drawn (server side, AppTest), p50 <= 3 s after one warm-up draw: benchmarks/pages.py
+  routing    single image with routing (kind + the age-group check) vs the single-task path (<= 1.25x p50); the
+             kind of every test split (>= 99%) and the population of the chest ones: benchmarks/routing.py
   handoff    PDF report and SC + SR for one image, Orthanc fetch + score + send round trip, audit writes
              (single p95; 4 concurrent writers x 500 rows, none lost): see benchmarks/handoff.py
   scale      benchmarks/scale.py (issue #13): core.batch embedded vs score_sources, Ray vs embedded + Ray start-up,
@@ -53,7 +58,7 @@ from .common import (
     test_split,
 )
 
-SECTIONS = ("threshold", "intervals", "single", "batch", "memory", "app", "fields", "handoff", "scale")
+SECTIONS = ("threshold", "intervals", "single", "batch", "memory", "app", "state", "pages", "fields", "routing", "handoff", "scale")
 FULL = {"single_warmup": 5, "single_reps": 50, "naive_reps": 20, "batch_repeats": 3,
         "moves": 2000, "tables": 200, "naive_moves": 50}
 QUICK = {"single_warmup": 2, "single_reps": 10, "naive_reps": 5, "batch_repeats": 1,
@@ -254,6 +259,59 @@ def run_app(rows: list) -> dict:
     return r
 
 
+def run_state(rows: list, starts: int) -> dict:
+    """Cold starts with window resizes during the first load: the sidebar must keep the validated point."""
+    from .state import TARGET_FLIPS, bench_state
+
+    _log(f"[state] {starts} cold starts of the app, window resized while Predict loads ...")
+    r = bench_state(starts)
+    if "skipped" in r:
+        _row(rows, "Sidebar changes with no user action (cold starts + resizes)", "", f"{TARGET_FLIPS}", r["skipped"], "SKIP")
+        return r
+    _row(rows, f"Sidebar changes with no user action ({r['starts']} cold starts + resizes)", "", f"{TARGET_FLIPS}",
+         f"{r['flips']} of {r['starts']}", _ok(r["flips"] <= TARGET_FLIPS))
+    return r
+
+
+def run_pages(rows: list, reps: int) -> dict:
+    """Server-side draw time of the heavy pages (Model comparison), AppTest, after one warm-up draw."""
+    from .pages import bench_pages
+
+    _log("[pages] Model comparison draw time ...")
+    out = bench_pages(reps=reps)
+    for page, r in out.items():
+        d = r["draw_ms"]
+        _row(rows, f"Page drawn: {page} ({r['task']}, every model), p50", "", f"<= {r['target_ms'] / 1000:g} s",
+             f"{d['p50'] / 1000:.2f} s (p95 {d['p95'] / 1000:.2f} s; first draw {r['first_draw_ms'] / 1000:.2f} s)",
+             _ok(d["p50"] <= r["target_ms"]))
+    return out
+
+
+def run_routing(rows: list, n: int) -> dict:
+    """Routing (#28): the single-image cost of recognising the kind and the population, and the routing rates."""
+    from .routing import TARGET_RATIO, bench_overhead, routing_rates
+
+    _log("[routing] single image routed vs single-task path; kind and population on every test split ...")
+    out = {"overhead": bench_overhead(n), "rates": routing_rates()}
+    for key, r in out["overhead"].items():
+        _row(rows, "Single image, routing included, p50 vs single-task path", key, f"<= {TARGET_RATIO:g}x",
+             f"{r['ratio_p50']:.2f}x ({r['routed']['p50']:.1f} vs {r['single_task']['p50']:.1f} ms)",
+             _ok(r["ratio_p50"] <= TARGET_RATIO))
+    floors = {"pneumonia": ("own_population", 0.99), "effusion": ("own_population", 0.95)}
+    for name, r in out["rates"].items():
+        if "skipped" in r:
+            _row(rows, "Routing by kind", name, ">= 99%", r["skipped"], "SKIP")
+            continue
+        _row(rows, "Routing by kind (cell / field / radiograph), test split", name, ">= 99%",
+             f"{r['routed_as_expected']:.2%} of {r['n']}", _ok(r["routed_as_expected"] >= 0.99))
+        if name in floors:
+            key, floor = floors[name]
+            other = "adult" if name == "pneumonia" else "child"
+            _row(rows, "Population check: own population, test split", name, f">= {floor:.0%}",
+                 f"{r[key]:.2%} ({r[other]:.2%} called {other}, {r['unsure']:.2%} unsure)", _ok(r[key] >= floor))
+    return out
+
+
 def run_fields(rows: list, reps: int) -> dict:
     from core.fields.cuts import fields_available
 
@@ -318,6 +376,12 @@ def main(argv: list[str] | None = None) -> int:
         results["app"] = run_app(rows)
     if "fields" in sections:
         results["fields"] = run_fields(rows, 8 if args.quick else 20)
+    if "state" in sections:
+        results["state"] = run_state(rows, 3 if args.quick else 10)
+    if "pages" in sections:
+        results["pages"] = run_pages(rows, 2 if args.quick else 5)
+    if "routing" in sections:
+        results["routing"] = run_routing(rows, 15 if args.quick else 40)
     if "handoff" in sections:
         from .handoff import bench_handoff, rows_for
 

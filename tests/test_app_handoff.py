@@ -144,10 +144,15 @@ def test_pacs_page_lists_fetches_and_scores_a_study(orthanc, audit_db, monkeypat
     at.selectbox(key="pacs_pick").select(uid).run()
     at.button(key="pacs_fetch").click().run()
     assert not at.exception, [e.message for e in at.exception]
-    results = at.dataframe[1].value  # [0] is the study list
-    assert len(results) == 2 and results["probability"].between(0, 1).all()
+    results = at.dataframe[1].value  # [0] is the study list; one row per image and chest task (routed)
+    assert len(results) == 4 and set(results["Task"]) == {"Pneumonia", "Pleural effusion"}
+    child = results[results["Task"] == "Pneumonia"]  # the study's patient is 4 years old (DICOM birth date)
+    assert child["probability"].between(0, 1).all() and not child["Decision"].str.startswith("Not").any()
+    adult = results[results["Task"] == "Pleural effusion"]
+    assert adult["probability"].isna().all() and (adult["Decision"] == "Not assessed").all()
+    assert adult["Why not assessed"].str.contains("trained on adults").all()
     assert "Download PDF report" in _labels(at, "download_button")
-    assert audit.count(db=audit_db) == 2
+    assert audit.count(db=audit_db) == 4  # each image's answer and withheld answer
 
 
 def test_a_malformed_pacs_setting_is_explained_and_the_page_keeps_working(audit_db, monkeypatch):

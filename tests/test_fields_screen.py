@@ -282,7 +282,7 @@ FIELD_BARS = {
     "false_positive_cells_per_field": ("<=", 0.5),
     "parasitemia_abs_error_median": ("<=", 0.5),
 }
-FIELD_MISSES = {  # secondlook_fields on the test fields, as measured (README "Whole smear fields")
+FIELD_MISSES = {  # secondlook_fields on the test fields, as measured (docs/evaluation.md "Whole smear fields")
     "red_cells_found": "0.898 of annotated cells among the counted ones (edge-cut and oversized boxes are not counted; "
                        "the learned finder alone matches 0.965)",
     "infected_cells_found": "0.925 among the counted cells (the learned finder alone finds 0.950; the count drops "

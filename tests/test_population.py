@@ -182,3 +182,41 @@ def test_cli_routes_by_dicom_age_and_ignores_an_impossible_one(tmp_path):
     assert "200.0 years is impossible" in odd["population"]
     assert "looks like an adult's" in rows[("odd.dcm", "pneumonia")]["withheld"]
     assert all(x["routed"] and x["kind"] == "radiograph" for x in rows.values())
+
+
+def test_batch_auto_routes_every_file_like_the_cli(tmp_path):
+    """`core.batch --task auto`: one output per task; the same decision or withheld reason as core.predict gives."""
+    import pandas as pd
+
+    from core.config import task_data_dir
+    from core.data import load_task_manifest
+
+    for t in ("pneumonia", "effusion", "malaria", "malaria_fields"):
+        require_dataset(t)
+    child = load_task_manifest("pneumonia").query("split == 'test'").file.iloc[2]
+    adult = load_task_manifest("effusion").query("split == 'test'").file.iloc[2]
+    cell = load_task_manifest("malaria").query("split == 'test'").file.iloc[2]
+    fields = pd.read_csv(task_data_dir("malaria_fields") / "manifest.csv").query("split == 'train'")
+    field = str(task_data_dir("malaria_fields") / fields.path.iloc[0])
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not an image")
+    out = tmp_path / "rows.csv"
+    r = _run("core.batch", "--task", "auto", child, adult, cell, field, str(bad), "--out", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    pn = pd.read_csv(tmp_path / "rows.pneumonia.csv").set_index("file")
+    ef = pd.read_csv(tmp_path / "rows.effusion.csv").set_index("file")
+    assert set(pn.index) == set(ef.index) == {child, adult}
+    assert pd.notna(pn.loc[child, "decision"]) and pd.isna(pn.loc[adult, "decision"])
+    assert "children aged 1–5" in pn.loc[adult, "withheld"]
+    assert pd.notna(ef.loc[adult, "decision"]) and "trained on adults" in ef.loc[child, "withheld"]
+    ml = pd.read_csv(tmp_path / "rows.malaria.csv")
+    assert list(ml.file) == [cell] and ml.decision.notna().all()
+    fl = pd.read_csv(tmp_path / "rows.fields.csv")
+    assert list(fl.file) == [field] and bool(fl.ok.iloc[0]) and fl.n_cells.iloc[0] > 50
+    assert list(pd.read_csv(tmp_path / "rows.unreadable.csv").file) == [str(bad)]
+    cli = {(json.loads(x)["file"], json.loads(x).get("task")): json.loads(x)
+           for x in _run("core.predict", child, adult).stdout.splitlines() if x.startswith("{")}
+    for (f, t), row in cli.items():  # every surface tells the same story for the same file
+        frame = pn if t == "pneumonia" else ef
+        assert (row["decision"] or "") == (frame.loc[f, "decision"] if pd.notna(frame.loc[f, "decision"]) else "")
+        assert (row["withheld"] or "") == (frame.loc[f, "withheld"] if pd.notna(frame.loc[f, "withheld"]) else "")

@@ -302,8 +302,8 @@ def test_reading_profiles_never_creates_the_database(tmp_path):
     assert profiles.list_profiles(db=db) == [] and not db.exists()
 
 
-def test_field_cells_as_a_new_site_and_the_readme_table():
-    """The real case (cells cut from the malaria_fields test session S1), not saved: the README's table is
+def test_field_cells_as_a_new_site_and_the_evaluation_doc_table():
+    """The real case (cells cut from the malaria_fields test session S1), not saved: docs/evaluation.md's table is
     `python -m core.site --task malaria --fields-session S1 --name iml-s1 --model ... --markdown`."""
     from core.config import REPO_ROOT
     from core.models.store import bundled_models
@@ -324,4 +324,4 @@ def test_field_cells_as_a_new_site_and_the_readme_table():
     assert f["site_specificity_0.97_same_cells"]["specificity"] >= 0.97
     assert len(f["split"]) == 2 and sum(s["n_eval"] for s in f["split"]) == row["n"]
     assert f["cross_session"]["chosen_on"] == ["S3"] and f["cross_session"]["n_chosen_on"] > 10_000
-    assert markdown_table(rows) in (REPO_ROOT / "README.md").read_text()
+    assert markdown_table(rows) in (REPO_ROOT / "docs" / "evaluation.md").read_text()

@@ -141,11 +141,9 @@ def panel(ctx, results: list[dict], key: str = "predict") -> None:
 FETCHED_KEY = "pacs_fetched"
 
 
-def pacs_browser(ctx) -> None:
-    """List studies in the PACS, fetch one into memory and score its images with the current model."""
-    from core.inference import scoring
-    from ui import imaging
-
+def pacs_browser() -> list[tuple[str, bytes]] | None:
+    """List studies in the PACS and fetch one into memory; returns its images (name, bytes) for the page to score
+    (routed like uploads: `ui.routed.render_study`), or None."""
     node = pacs_node()
     if node is None:
         st.info("No PACS is configured. Set `SECONDLOOK_PACS=AET@host:port` (and `SECONDLOOK_AET` for SecondLook's "
@@ -192,31 +190,7 @@ def pacs_browser(ctx) -> None:
         st.session_state[FETCHED_KEY] = {"uid": uid, "files": files, "skipped": len(got) - len(files)}
     fetched = st.session_state.get(FETCHED_KEY)
     if not fetched or fetched["uid"] != uid:
-        return
+        return None
     if fetched["skipped"]:
         st.caption(f"{fetched['skipped']} instance(s) skipped: not images, or SecondLook's own results.")
-    results = []
-    for name, data in fetched["files"]:
-        try:
-            s = imaging.score(ctx.task.name, ctx.model_id, data, name)
-        except Exception as exc:
-            s = scoring.Scored(name, scoring.digest(data), error=f"{name}: could not be scored ({type(exc).__name__}).")
-        results.append({"name": f"image {name}", "scored": s, "truth": None, "data": data})
-    ok = [r for r in results if r["scored"].ok]
-    for r in results:
-        if not r["scored"].ok:
-            st.error(r["scored"].error, icon=":material/error:")
-    if not ok:
-        st.info("The study has no image SecondLook can score.")
-        return
-    audit_results(ctx, ok)
-    from core.evaluation import operating_point as op
-
-    st.dataframe([{"Image": r["name"], "probability": r["scored"].probability,
-                   "Decision": (f"Flag: {ctx.task.positive}" if op.decide(r["scored"].probability, ctx.threshold)
-                                else ctx.task.negative),
-                   "Caution": r["scored"].caution} for r in ok],
-                 hide_index=True, width="stretch", key="pacs_results",
-                 column_config={"probability": st.column_config.ProgressColumn(
-                     f"Probability of {ctx.task.finding}", min_value=0.0, max_value=1.0, format="percent")})
-    panel(ctx, ok, key="pacs")
+    return [(f"image {name}", data) for name, data in fetched["files"]]

@@ -63,3 +63,17 @@ def paired_replicates(task: str, models: tuple[str, ...], shas: tuple[str, ...],
                       _scores: dict, paths_key: int, _groups_arr: np.ndarray | None) -> dict[str, np.ndarray]:
     """AUC replicates of every chosen model on the same patient draws (pairs are then differences)."""
     return intervals.model_auc_replicates(_y, _scores, _groups_arr)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def calibration(task: str, model_id: str, sha: str, dkey: str, paths_key: int, _y: np.ndarray, _s: np.ndarray,
+                _groups_arr: np.ndarray | None) -> dict:
+    """`intervals.calibration_cis` once per model version and image set (it does not depend on the operating point)."""
+    return intervals.calibration_cis(_y, _s, _groups_arr)
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def rates(task: str, model_id: str, sha: str, dkey: str, paths_key: int, threshold: float, _y: np.ndarray,
+          _s: np.ndarray, _groups_arr: np.ndarray | None):
+    """`intervals.rate_cis` once per model version, image set and operating point."""
+    return intervals.rate_cis(_y, _s, _groups_arr, threshold)

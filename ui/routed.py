@@ -175,6 +175,67 @@ def _summary(item: dict) -> str:
 
 # ---------------------------------------------------------------- page -----------------------------------------
 
+def answer(files: list[tuple[str, bytes, str | None]]) -> tuple[list[dict], list[dict]]:
+    """Route and score files: (items with every task's answer for radiographs and cells, fields to screen).
+    A file that cannot be read, or of a kind without an installed model, is shown as an error here."""
+    items, field_inputs = [], []
+    with st.spinner("Scoring…"):
+        for name, data, truth in files:
+            digest = scoring.digest(data)
+            kind, error = _kind(digest, name, data)
+            if error:
+                st.error(error, icon=":material/error:")
+                continue
+            if kind == "field":
+                field_inputs.append({"name": name, "data": data})
+                continue
+            answers = []
+            for t in _tasks_for(kind):
+                ctx = _ctx(t)
+                answers.append((ctx, imaging.score(t, ctx.model_id, data, name)))
+            if not answers:
+                st.error(f"{name}: this looks like a {KIND_LABEL[kind].lower()}, and no model for it is installed.")
+                continue
+            bad = next((s for _, s in answers if not s.ok), None)
+            if bad is not None:
+                st.error(bad.error, icon=":material/error:")
+                continue
+            items.append({"name": name, "data": data, "truth": truth, "kind": kind, "digest": digest, "answers": answers})
+    return items, field_inputs
+
+
+def _audit(items: list[dict]) -> None:
+    """One audit row per image, task and decision shown (reruns and repeated views add none)."""
+    for t in sorted({c.task.name for it in items for c, _ in it["answers"]}):
+        handoff.audit_results(_ctx(t), [{"scored": s, "name": it["name"], "data": it["data"]}
+                                        for it in items for c, s in it["answers"] if c.task.name == t])
+
+
+def render_study(files: list[tuple[str, bytes]]) -> None:
+    """A study fetched from the PACS: every image routed like an upload; one row per image and task."""
+    items, field_inputs = answer([(n, d, None) for n, d in files])
+    if field_inputs:
+        st.info(f"{len(field_inputs)} whole smear field(s) in this study: screen them on Predict.", icon=":material/biotech:")
+    if not items:
+        st.info("The study has no image SecondLook can score.")
+        return
+    _audit(items)
+    rows = []
+    for it in items:
+        for c, s in it["answers"]:
+            d = decide(s.probability, c.threshold, c.task, s.withheld)
+            rows.append({"Image": it["name"], "Task": c.task.title.split(" (")[0],
+                         "probability": s.probability if d.assessed else None, "Decision": d.short(c.task.positive),
+                         "Why not assessed": s.withheld or ""})
+    st.dataframe(rows, hide_index=True, width="stretch", key="pacs_results",
+                 column_config={"probability": st.column_config.ProgressColumn(
+                     "Probability of the finding", min_value=0.0, max_value=1.0, format="percent")})
+    for t in sorted({c.task.name for it in items for c, _ in it["answers"]}):
+        done = [{"scored": s, "name": it["name"], "data": it["data"]}
+                for it in items for c, s in it["answers"] if c.task.name == t and not s.withheld]
+        if done:
+            handoff.panel(_ctx(t), done, key=f"pacs_{t}")
+
 def render() -> None:
     ss = st.session_state
     st.title("Predict")
@@ -199,34 +260,8 @@ def render() -> None:
         st.caption(f":material/inventory_2: {sum(k[2] is None for k in kept)} uploaded file(s) kept from before "
                    "(in memory). **Clear all** removes them.")
 
-    items, field_inputs = [], []
-    with st.spinner("Scoring…"):
-        for name, data, truth in kept:
-            digest = scoring.digest(data)
-            kind, error = _kind(digest, name, data)
-            if error:
-                st.error(error, icon=":material/error:")
-                continue
-            if kind == "field":
-                field_inputs.append({"name": name, "data": data})
-                continue
-            answers = []
-            for t in _tasks_for(kind):
-                ctx = _ctx(t)
-                answers.append((ctx, imaging.score(t, ctx.model_id, data, name)))
-            if not answers:
-                st.error(f"{name}: this looks like a {KIND_LABEL[kind].lower()}, and no model for it is installed.")
-                continue
-            bad = next((s for _, s in answers if not s.ok), None)
-            if bad is not None:
-                st.error(bad.error, icon=":material/error:")
-                continue
-            items.append({"name": name, "data": data, "truth": truth, "kind": kind, "digest": digest, "answers": answers})
-
-    for t in {c.task.name for it in items for c, _ in it["answers"]}:  # one audit row per image and decision shown
-        ctx = _ctx(t)
-        handoff.audit_results(ctx, [{"scored": s, "name": it["name"], "data": it["data"]}
-                                    for it in items for c, s in it["answers"] if c.task.name == t])
+    items, field_inputs = answer(kept)
+    _audit(items)
     if field_inputs:
         fm = records.field_model()
         fthr, source = records.field_threshold(fm)

@@ -282,7 +282,7 @@ def _ci(r: dict, k: str, fmt: str = "{:.3f}") -> str:
 
 
 def record_table() -> str:
-    """The README's whole-field table, from every bundled malaria model's `fields.json` (current model files only)."""
+    """docs/evaluation.md's whole-field table, from every bundled malaria model's `fields.json` (current model files only)."""
     from core.models.store import bundled_models
 
     rows = ["| model | field threshold | red cells found | infected cells found | infected-cell sensitivity | "

@@ -83,7 +83,7 @@ def parasitemia(n_infected: int, n_cells: int) -> tuple[float | None, float | No
 
 def _probabilities(model, x: np.ndarray) -> np.ndarray:
     """Raw cell-network probabilities, by onnxruntime when it is installed: on this project's 2-core machine it
-    scored one field's 116 crops in 334 ms against TensorFlow's 435 (README, "Whole smear fields"); scores agree
+    scored one field's 116 crops in 334 ms against TensorFlow's 435 (docs/evaluation.md, "Whole smear fields"); scores agree
     within 1e-6 (docs/scale.md). A model the ONNX path cannot take (no `logit` layer) is scored by TensorFlow."""
     try:
         from core.export.onnx_engine import predict_tensors_onnx

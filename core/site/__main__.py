@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fields-session", action="append", help="malaria only: cells of these malaria_fields sessions (S1 = test)")
     p.add_argument("--name")
     p.add_argument("--n-boot", type=int, default=1000)
-    p.add_argument("--markdown", action="store_true", help="with --fields-session: also print the README's table (stderr)")
+    p.add_argument("--markdown", action="store_true", help="with --fields-session: also print docs/evaluation.md's table (stderr)")
     p.add_argument("--list", action="store_true")
     p.add_argument("--export")
     p.add_argument("--import", dest="import_file")

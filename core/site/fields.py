@@ -122,7 +122,7 @@ def _pct(r: dict, key: str) -> str:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    """The README's table of what a site profile recovers, from `field_study` rows (one block per model)."""
+    """docs/evaluation.md's table of what a site profile recovers, from `field_study` rows (one block per model)."""
     out = ["| model | point | threshold | sensitivity | specificity |", "|---|---|---|---|---|"]
     for row in rows:
         f, cur = row["fields"], row["current"]

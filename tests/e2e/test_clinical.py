@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from benchmarks.browser import CHROMIUM_ARGS, settle, streamlit_app
+from benchmarks.browser import CHROMIUM_ARGS, resize_while_loading, settle, sidebar_state, streamlit_app
 from core.config import REPO_ROOT
 from core.models import store
 from core.models.selection import default_model
@@ -19,23 +19,6 @@ from tests.e2e.test_browser import _chromium
 
 ARTIFACTS = REPO_ROOT / "artifacts"
 COLD_STARTS = 3  # `make bench` (section state) does 10
-SIZES = [(1280, 800), (900, 700), (1400, 900), (700, 1000), (1280, 800)]
-
-
-def _sidebar_state(page) -> tuple[str, str]:
-    sidebar = page.locator('[data-testid="stSidebar"]')
-    caption = sidebar.get_by_text(re.compile(r"^Threshold ")).first.inner_text().strip()
-    slider = sidebar.get_by_role("slider").first.get_attribute("aria-valuenow")
-    return caption, slider
-
-
-def _resize_while_loading(page, url: str) -> None:
-    page.goto(url + "/predict", wait_until="commit")
-    for w, h in SIZES:  # while the first run (TensorFlow import, model loads) is still going
-        page.set_viewport_size({"width": w, "height": h})
-        page.wait_for_timeout(150)
-    page.get_by_text("Try an example").wait_for(timeout=180_000)
-    settle(page, 120)
 
 
 @pytest.mark.parametrize("cold_start", range(COLD_STARTS))
@@ -49,13 +32,13 @@ def test_the_sidebar_does_not_change_when_the_window_is_resized_during_the_first
         browser = p.chromium.launch(executable_path=_chromium(), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 800})
-            _resize_while_loading(page, srv.url)
-            caption, slider = _sidebar_state(page)
+            resize_while_loading(page, srv.url)
+            caption, slider = sidebar_state(page)
             assert caption == f"Threshold {thr:.4f} · the model's validated default", caption
             page.reload()
             page.get_by_text("Try an example").wait_for(timeout=120_000)
             settle(page, 60)
-            assert _sidebar_state(page) == (caption, slider)
+            assert sidebar_state(page) == (caption, slider)
         finally:
             browser.close()
 
@@ -71,7 +54,7 @@ def test_an_upload_is_routed_and_survives_navigation(tmp_path):
         browser = p.chromium.launch(executable_path=_chromium(), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
-            _resize_while_loading(page, srv.url)
+            resize_while_loading(page, srv.url)
             page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(film)
             page.get_by_text(re.compile("trained on adults")).wait_for(timeout=180_000)  # effusion withheld
             settle(page, 60)
