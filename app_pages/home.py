@@ -55,7 +55,7 @@ HELP = {
     "Accuracy": "Share of all test cases called correctly.",
     "Threshold": "Probability at or above which the model flags a case; chosen on validation images.",
     "Test images": "Number of held-out test images (with the finding).",
-    "External": "The same model on images from outside its training source, at the same threshold (see the README).",
+    "External": "The same model on images from outside its training source, at the same threshold (docs/evaluation.md).",
     "Intervals": "How the 95% intervals were made: resampling patients (patient-level) or images (image-level, no patient ids).",
 }
 
@@ -71,7 +71,8 @@ for name, task in TASKS.items():
         )
         models = store.bundled_models(name)
         if models and not research:  # clinical mode: the one validated model
-            models = [common.recommended_model(name)]
+            rec = common.recommended_model(name)
+            models = [rec if rec in models else models[0]]
         if not models:
             st.info("No trained model for this task is bundled yet. It will appear here once training has finished.")
             continue

@@ -74,6 +74,9 @@ def screen_one_field(path: str, pixels) -> dict:
         res = screen_field(pixels, load(TASK, mid), get_task(TASK).model(mid), path).result(threshold, mid)
     except InputError as exc:
         return {"file": path, "ok": False, "error": str(exc), "task": TASK, "model": mid}
+    except Exception as exc:  # one file never stops the others
+        return {"file": path, "ok": False, "task": TASK, "model": mid,
+                "error": f"unexpected error while screening this file: {type(exc).__name__}: {exc}"}
     res.pop("cells", None)
     return {**res, "task": TASK, "threshold_source": source}
 

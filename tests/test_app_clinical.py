@@ -21,7 +21,7 @@ def _test_file(task: str, i: int = 0) -> str:
 
 
 def _upload(at, *files: tuple[str, bytes]):
-    at.file_uploader(key="screen_files").set_value([(n, d, "application/octet-stream") for n, d in files]).run()
+    at.file_uploader(key="screen_files_0").set_value([(n, d, "application/octet-stream") for n, d in files]).run()
     assert not at.exception, [e.message for e in at.exception]
     return at
 

@@ -173,10 +173,12 @@ def test_recommended_model_is_the_registry_default_and_is_labelled():
 def test_a_shown_probability_and_threshold_never_contradict_the_decision(p, thr):
     """The shown figures compare as the decision does (flagged exactly when p >= threshold); none shows 100% or 0%
     unless it is exactly that (issue: '>99.9%' against a threshold shown as '100.0%')."""
+    def shown(text: str) -> float:  # ">99.9%" is a little more than 99.9, "<0.1%" a little less than 0.1
+        return float(text.strip("<>%")) + (1e-9 if text[0] == ">" else -1e-9 if text[0] == "<" else 0.0)
+
     a, b = op.fmt_pair(p, thr)
-    fa, fb = float(a[:-1]), float(b[:-1])
-    assert (fa >= fb) == (p >= thr) and (a == b) == (p == thr)
-    assert (fa == 100.0) == (p == 1.0) and (fb == 100.0) == (thr == 1.0)
+    assert (shown(a) >= shown(b)) == (p >= thr) and (a == b) == (p == thr)
+    assert (a == "100.0%") == (p == 1.0) and (b == "100.0%") == (thr == 1.0) and "0.0%" not in (a, b)
 
 
 def test_honest_summary_leads_with_the_less_flattering_set_when_intervals_disagree():

@@ -124,3 +124,26 @@ def test_non_latin_text_gets_an_embedded_unicode_font(tmp_path):
 def test_a_one_image_report_with_patient_details_still_fits_one_page(tmp_path):
     case = score([("study.dcm", dicom())])
     assert pages(build_pdf(case, include_patient=True), tmp_path) == 1
+
+
+def test_a_film_of_another_population_gets_no_decision_in_the_report_or_the_audit(tmp_path):
+    """The hand-off carries the input checks' verdict: an adult's DICOM on the (pediatric) pneumonia task is
+    withheld in the result, the PDF and the audit row, with the reason (issue #28: every surface, one story)."""
+    from pydicom.uid import generate_uid
+
+    from core import audit
+    from tests.handoff_support import chest_like, loaded, model_id
+    from tests.imagegen import make_dicom
+
+    adult = make_dicom(chest_like(seed=5), extra={"PatientAge": "054Y", "StudyInstanceUID": generate_uid(),
+                                                  "SeriesInstanceUID": generate_uid()})
+    db = tmp_path / "audit.sqlite"
+
+    model, ood, info = loaded(model_id())
+    case = C.score_case(model, info, [("adult.dcm", adult)], ood=ood, surface="handoff", audit_db=db)
+    r = case.images[0]
+    assert r.ok and r.decision is None and r.flagged is None and "children aged 1–5" in r.withheld
+    text = pdf_text(build_pdf(case), tmp_path)
+    assert "No decision: withheld" in text and "not given" in text and "54 years" in text
+    (row,) = audit.rows(db=db)
+    assert row["decision"] is None and row["probability"] is None and "children aged 1–5" in row["withheld_reason"]

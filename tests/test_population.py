@@ -92,7 +92,7 @@ def test_without_an_installed_check_a_film_without_age_is_withheld(monkeypatch):
 
     monkeypatch.setattr(pop, "checker", missing)
     why = input_verdict(gradient(128, 128), "effusion")
-    assert "cannot be checked here" in why and "no age-group check here" in why
+    assert "age could not be determined" in why and "age-group check is not installed" in why
     assert input_verdict(gradient(128, 128), "effusion", {"PatientAge": "060Y"}) is None
 
 

@@ -85,7 +85,8 @@ def _rebind(key: str, value) -> None:
 
 def _on_sens() -> None:
     ss = st.session_state
-    task, model_id = _truth()["task"], _truth()["model"][_truth()["task"]]
+    task = _truth()["task"]
+    model_id = _truth().get("model", {}).get(task)
     c = curve(task, model_id, "val")
     if c is None:
         return
@@ -95,12 +96,12 @@ def _on_sens() -> None:
 
 def _on_thr() -> None:
     task = _truth()["task"]
-    set_threshold(task, _truth()["model"][task], float(st.session_state["op_thr"]))
+    set_threshold(task, _truth().get("model", {}).get(task), float(st.session_state["op_thr"]))
 
 
 def _on_reset() -> None:
     task = _truth()["task"]
-    key = f"{task}/{_truth()['model'][task]}"
+    key = f"{task}/{_truth().get('model', {}).get(task)}"
     _thresholds().pop(key, None)
     _sens_choice().pop(key, None)
 
@@ -114,7 +115,7 @@ def _on_task() -> None:
 
 
 def _on_model() -> None:
-    _truth()["model"][_truth()["task"]] = st.session_state["model"]
+    _truth().setdefault("model", {})[_truth()["task"]] = st.session_state["model"]
 
 
 def select_model(task: str, model_id: str) -> None:
@@ -256,7 +257,7 @@ def _operating_point_widgets(task: TaskSpec, model_id: str, research: bool = Tru
                         label_visibility="collapsed")
     if mode == MODE_SENS:
         st.slider("Catch at least this share of cases (validation)", SENS_MIN, SENS_MAX, step=SENS_STEP, format="%.1f%%",
-                  key="op_sens", on_change=_on_sens,
+                  key="op_sens", on_change=_on_sens, disabled=curve(task.name, model_id, "val") is None,
                   help="The highest threshold that still catches at least this share of the validation cases with the finding.")
     else:
         st.slider("Probability threshold", 0.0, 1.0, step=0.001, format="%.3f", key="op_thr", on_change=_on_thr,

@@ -12,16 +12,20 @@ from ui import common
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
-def _scored(task: str, model_id: str, sha: str, digest: str, name: str, _data: bytes, calibration: str = "") -> scoring.Scored:
+def _scored(task: str, model_id: str, sha: str, digest: str, name: str, _data: bytes, calibration: str = "",
+            checks: str = "") -> scoring.Scored:
     spec = get_task(task).model(model_id)
     return scoring.score_bytes(common._model(task, model_id, sha), spec, _data, name, ood=common._ood(task, model_id, sha),
                                with_display=False, calibration=common.card(task, model_id).get("calibration"))
 
 
 def score(task: str, model_id: str, data: bytes, name: str) -> scoring.Scored:
-    """Probability (calibrated by the card) + Grad-CAM of one file, once per (model version, calibration, content)."""
+    """Probability (calibrated by the card) + Grad-CAM of one file, once per (model version, calibration, content,
+    age-group check version: a newly installed check re-decides the population)."""
+    from core.inference import population
+
     return _scored(task, model_id, common.version(task, model_id), scoring.digest(data), name, data,
-                   str(common.card(task, model_id).get("calibration") or ""))
+                   str(common.card(task, model_id).get("calibration") or ""), population.version())
 
 
 @st.cache_data(show_spinner=False, max_entries=2048)

@@ -30,11 +30,21 @@ EXAMPLE_ORDER = ("pneumonia", "effusion", "malaria")
 
 # ---------------------------------------------------------------- inputs ---------------------------------------
 
+def _uploader_key() -> str:
+    return f"{UPLOADER}_{st.session_state.get('_screen_uploader_n', 0)}"
+
+
 def _on_upload() -> None:
-    """The uploader changed by the user's hand: the kept files follow it (examples stay)."""
+    """The uploader changed by the user's hand. Files it holds now are kept (added once, by content); files the user
+    removed from it are dropped; files kept from before a visit to another page (no longer in the box) stay."""
     ss = st.session_state
-    files = [(f.name, f.getvalue(), None) for f in ss.get(UPLOADER) or []]
-    ss[KEPT] = [k for k in ss.get(KEPT, []) if k[2] is not None] + files
+    now = [(f.name, f.getvalue(), None) for f in ss.get(_uploader_key()) or []]
+    before = {scoring.digest(d) for _, d, _ in ss.get("_screen_in_box", [])}
+    present = {scoring.digest(d) for _, d, _ in now}
+    kept = [k for k in ss.get(KEPT, []) if not (k[2] is None and scoring.digest(k[1]) in before - present)]
+    have = {scoring.digest(k[1]) for k in kept}
+    ss[KEPT] = kept + [f for f in now if scoring.digest(f[1]) not in have]
+    ss["_screen_in_box"] = now
 
 
 def _add_example() -> None:
@@ -52,8 +62,10 @@ def _add_example() -> None:
 
 
 def _clear() -> None:
-    st.session_state[KEPT] = []
-    st.session_state.pop(UPLOADER, None)
+    ss = st.session_state
+    ss[KEPT] = []
+    ss["_screen_in_box"] = []
+    ss["_screen_uploader_n"] = ss.get("_screen_uploader_n", 0) + 1  # a new, empty upload box
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
@@ -68,12 +80,15 @@ def _kind(digest: str, name: str, _data: bytes) -> tuple[str | None, str | None]
 
 
 def _ctx(task_name: str) -> common.Context:
-    """A task's validated default model at its current operating point (the sidebar's for that task)."""
+    """A task's validated default model at its current operating point (the sidebar's for that task, a site
+    profile's when one is active for it)."""
+    from ui import sites
+
+    models = store.bundled_models(task_name)
     mid = common.recommended_model(task_name)
-    sidebar = common.context()
-    site = sidebar.site if sidebar.task.name == task_name and sidebar.model_id == mid else None
-    return common.Context(get_task(task_name), store.bundled_models(task_name), mid,
-                          common.threshold(task_name, mid), common.card(task_name, mid), site)
+    mid = mid if mid in models else models[0]
+    return common.Context(get_task(task_name), models, mid, common.threshold(task_name, mid),
+                          common.card(task_name, mid), sites.active_profile(task_name, mid))
 
 
 def _tasks_for(kind: str) -> list[str]:
@@ -96,7 +111,10 @@ def _answer(ctx: common.Context, s: scoring.Scored, truth: str | None) -> None:
     c1, c2 = st.columns(2)
     c1.metric(f"Probability of {t.finding}", shown_p)
     c2.metric("Decision", f"Flag: {t.positive}" if flagged else t.negative)
-    st.markdown(f"{shown_p} is {'at or above' if flagged else 'below'} the operating point {shown_t}: "
+    changed = abs(thr - common.default_threshold(t.name, ctx.model_id)) > 1e-12
+    point = (f"site profile {ctx.site.name}'s operating point" if ctx.site is not None else
+             "the operating point (changed in the sidebar)" if changed else "the validated operating point")
+    st.markdown(f"{shown_p} is {'at or above' if flagged else 'below'} {point} {shown_t}: "
                 + (f":red[**flagged**] for {t.finding}." if flagged else ":green[not flagged].")
                 + (f" Population: {s.population['group']}"
                    + (f" (DICOM age {s.population['age_years']:g} years)." if s.population.get("source") == "dicom"
@@ -130,7 +148,12 @@ def honest_lines(task: str, model_id: str, thr: float) -> list[str]:
 
 
 def _film(ctx: common.Context, s: scoring.Scored, data: bytes, key: str) -> None:
-    """The picture, large, with the Grad-CAM of the answering task on request (click the picture to enlarge)."""
+    """The picture, large, with the Grad-CAM of the answering task on request (click the picture to enlarge).
+    A picture no task assessed is shown as it is: a heat map there would be evidence for nothing."""
+    if s.withheld:
+        st.image(imaging.rendered(ctx.task.name, ctx.model_id, s, 0.0, data), width="stretch",
+                 caption="Original (no task assessed this image, so no heat map)")
+        return
     show = st.toggle("Grad-CAM", value=True, key=f"{key}_cam", help="Where the model found evidence for the finding.")
     alpha = 0.4
     if show:
@@ -143,7 +166,7 @@ def _detail(item: dict) -> None:
     with st.container(border=True):
         st.markdown(f"#### {item['name']} · {KIND_LABEL[item['kind']]}")
         left, right = st.columns([6, 5], gap="medium")
-        answered = [(c, s) for c, s in item["answers"] if not s.withheld] or item["answers"]
+        answered = [(c, s) for c, s in item["answers"] if not s.withheld] or item["answers"][:1]
         with left:
             ctx, s = answered[0]
             _film(ctx, s, item["data"], f"screen_{item['digest'][:12]}")
@@ -192,7 +215,11 @@ def answer(files: list[tuple[str, bytes, str | None]]) -> tuple[list[dict], list
             answers = []
             for t in _tasks_for(kind):
                 ctx = _ctx(t)
-                answers.append((ctx, imaging.score(t, ctx.model_id, data, name)))
+                try:
+                    answers.append((ctx, imaging.score(t, ctx.model_id, data, name)))
+                except Exception as exc:  # one file or model failing never hides the others
+                    why = f"{name}: SecondLook could not score this file for {t} ({type(exc).__name__}: {exc})."
+                    answers.append((ctx, scoring.Scored(name, digest, error=why)))
             if not answers:
                 st.error(f"{name}: this looks like a {KIND_LABEL[kind].lower()}, and no model for it is installed.")
                 continue
@@ -240,11 +267,12 @@ def render() -> None:
     ss = st.session_state
     st.title("Predict")
     st.markdown("Upload chest X-rays, blood-smear cell images or whole smear fields. Each file goes to the model "
-                "validated for its kind of image and patient, at its validated operating point.")
+                "validated for its kind of image and patient, at that task's operating point in the sidebar "
+                "(its validated default unless you change it).")
     types = scoring.upload_types()
     col_up, col_ex = st.columns([3, 1], vertical_alignment="top")
     with col_up:
-        st.file_uploader("Upload images", type=types, accept_multiple_files=True, key=UPLOADER, on_change=_on_upload,
+        st.file_uploader("Upload images", type=types, accept_multiple_files=True, key=_uploader_key(), on_change=_on_upload,
                          help="Files stay in this app's memory for scoring and are never written to disk.")
         st.caption(f"Accepted: {', '.join(t.upper() for t in types)}. Kept in memory only, never saved.")
     with col_ex:
@@ -256,9 +284,10 @@ def render() -> None:
     if not kept:
         st.markdown("Upload an image above, or press **Try an example**.")
         return
-    if not ss.get(UPLOADER) and any(k[2] is None for k in kept):
-        st.caption(f":material/inventory_2: {sum(k[2] is None for k in kept)} uploaded file(s) kept from before "
-                   "(in memory). **Clear all** removes them.")
+    in_box = {scoring.digest(d) for _, d, _ in ss.get("_screen_in_box", [])} if ss.get(_uploader_key()) else set()
+    if any(k[2] is None and scoring.digest(k[1]) not in in_box for k in kept):
+        n = sum(k[2] is None and scoring.digest(k[1]) not in in_box for k in kept)
+        st.caption(f":material/inventory_2: {n} uploaded file(s) kept from before (in memory). **Clear all** removes them.")
 
     items, field_inputs = answer(kept)
     _audit(items)

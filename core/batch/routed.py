@@ -4,7 +4,8 @@ A radiograph goes to both chest tasks, and each answers only for its own populat
 the withheld reason); a cell crop to the malaria cell model; a whole smear field to field screening with the field
 model at its field operating point. Each task's rows are an ordinary `core.batch` output of their own (resumable,
 one scorer per file): OUT with the task before the suffix (`rows.pneumonia.csv`, ...); fields go to `rows.fields.csv`
-(one row per field: counts and parasitemia) and files that cannot be read to `rows.unreadable.csv`.
+(one row per field: counts and parasitemia; written anew on each run, not resumed) and files that cannot be read to
+`rows.unreadable.csv`.
 """
 from __future__ import annotations
 
@@ -83,6 +84,9 @@ def screen_fields(files: list[str], path: Path) -> int:
             counted += bool(r.get("ok"))
         except InputError as exc:
             r = {"file": f, "ok": False, "error": str(exc), "threshold": threshold, "model": mid}
+        except Exception as exc:  # one field never stops the archive
+            r = {"file": f, "ok": False, "error": f"unexpected error while screening this file: {type(exc).__name__}: {exc}",
+                 "threshold": threshold, "model": mid}
         r.update({"task": TASK, "threshold_source": source})
         r["parasitemia_ci"] = str(r.get("parasitemia_ci")) if r.get("parasitemia_ci") is not None else None
         rows.append({c: r.get(c) for c in FIELD_COLUMNS})

@@ -243,16 +243,27 @@ def fmt_ci(ci: tuple[float, float], digits: int = 1) -> str:
     return f"{lo * 100:.{digits}f}–{hi * 100:.{digits}f}%"
 
 
+def _pct(v: float, digits: int) -> tuple[str, float]:
+    """(text, the number it shows): never 0% or 100% for a value that is not exactly that."""
+    text = f"{v * 100:.{digits}f}"
+    step = 10.0 ** -digits
+    if float(text) == 0.0 and v > 0:
+        return f"<{step:.{digits}f}%", step
+    if float(text) == 100.0 and v < 1:
+        return f">{100 - step:.{digits}f}%", 100 - step
+    return f"{text}%", float(text)
+
+
 def fmt_pair(p: float, threshold: float) -> tuple[str, str]:
     """A probability and the threshold it is compared with, as shown side by side: with enough digits that the text
     never contradicts the decision (flagged exactly when p >= threshold), and never "100%" or "0%" for a value that
     is not exactly that. E.g. (0.99951, 0.9995) -> ("99.951%", "99.950%"), not (">99.9%", "100.0%")."""
     for digits in range(1, 9):
-        a, b = f"{p * 100:.{digits}f}", f"{threshold * 100:.{digits}f}"
-        exact_ends = all((float(s) in (0.0, 100.0)) == (v in (0.0, 1.0)) for s, v in ((a, p), (b, threshold)))
-        if exact_ends and (float(a) >= float(b)) == (p >= threshold) and (a != b or p == threshold):
-            break
-    return f"{a}%", f"{b}%"
+        (a, fa), (b, fb) = _pct(p, digits), _pct(threshold, digits)
+        if (fa >= fb) == (p >= threshold) and (a != b or p == threshold):
+            return a, b
+    # closer than a millionth of a percent: say the side in words rather than in digits
+    return ("at the threshold" if p >= threshold else "just below the threshold"), _pct(threshold, 8)[0]
 
 
 def _wilson(k: int, n: int) -> tuple[float, float]:

@@ -245,8 +245,8 @@ def score_one(model, info: ModelInfo, data: bytes, name: str, ood=None) -> Image
     spec = get_task(info.task).model(info.model_id)
     s = scoring.score_bytes(model, spec, data, name, with_heatmap=True, ood=ood, with_display=True,
                             calibration=info.calibration)
-    r = ImageResult(name, s.digest, s.probability, info.threshold, info.positive, info.negative, error=s.error,
-                    warnings=list(s.warnings), notes=list(s.notes), phi=dict(s.phi or {}))
+    r = ImageResult(name, s.digest, s.probability, info.threshold, info.positive, info.negative, withheld=s.withheld,
+                    error=s.error, warnings=list(s.warnings), notes=list(s.notes), phi=dict(s.phi or {}))
     if not s.ok:
         return r
     r.image = s.display
@@ -276,7 +276,8 @@ def record_audit(case: Case, surface: str, db=None) -> list[int]:
     """Audit rows for the scored images of a case (unreadable files were never scored)."""
     m = case.model
     return [audit.record(image_sha256=r.sha256, task=m.task, model_id=m.model_id, model_sha256=m.sha256,
-                         threshold=m.threshold, probability=r.probability, decision=r.decision,
+                         threshold=m.threshold, probability=r.probability if r.decision is not None else None,
+                         decision=r.decision,
                          withheld_reason=r.withheld, site_profile=case.site_profile, surface=surface, db=db)
             for r in case.scored]
 
@@ -286,8 +287,9 @@ def from_scored(info: ModelInfo, s, data: bytes) -> ImageResult:
     for the report, because the app's cache keeps scores small)."""
     from core.inference.explain import overlay
 
-    r = ImageResult(s.name, s.digest, s.probability, info.threshold, info.positive, info.negative, error=s.error,
-                    warnings=list(s.warnings), notes=list(s.notes), phi=dict(s.phi or {}))
+    r = ImageResult(s.name, s.digest, s.probability, info.threshold, info.positive, info.negative,
+                    withheld=getattr(s, "withheld", None), error=s.error, warnings=list(s.warnings), notes=list(s.notes),
+                    phi=dict(s.phi or {}))
     if not s.ok:
         return r
     dec = scoring.decode(data, s.name)

@@ -183,7 +183,8 @@ def _image_section(pdf: _Doc, case: Case, r: ImageResult, index: int, n: int) ->
     _image_pair(pdf, r, m.finding)
     text, colour = _decision_text(r, m.finding)
     pdf.set_font(pdf.font_family_name, "B", 10.5)
-    pdf.cell(0, 5.5, _text(pdf, f"Probability of {m.finding}: {fmt_prob(r.probability)}"), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    shown = "not given (the decision is withheld)" if r.withheld else fmt_prob(r.probability)
+    pdf.cell(0, 5.5, _text(pdf, f"Probability of {m.finding}: {shown}"), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     pdf.set_text_color(*colour)
     pdf.cell(0, 5.5, _text(pdf, f"Decision at the operating point: {text}"), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     pdf.set_text_color(0, 0, 0)
@@ -212,7 +213,7 @@ def _summary_table(pdf: _Doc, case: Case) -> None:
             if not r.ok:
                 row = [str(i), r.name, "—", "not read (see below)"]
             else:
-                row = [str(i), r.name, fmt_prob(r.probability), _decision_text(r, m.finding)[0]]
+                row = [str(i), r.name, "—" if r.withheld else fmt_prob(r.probability), _decision_text(r, m.finding)[0]]
             table.row([_text(pdf, c) for c in row])
     pdf.ln(2)
 

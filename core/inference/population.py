@@ -141,11 +141,13 @@ def load_age_check(verify: bool = True):
 
 
 def child_probability(model, pixels: np.ndarray) -> float:
-    """P(child) for one decoded film, through the one input path (grey, 128 px by area averaging, z-scored)."""
+    """P(child) for one decoded film: brought to the training form (`canonical`), then the one input path (grey,
+    128 px by area averaging, z-scored). The canonical form also makes the answer independent of the upload's
+    resolution and encoding."""
     from core.inference.forward import predict_tensors
     from core.inference.preprocess import prepare
 
-    return float(predict_tensors(model, prepare(pixels, INPUT)[None])[0])
+    return float(predict_tensors(model, prepare(canonical(pixels), INPUT)[None])[0])
 
 
 def image_group(p_child: float, thresholds: dict) -> str:
@@ -157,23 +159,36 @@ def image_group(p_child: float, thresholds: dict) -> str:
 _CHECK: dict = {}
 
 
+def version() -> str:
+    """The installed check's identity (its card's sha256; "" when none): caches of answers key on it."""
+    try:
+        return str(age_check_card().get("sha256", ""))
+    except AgeCheckMissing:
+        return ""
+
+
 def checker():
-    """(model, thresholds) of the installed age-group check, loaded once per process."""
-    if "model" not in _CHECK:
-        _CHECK["thresholds"] = age_check_card()["thresholds"]
-        _CHECK["model"] = load_age_check()
+    """(model, thresholds) of the installed age-group check, loaded once per process and again when it changes."""
+    card = age_check_card()
+    if _CHECK.get("sha256") != card.get("sha256"):
+        _CHECK.clear()
+        _CHECK.update(model=load_age_check(), thresholds=card["thresholds"], sha256=card.get("sha256"))
     return _CHECK["model"], _CHECK["thresholds"]
 
 
 def checked(pixels: np.ndarray, tags: dict | None = None) -> Population:
-    """`assess` with the installed check; without one, every film without a usable DICOM age is "unsure"."""
+    """The population from the DICOM age, else the installed image check. Without a usable check (not installed,
+    or its file does not match its card), a film without a usable DICOM age is "unsure": both chest answers are
+    withheld, and the note says why."""
     age, notes = dicom_age(tags)
     if age is not None:
         return Population(group_of_age(age), "dicom", round(age, 2), None, tuple(notes))
     try:
         model, thresholds = checker()
-    except AgeCheckMissing as exc:
-        return Population("unsure", "image", None, None, tuple(notes) + (str(exc),))
+    except Exception as exc:  # missing, or a file that fails its checksum: never a guess
+        why = "no DICOM age, and the image age-group check is not installed" if isinstance(exc, AgeCheckMissing) \
+            else f"no DICOM age, and the image age-group check could not be used ({exc})"
+        return Population("unsure", "image", None, None, tuple(notes) + (why,))
     p = child_probability(model, pixels)
     return Population(image_group(p, thresholds), "image", None, p, tuple(notes))
 
@@ -185,7 +200,7 @@ def withheld_reason(task: str, pop: Population) -> str | None:
         return None
     trained = TRAINED_ON[task]
     if pop.group == "unsure" and pop.p_child is None:
-        return f"{trained}, and this film's age group cannot be checked here ({'; '.join(pop.notes)})"
+        return f"{trained}, and this patient's age could not be determined ({'; '.join(pop.notes)})"
     if pop.group == "unsure":
         return (f"{trained}, and the age-group check cannot tell whether this film is a child's or an adult's "
                 f"(P(child) {pop.p_child:.2f}); no decision is given rather than a guess")

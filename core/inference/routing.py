@@ -111,10 +111,14 @@ def auto_rows(files: list[str], score: Callable[..., dict], screen: Callable[...
             continue
         film = pop.checked(pixels, dec.phi) if kind == "radiograph" else None
         for task in r.tasks:
-            if task not in loaded:
-                mid = default_model(task)
-                loaded[task] = (load_model(task, mid), mid, float(read_card(task, mid)["threshold"]))
-            model, mid, thr = loaded[task]
-            row = score(model, task, mid, f, thr, None, pixels, tags=dec.phi, population=film)
+            try:
+                if task not in loaded:
+                    mid = default_model(task)
+                    loaded[task] = (load_model(task, mid), mid, float(read_card(task, mid)["threshold"]))
+                model, mid, thr = loaded[task]
+                row = score(model, task, mid, f, thr, None, pixels, tags=dec.phi, population=film)
+            except Exception as exc:  # one file never stops the others
+                row = {"file": f, "ok": False, "task": task,
+                       "error": f"unexpected error while scoring this file: {type(exc).__name__}: {exc}"}
             row.update({"routed": True, "kind": kind, "modality": r.modality, "trained_on": population(task)})
             yield row
