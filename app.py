@@ -13,12 +13,14 @@ import time
 
 import streamlit as st
 
+from ui import deploy
 from ui.common import research_mode, sidebar
 from ui.handoff import pacs_configured
 
 _t0 = time.perf_counter()
 
 st.set_page_config(page_title="SecondLook", page_icon=":material/radiology:", layout="wide", initial_sidebar_state="expanded")
+deploy.guard()  # local single-user mode banner, or one line on configuring sign-in and nothing else
 # Tighter page margins so charts and tables keep their key numbers visible at 1280×800.
 st.html(
     "<style>"

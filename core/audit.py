@@ -4,7 +4,8 @@ A row holds the UTC time, the image's sha256 (never pixels, never a file name: n
 task, model id and checksum, threshold, site profile, probability, decision or the reason it was withheld, and
 the surface that scored it (app, cli, batch, handoff).
 
-The file is `SECONDLOOK_AUDIT`, else `audit.sqlite` next to the reviews database (`core.evaluation.reviews.db_path()`).
+The file is `SECONDLOOK_AUDIT`, else `audit.sqlite` in `SECONDLOOK_HOME` (core.config.data_file: a per-user data
+folder by default, never the repository; readable by this user only).
 It runs in WAL mode with a busy timeout, so several processes appending at once wait for each other instead
 of failing: each `record` is a single INSERT in autocommit mode (atomic on its own). Connections are kept per
 thread and process (Streamlit runs each session in its own thread; a forked worker must not reuse its parent's).
@@ -24,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from core import sqlfilters
+from core.config import data_file, private_db
 
 SURFACES = ("app", "cli", "batch", "handoff")
 BUSY_TIMEOUT_MS = 30_000
@@ -57,22 +59,18 @@ class AuditError(RuntimeError):
 
 
 def db_path() -> Path:
-    """`SECONDLOOK_AUDIT`, else `audit.sqlite` in the reviews database's folder."""
-    env = os.environ.get("SECONDLOOK_AUDIT")
-    if env:
-        return Path(env).expanduser()
-    from core.evaluation.reviews import db_path as reviews_db
-
-    return reviews_db().parent / "audit.sqlite"
+    """`SECONDLOOK_AUDIT`, else `audit.sqlite` in `SECONDLOOK_HOME` (next to `SECONDLOOK_REVIEWS` when only that is set)."""
+    return data_file("audit.sqlite", "SECONDLOOK_AUDIT", beside="SECONDLOOK_REVIEWS")
 
 
 def _open(path: Path) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_db(path)
     con = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=True)
     con.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     _to_wal(con)
     con.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a committed row survives a crash of the process
     con.executescript(_SCHEMA)
+    private_db(path)  # the -wal/-shm files SQLite just made
     return con
 
 

@@ -43,11 +43,15 @@ def task_with_data(request) -> str:
 
 @pytest.fixture(autouse=True, scope="session")
 def _audit_log_outside_repo(tmp_path_factory):
-    """Scoring appends audit rows (core.audit); a test run writes them to a temp file, never the repo's log."""
-    old = os.environ.get("SECONDLOOK_AUDIT")
-    os.environ["SECONDLOOK_AUDIT"] = str(tmp_path_factory.mktemp("audit") / "audit.sqlite")
+    """Scoring appends audit rows (core.audit), tagging and site validation write their databases: a test run writes
+    them to temp files, never the user's data folder (SECONDLOOK_HOME) or the repository."""
+    home = tmp_path_factory.mktemp("secondlook_home")
+    names = {"SECONDLOOK_AUDIT": "audit.sqlite", "SECONDLOOK_REVIEWS": "reviews.sqlite", "SECONDLOOK_SITES": "sites.sqlite"}
+    old = {k: os.environ.get(k) for k in names}
+    os.environ.update({k: str(home / name) for k, name in names.items()})
     yield
-    if old is None:
-        os.environ.pop("SECONDLOOK_AUDIT", None)
-    else:
-        os.environ["SECONDLOOK_AUDIT"] = old
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v

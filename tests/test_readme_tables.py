@@ -50,3 +50,11 @@ def test_evaluation_doc_field_table_matches_the_records():
 
     assert record_table() in (REPO_ROOT / "docs" / "evaluation.md").read_text(), \
         "docs/evaluation.md field table is stale: python -m core.report --write"
+
+
+def test_the_evaluation_doc_shows_the_age_group_check_as_its_card_says():
+    from core.cards.report import age_check_table
+    from core.config import REPO_ROOT
+
+    assert age_check_table() in (REPO_ROOT / "docs" / "evaluation.md").read_text(), \
+        "docs/evaluation.md age-group table is stale: python -m core.report --write"

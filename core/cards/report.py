@@ -123,11 +123,37 @@ def shipped_table() -> str:
     return "\n".join(rows)
 
 
+def age_check_table() -> str:
+    """The age-group check that routes a chest film without a DICOM age (its card: models/routing/age_group)."""
+    from core.inference.population import age_check_card
+
+    rows = ["| age-group check | thresholds (child at or above / adult at or below) | validation AUC | test AUC | "
+            "children (pneumonia test): child / unsure / adult | adults (effusion test): adult / unsure / child | "
+            "test films upscaled 4x or re-encoded: calls changed |",
+            "|---|---|---:|---:|---|---|---|"]
+    try:
+        c = age_check_card()
+    except Exception:  # not trained yet: the table says so
+        return "\n".join(rows + ["| not installed | — | — | — | — | — | — |"])
+    t, th, inv = c.get("test") or {}, c["thresholds"], (c.get("test") or {}).get("invariance") or {}
+    changed = ", ".join(f"{k}: {v['calls_changed']} of {inv['n']}" for k, v in inv.items() if isinstance(v, dict))
+    pct = lambda v: f"{v:.1%}"  # noqa: E731
+    rows.append(
+        f"| `age_group` ({c['parameters']:,} parameters) | {th['child_at_or_above']:.4f} / {th['adult_at_or_below']:.4f} | "
+        f"{c['validation']['auc']:.4f} | {t['auc']:.4f} | "
+        f"{pct(t['children_called_child'])} / {pct(t['children_unsure'])} / {pct(t['children_called_adult'])} "
+        f"({t['n_children']}) | {pct(t['adults_called_adult'])} / {pct(t['adults_unsure'])} / "
+        f"{pct(t['adults_called_child'])} ({t['n_adults']}) | {changed or '—'} |" if t else
+        f"| `age_group` | {th['child_at_or_above']:.4f} / {th['adult_at_or_below']:.4f} | {c['validation']['auc']:.4f} "
+        "| not scored | — | — | — |")
+    return "\n".join(rows)
+
+
 def evaluation_tables() -> list[str]:
-    """docs/evaluation.md's three results tables, as `python -m core.report` prints them."""
+    """docs/evaluation.md's results tables, as `python -m core.report` prints them."""
     from core.fields.records import record_table
 
-    return [results_table(), external_table(), record_table()]
+    return [results_table(), external_table(), record_table(), age_check_table()]
 
 
 def readme_tables() -> list[str]:

@@ -1,12 +1,12 @@
 """Misclassified-case review: which test images a model gets wrong at an operating point, and reviewer tags.
 
-Tags live in a local SQLite file (git-ignored): `SECONDLOOK_REVIEWS`, else `reviews.sqlite` in the repo root.
+Tags live in a local SQLite file: `SECONDLOOK_REVIEWS`, else `reviews.sqlite` in `SECONDLOOK_HOME`
+(core.config.data_file: a per-user data folder by default, never the repository; readable by this user only).
 One row per tag event; the latest tag of a case is what the app shows, the full history is exported.
 """
 from __future__ import annotations
 
 import io
-import os
 import sqlite3
 from contextlib import closing
 from datetime import datetime, timezone
@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from core import sqlfilters
-from core.config import REPO_ROOT
+from core.config import data_file, private_db
 
 TAGS: dict[str, str] = {
     "label_wrong": "Label looks wrong",
@@ -47,12 +47,11 @@ COLUMNS = ["id", "created_at", "task", "model_id", "path", "true_label", "error_
 
 
 def db_path() -> Path:
-    return Path(os.environ.get("SECONDLOOK_REVIEWS", REPO_ROOT / "reviews.sqlite")).expanduser()
+    return data_file("reviews.sqlite", "SECONDLOOK_REVIEWS")
 
 
 def _connect(path: str | Path | None = None) -> sqlite3.Connection:
-    p = Path(path) if path is not None else db_path()
-    p.parent.mkdir(parents=True, exist_ok=True)
+    p = private_db(Path(path) if path is not None else db_path())
     con = sqlite3.connect(p, timeout=10)
     con.executescript(_SCHEMA)
     return con

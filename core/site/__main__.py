@@ -6,7 +6,7 @@
 
 The manifest is `path,label[,patient_id]` (paths relative to the CSV). The line holds the metrics at the current
 (shipped) operating point, the proposed site threshold and the metrics there; the profile is saved in the site
-database (`SECONDLOOK_SITES`, default `sites.sqlite` next to the reviews database). Bad input exits 2 with a
+database (`SECONDLOOK_SITES`, default `sites.sqlite` in `SECONDLOOK_HOME`, see core.config.data_file). Bad input exits 2 with a
 message naming the row or file, and nothing is saved.
 """
 from __future__ import annotations

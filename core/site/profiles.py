@@ -1,15 +1,14 @@
 """Site profiles: a named local operating point and recalibration for one model file, kept in SQLite.
 
-The database sits next to the reviews database (`core.evaluation.reviews.db_path()`), as `sites.sqlite`;
-`SECONDLOOK_SITES` moves it. Never inside `models/`. A profile names the model file it was measured on by
-sha256 and is refused for any other file (`check_model`). Profiles export to and import from JSON. Saving is
-one transaction: a profile is stored whole or not at all.
+The database is `sites.sqlite` in `SECONDLOOK_HOME` (core.config.data_file: a per-user data folder by default, never
+the repository; readable by this user only); `SECONDLOOK_SITES` moves it. Never inside `models/`. A profile names
+the model file it was measured on by sha256 and is refused for any other file (`check_model`). Profiles export to
+and import from JSON. Saving is one transaction: a profile is stored whole or not at all.
 """
 from __future__ import annotations
 
 import json
 import math
-import os
 import sqlite3
 from contextlib import closing
 from dataclasses import asdict, dataclass, field
@@ -17,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from core import sqlfilters
+from core.config import data_file, private_db
 
 FORMAT = "secondlook-site-profile/1"
 
@@ -65,16 +65,12 @@ class SiteProfile:
 
 
 def db_path() -> Path:
-    if os.environ.get("SECONDLOOK_SITES"):
-        return Path(os.environ["SECONDLOOK_SITES"]).expanduser()
-    from core.evaluation.reviews import db_path as reviews_db
-
-    return reviews_db().parent / "sites.sqlite"
+    """`SECONDLOOK_SITES`, else `sites.sqlite` in `SECONDLOOK_HOME` (next to `SECONDLOOK_REVIEWS` when only that is set)."""
+    return data_file("sites.sqlite", "SECONDLOOK_SITES", beside="SECONDLOOK_REVIEWS")
 
 
 def _connect(db: str | Path | None = None) -> sqlite3.Connection:
-    p = Path(db) if db is not None else db_path()
-    p.parent.mkdir(parents=True, exist_ok=True)
+    p = private_db(Path(db) if db is not None else db_path())
     con = sqlite3.connect(p, timeout=10)
     con.executescript(_SCHEMA)
     return con
