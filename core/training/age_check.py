@@ -222,10 +222,13 @@ def train(epochs: int = 14, batch_size: int = 32) -> dict:
     return card
 
 
-def score_test_once() -> dict:
-    """The test look: each population's test split, as stored and re-encoded; written on the card (disclosed)."""
+def score_test_once(why: str = "") -> dict:
+    """The test look: each population's test split, as stored and re-encoded; written on the card (disclosed). A
+    later look (`why` says why it was taken) keeps the earlier figures in `test_looks`; nothing is re-chosen."""
     model = load_age_check()
     card = json.loads((AGE_CHECK_DIR / "card.json").read_text())
+    if card.get("test"):
+        card["test_looks"][-1]["figures"] = {k: v for k, v in card["test"].items() if k != "invariance"}
     fr = _frames()
     files = [f for t in SOURCES for f in fr[t]["test"]["file"]]
     y = np.concatenate([fr[t]["test"]["child"].to_numpy() for t in SOURCES])
@@ -237,7 +240,7 @@ def score_test_once() -> dict:
     card["test"]["invariance"] = invariance(model, [files[i] for i in sorted(pick)], thr)
     looks = card.setdefault("test_looks", [])
     looks.append({"date": time.strftime("%Y-%m-%d"), "what": "pneumonia + effusion test splits; 120 of them upscaled 4x and re-encoded",
-                  "changed_anything": False})
+                  "changed_anything": False, **({"why": why} if why else {})})
     write_card_file(AGE_CHECK_DIR / "card.json", card)
     return card["test"]
 
@@ -246,12 +249,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m core.training.age_check", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--epochs", type=int, default=14)
-    ap.add_argument("--test", action="store_true", help="only the (one) test look of the trained check")
+    ap.add_argument("--test", action="store_true", help="only the test look of the trained check (disclosed on its card)")
+    ap.add_argument("--why", default="", help="with --test: why another look is taken (written on the card)")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if not a.test:
         train(a.epochs)
-    print(json.dumps(score_test_once(), indent=1))
+    print(json.dumps(score_test_once(a.why if a.test else ""), indent=1))
     return 0
 
 
