@@ -109,10 +109,15 @@ for name, task in TASKS.items():
             st.caption(f"**Default model** ({common.model_label(name, choice.model_id)}): chosen by {choice.rule} — "
                        f"{choice.note}.")
         df = pd.DataFrame(rows)
+        MAIN = ["Model", "AUC (95% CI)", "Sensitivity", "Specificity", "External"]  # fits a 1280 px window
         st.dataframe(
-            df, hide_index=True, width="stretch",
+            df[[c for c in MAIN if c in df.columns]], hide_index=True, width="stretch",
             column_config={k: st.column_config.TextColumn(k, help=v) for k, v in HELP.items()},
         )
+        with st.expander("All figures (threshold, accuracy, test images, intervals" + (", CV" if research else "") + ")"):
+            st.dataframe(df, hide_index=True, width="stretch",
+                         column_config={k: st.column_config.TextColumn(k, help=v) for k, v in HELP.items()},
+                         key=f"home_all_{name}")
         with st.expander("About these models"):
             for mid in models:
                 card = common.card(name, mid)

@@ -119,7 +119,7 @@ def resize_while_loading(page, url: str, path: str = "/predict", timeout_s: floa
     for w, h in RESIZES:
         page.set_viewport_size({"width": w, "height": h})
         page.wait_for_timeout(150)
-    page.get_by_text("Try an example").wait_for(timeout=timeout_s * 1000)
+    page.get_by_role("button", name="Try an example").first.wait_for(timeout=timeout_s * 1000)
     settle(page, timeout_s)
 
 

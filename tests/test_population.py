@@ -83,7 +83,7 @@ def test_withheld_reasons_name_both_populations():
     assert pop.withheld_reason("effusion", adult) is None
     assert pop.withheld_reason("pneumonia", adult) == (
         "the pneumonia models were trained on children aged 1–5; this film looks like an adult's "
-        "(age-group check, P(child) 0.01)")
+        "(image age-group check; no DICOM age)")
 
 
 def test_without_an_installed_check_a_film_without_age_is_withheld(monkeypatch):

@@ -117,3 +117,14 @@ def test_try_an_example_works_on_a_machine_without_the_dataset(tmp_path, monkeyp
         assert abs(exact_probabilities(at)[0] - csv[src]) <= 1e-6
     finally:
         st.cache_data.clear()
+
+
+def test_every_screenshot_in_docs_shows_a_listed_bundled_sample():
+    """docs/img/ holds only screenshots of the bundled samples, each listed in ATTRIBUTION.md."""
+    from core.config import REPO_ROOT
+
+    attribution = (ROOT / "ATTRIBUTION.md").read_text()
+    shots = sorted(p.name for p in (REPO_ROOT / "docs" / "img").iterdir())
+    assert shots == sorted(samples.SCREENSHOTS)
+    for name, shown in samples.SCREENSHOTS.items():
+        assert (ROOT / shown).is_file() and f"| `docs/img/{name}` | `{shown}` |" in attribution

@@ -108,9 +108,8 @@ def _answer(ctx: common.Context, s: scoring.Scored, truth: str | None) -> None:
     p = s.probability
     shown_p, shown_t = op.fmt_pair(p, thr)
     flagged = op.decide(p, thr)
-    c1, c2 = st.columns(2)
-    c1.metric(f"Probability of {t.finding}", shown_p)
-    c2.metric("Decision", f"Flag: {t.positive}" if flagged else t.negative)
+    st.metric("Decision", f"Flag: {t.positive}" if flagged else t.negative)
+    st.metric(f"Probability of {t.finding}", shown_p)
     changed = abs(thr - common.default_threshold(t.name, ctx.model_id)) > 1e-12
     point = (f"site profile {ctx.site.name}'s operating point" if ctx.site is not None else
              "the operating point (changed in the sidebar)" if changed else "the validated operating point")
@@ -294,7 +293,7 @@ def render() -> None:
     if field_inputs:
         fm = records.field_model()
         fthr, source = records.field_threshold(fm)
-        st.caption(f"Whole fields: {common.model_label('malaria', fm)}, {source} {fthr:.4f}.")
+        st.caption(f"Whole fields are screened with the model validated on whole fields, at its {source} {fthr:.4f}.")
         fieldview.render("malaria", fm, fthr, field_inputs)
     if not items:
         return

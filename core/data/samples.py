@@ -161,6 +161,9 @@ def write_bundle(out: Path = SAMPLES_DIR, tasks: list[str] | None = None) -> dic
     return written
 
 
+SCREENSHOTS = {"predict.png": "effusion/EFFUSION/00006968_002.png"}  # docs/img file -> the bundled sample it shows
+
+
 def attribution_text(records: list[dict]) -> str:
     lines = [
         "# sample_images/: attribution",
@@ -183,6 +186,11 @@ def attribution_text(records: list[dict]) -> str:
         lines += [f"| `{task}/{r['path']}` | {r['label']} | `{r['source_path']}` | `{r['sha256'][:16]}…` | {r['format']} |"
                   for r in records if r["task"] == task]
         lines.append("")
+    lines += ["## Screenshots in docs/img/", "",
+              "They show only the samples above (made by `python -m benchmarks.screenshots`, the app run without datasets):",
+              "", "| screenshot | shows |", "|---|---|"]
+    lines += [f"| `docs/img/{name}` | `{shown}` |" for name, shown in SCREENSHOTS.items()]
+    lines.append("")
     return "\n".join(lines)
 
 

@@ -209,4 +209,4 @@ def withheld_reason(task: str, pop: Population) -> str | None:
     if pop.source == "dicom":
         return f"{trained}; this patient's DICOM age is {pop.age_years:g} years"
     looks = {"adult": "an adult's", "child": "a young child's"}[pop.group]
-    return f"{trained}; this film looks like {looks} (age-group check, P(child) {pop.p_child:.2f})"
+    return f"{trained}; this film looks like {looks} (image age-group check; no DICOM age)"

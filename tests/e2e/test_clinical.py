@@ -36,7 +36,7 @@ def test_the_sidebar_does_not_change_when_the_window_is_resized_during_the_first
             caption, slider = sidebar_state(page)
             assert caption == f"Threshold {thr:.4f} · the model's validated default", caption
             page.reload()
-            page.get_by_text("Try an example").wait_for(timeout=120_000)
+            page.get_by_role("button", name="Try an example").first.wait_for(timeout=120_000)
             settle(page, 60)
             assert sidebar_state(page) == (caption, slider)
         finally:
@@ -63,10 +63,10 @@ def test_an_upload_is_routed_and_survives_navigation(tmp_path):
             assert first in ("Flag: PNEUMONIA", "NORMAL")
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "e2e_clinical_routed.png"))  # git-ignored: shows a dataset image
-            page.locator('[data-testid="stSidebarNav"]').get_by_text("Home").click()
+            page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Home").click()
             page.get_by_text("A second look at medical images").wait_for(timeout=60_000)
             settle(page, 60)
-            page.locator('[data-testid="stSidebarNav"]').get_by_text("Predict").click()
+            page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Predict").click()
             page.get_by_text(re.compile("trained on adults")).wait_for(timeout=60_000)
             settle(page, 60)
             again = page.locator('[data-testid="stMetric"]').filter(has_text="Decision").first
