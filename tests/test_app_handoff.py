@@ -40,7 +40,7 @@ def _upload(at, name: str, data: bytes, mime: str = "image/png"):
 def test_predict_offers_the_pdf_and_records_one_audit_row_per_decision(audit_db, monkeypatch):
     monkeypatch.delenv("SECONDLOOK_PACS", raising=False)
     at = start(TASK, model_id(), page="predict")
-    _upload(at, "chest.png", png(11))
+    _upload(at, "chest.dcm", dicom(11), "application/dicom")  # a 4-year-old's film: the pneumonia population
     assert "Download PDF report" in _labels(at, "download_button")
     assert "Send to PACS" not in [b.label for b in at.button]  # no PACS configured: hidden
     rows = audit.rows(db=audit_db)

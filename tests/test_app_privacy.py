@@ -45,8 +45,13 @@ def test_upload_writes_nothing_to_disk_or_log(caplog):
     at = start(task, page="predict")
     tmp = Path(tempfile.gettempdir())
     before_repo, before_tmp = _snapshot(REPO_ROOT), set(os.listdir(tmp))
+    from core.inference.population import TASK_POPULATION
+    from tests.imagegen import make_dicom
+
+    age = {"child": "003Y", "adult": "045Y"}[TASK_POPULATION[task]]  # a film of the task's population gets a decision
+    xray = make_dicom(np.asarray(Image.open(io.BytesIO(_xray_png()))), extra={"PatientAge": age})
     with caplog.at_level(logging.DEBUG):
-        at.file_uploader(key="predict_files").set_value((f"{MARKER}.png", _xray_png(), "image/png")).run()
+        at.file_uploader(key="predict_files").set_value((f"{MARKER}.dcm", xray, "application/dicom")).run()
     assert not at.exception, [e.message for e in at.exception]
     assert len(exact_probabilities(at)) == 1  # the upload really was scored
     after_repo = _snapshot(REPO_ROOT)

@@ -128,11 +128,10 @@ def test_train_smoke_run(tmp_path):
 
 def test_secondlook_script_runs_the_same_commands(capsys):
     from core.cli import VERBS, main
-    from core.cards.report import external_table, results_table
-    from core.fields.records import record_table
+    from core.cards.report import evaluation_tables
 
     assert main(["report"]) == 0
-    assert capsys.readouterr().out.strip() == "\n\n".join((results_table(), external_table(), record_table())).strip()
+    assert capsys.readouterr().out.strip() == "\n\n".join(evaluation_tables()).strip()
     assert main(["no-such-verb"]) == 2
     assert "verbs: " + ", ".join(VERBS) in capsys.readouterr().err
     for verb, module in VERBS.items():  # every verb is a command module with a main()
