@@ -38,7 +38,7 @@ def images_in(pdf: bytes, tmp_path) -> int:
 
 
 def test_one_image_report_says_what_the_model_said_and_how_far_to_trust_it(tmp_path):
-    case = score([("chest.png", png())])
+    case = score([("chest.dcm", dicom())])  # a 4-year-old (DICOM birth date): the pneumonia population
     r = case.images[0]
     assert r.ok
     pdf = build_pdf(case)

@@ -22,7 +22,7 @@ from core.handoff.case import DISCLAIMER, Case, ImageResult, disagreement, fmt_c
 
 FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
 JPEG_QUALITY = 85
-IMAGE_MAX_H = 64.0  # mm: a one-image report fits on one A4 page
+IMAGE_MAX_H = 56.0  # mm: a one-image report fits on one A4 page (with the validation/test sentence)
 DESCRIPTION_CHARS = 150
 RED, GREEN, AMBER, GREY = (176, 32, 32), (24, 110, 48), (150, 90, 0), (90, 90, 90)
 
@@ -226,8 +226,8 @@ def _operating_point(pdf: _Doc, case: Case) -> None:
     _para(pdf, f"Images with a probability of {m.threshold:.4f} or more are flagged for {m.finding}; this threshold is "
                f"{state}{rule}. {meaning(m)}", size=9)
     warn = disagreement(m)
-    if warn:
-        _box(pdf, warn, AMBER, bold_first="Validation and test disagree:")
+    if warn:  # one line more, not a box: a one-image report stays on one page
+        _para(pdf, f"Validation and test disagree: {warn[0].lower()}{warn[1:]}", size=8.5, colour=AMBER, bold=True, h=4.0)
     v, t = m.validation, m.test
     rows = []
     for label, s in (("Validation", v), ("Held-out test", t)):
