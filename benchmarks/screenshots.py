@@ -14,11 +14,12 @@ import tempfile
 from pathlib import Path
 
 from core.config import REPO_ROOT
+from core.data.samples import SCREENSHOTS
 
 from .browser import CHROMIUM_ARGS, find_chromium, settle, streamlit_app
 
-SAMPLE = REPO_ROOT / "sample_images" / "effusion" / "EFFUSION" / "00006968_002.png"
 OUT = REPO_ROOT / "docs" / "img" / "predict.png"
+SAMPLE = REPO_ROOT / "sample_images" / SCREENSHOTS[OUT.name]  # the bundled sample it shows (ATTRIBUTION.md lists it)
 
 
 def predict_screenshot(out: Path = OUT, width: int = 1280, height: int = 1000) -> Path:
