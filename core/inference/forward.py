@@ -129,13 +129,14 @@ def _engine(name: str):
     return getattr(importlib.import_module(module), fn)
 
 
-def predict_tensors(model, x: np.ndarray, batch_size: int = 128) -> np.ndarray:
+def predict_tensors(model, x: np.ndarray, batch_size: int = 128, engine: str | None = None) -> np.ndarray:
     """Probabilities for a prepared batch, in inference mode (BatchNorm uses its moving statistics).
 
-    `SECONDLOOK_ENGINE=onnx` runs the same logit graph under onnxruntime instead (core.export.onnx_engine): faster for
-    one image, slower for batches on 2 CPUs, scores within 1e-6 of TensorFlow's (docs/scale.md).
+    `SECONDLOOK_ENGINE=onnx` (or `engine="onnx"`) runs the same logit graph under onnxruntime instead
+    (core.export.onnx_engine): faster for one image, slower for batches on 2 CPUs, scores within 1e-6 of TensorFlow's
+    (docs/scale.md).
     """
-    engine = os.environ.get("SECONDLOOK_ENGINE", "tf").lower()
+    engine = (engine or os.environ.get("SECONDLOOK_ENGINE", "tf")).lower()
     if engine != "tf":
         return _engine(engine)(model, x, batch_size)
     x = np.asarray(x, dtype=np.float32)
