@@ -34,6 +34,7 @@ CLINICAL = [
     st.Page("app_pages/screen.py", title="Predict", icon=":material/image_search:", url_path="predict"),
     st.Page("app_pages/site.py", title="Site validation", icon=":material/location_on:", url_path="site"),
     st.Page("app_pages/audit.py", title="Audit log", icon=":material/history:", url_path="audit"),
+    st.Page("app_pages/monitor.py", title="Monitoring", icon=":material/monitoring:", url_path="monitoring"),
 ]
 if pacs_configured():  # without a PACS the app works as before, with no PACS page
     CLINICAL.append(st.Page("app_pages/pacs.py", title="PACS", icon=":material/lan:", url_path="pacs"))

@@ -2,6 +2,7 @@
 import pandas as pd
 import streamlit as st
 
+from core import audit
 from core.config import dataset_available
 from core.cards.external import external_summary
 from core.models import store
@@ -14,6 +15,22 @@ ctx = common.context()
 st.title("SecondLook")
 st.markdown("#### A second look at medical images — with the numbers a clinician needs to judge it")
 st.warning(common.DISCLAIMER, icon=":material/warning:")
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def _drift_alarms(db: str) -> list[str]:
+    """One sentence per task/model/site whose recent scores drifted from validation (app_pages/monitor.py)."""
+    # imported here: scipy.stats loads only when Home first runs the check
+    from core import monitoring
+
+    try:
+        return [monitoring.alarm_text(a) for a in monitoring.alarms(db=db)]
+    except (audit.AuditError, OSError, ValueError):
+        return []  # an unreadable log is the Audit log page's message, not Home's
+
+
+for _alarm in _drift_alarms(str(audit.db_path())):
+    st.error(f"**Drift alarm.** {_alarm} See Monitoring.", icon=":material/notification_important:")
 
 st.markdown(
     """

@@ -14,8 +14,9 @@ Layers, lowest first; a module imports only from its own layer and those below (
 - `training`    how a model is made: fitting, cross-validation, fold ensembles, second-site check, guard statistics
 - `cards`       what a model card records: test looks, patient-level intervals, external sets, generated tables
 - `audit`, then `handoff` and `batch`   the audit log; PDF/DICOM hand-off to a PACS; batch scoring
+- `monitoring`  what was scored: volume, flag and withheld rates, drift of scores against validation (PSI, KS)
 
 Commands (`python -m core.<verb>`, thin: they parse arguments and call the packages): `train`, `evaluate`,
-`predict`, `report`, `samples`, `guard`; `secondlook <verb>` runs the same (`core.cli`).
+`predict`, `report`, `samples`, `guard`, `monitor`; `secondlook <verb>` runs the same (`core.cli`).
 Never imports Streamlit.
 """

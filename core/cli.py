@@ -11,6 +11,7 @@ VERBS = {
     "report": "core.report",
     "samples": "core.samples",
     "guard": "core.guard",
+    "monitor": "core.monitor",
     "fields": "core.fields.__main__",
     "site": "core.site.__main__",
     "handoff": "core.handoff.__main__",

@@ -8,7 +8,7 @@ from pathlib import Path
 from core.config import REPO_ROOT
 
 CORE = REPO_ROOT / "core"
-COMMANDS = ("train", "evaluate", "report", "samples", "guard")
+COMMANDS = ("train", "evaluate", "report", "samples", "guard", "monitor")
 
 # core's layers, lowest first: a module may import from its own layer and the layers below it, never above (lazy
 # imports inside functions count). Commands (`core.<verb>`, `core.<package>.__main__`, `core.cli`) sit on top.
@@ -26,6 +26,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("cards",),  # what a model card records: test looks, patient-level intervals, external sets, tables
     ("audit",),  # who scored what, hashes only
     ("handoff", "batch"),  # PDF/DICOM hand-off to a PACS; batch scoring (local or Ray)
+    ("monitoring",),  # what was scored and whether the scores drift from validation (audit log, batch outputs)
 )
 PACKAGES = tuple(p for layer in LAYERS for p in layer if (CORE / p).is_dir())
 
