@@ -197,7 +197,7 @@ def test_cli_contract(tmp_path):
     field, empty, bad, summary = lines
     assert field["ok"] and field["n_cells"] == 24 and len(field["cells"]) == 24 and field["threshold"] == 0.5
     assert set(field) >= {"file", "ok", "width", "height", "n_cells", "n_infected", "parasitemia", "parasitemia_ci", "threshold", "model", "cells"}
-    assert set(field["cells"][0]) == {"x", "y", "w", "h", "probability", "infected"}
+    assert set(field["cells"][0]) == {"x", "y", "w", "h", "probability", "infected", "review"}
     assert not empty["ok"] and "no red blood cells" in empty["error"]
     assert not bad["ok"] and "not an image format" in bad["error"]
     assert summary["summary"]["n_cells"] == 24 and summary["summary"]["n_files"] == 3

@@ -3,12 +3,15 @@
     python -m core.fields [--model ID] [--threshold T | --site NAME] FILE...
 
 Each field line: {"file", "ok", "width", "height", "n_cells", "n_infected", "parasitemia", "parasitemia_ci",
-"threshold", "model", "cells": [{"x", "y", "w", "h", "probability", "infected"}]} (boxes in the original image's
-pixels, x/y top-left; parasitemia in percent with its 95% Wilson interval). A file that cannot be read or holds no
-countable red cells gets "ok": false and a readable "error"; the others still go through. The last line is
-{"summary": {...}} (all counted fields as one case). With --site the site profile's cell threshold counts the cells
-and every line has "site": NAME (its recalibration is monotone, so it changes no count). Exit code 0 unless the
-command is misused.
+"threshold", "model", "review_threshold", "n_review", "cells": [{"x", "y", "w", "h", "probability", "infected",
+"review"}]} (boxes in the original image's pixels, x/y top-left; parasitemia in percent with its 95% Wilson interval).
+"review" marks the cells of the review queue (score >= the model's review threshold, chosen on the validation fields:
+`python -m core.fields.review`); without a current review record "review_threshold" is null, no cell is queued and
+"review_note" says why. A file that cannot be read or holds no countable red cells gets "ok": false and a readable
+"error"; the others still go through. The last line is {"summary": {...}} (all counted fields as one case, with
+"review_threshold" and "n_review", the cells queued over them). With --site the site profile's cell threshold counts
+the cells and every line has "site": NAME (its recalibration is monotone, so it changes no count). Exit code 0 unless
+the command is misused.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import json
 import sys
 
 from core.fields.records import TASK, field_model, field_threshold
+from core.fields.review import case_review, review_threshold, with_review
 from core.fields.screen import FieldScreen, case_result, screen_field
 from core.io import InputError, read_image
 from core.registry import get_model_spec
@@ -51,8 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         threshold, source = field_threshold(model_id)
     model = load_model(TASK, model_id)
+    review, note = review_threshold(model_id)
     screens: list[FieldScreen] = []
     for f in a.files:
+        s = None
         try:
             s = screen_field(read_image(f), model, spec, f)
             screens.append(s)
@@ -61,8 +67,9 @@ def main(argv: list[str] | None = None) -> int:
             row = {"file": f, "ok": False, "error": str(exc)}
         except Exception as exc:  # one bad file never stops the others
             row = {"file": f, "ok": False, "error": f"unexpected error while screening this file: {type(exc).__name__}: {exc}"}
-        print(json.dumps(row | site), flush=True)
-    summary = case_result(screens, threshold, model_id) | {"n_files": len(a.files), "threshold_source": source} | site
+        print(json.dumps(with_review(row, s, review, note) | site), flush=True)
+    summary = case_result(screens, threshold, model_id) | {"n_files": len(a.files), "threshold_source": source} | site \
+        | case_review(screens, review, note)
     print(json.dumps({"summary": summary}), flush=True)
     return 0
 

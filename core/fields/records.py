@@ -114,16 +114,22 @@ def _stats(r: dict[str, np.ndarray]) -> dict[str, float]:
 def summarise(scored: list[ScoredField], threshold: float, n_boot: int = N_BOOT, seed: int = 0) -> dict:
     """Every field metric at `threshold`, each with a 95% bootstrap interval over fields."""
     r = per_field(scored, threshold)
-    point = _stats(r)
+    return {"n_fields": len(scored), "n_annotated_cells": int(r["boxes"].sum()), "n_infected_cells": int(r["inf_boxes"].sum()),
+            "threshold": float(threshold)} | with_intervals(r, _stats, n_boot, seed)
+
+
+def with_intervals(r: dict[str, np.ndarray], stats, n_boot: int = N_BOOT, seed: int = 0) -> dict:
+    """`stats(r)` (a dict of figures from per-field arrays), each figure followed by its 95% bootstrap interval
+    (`<name>_ci`) from resampling the fields."""
+    point = stats(r)
     rng = np.random.default_rng(seed)
-    n = len(scored)
+    n = len(next(iter(r.values())))
     boots = {k: [] for k in point}
     for _ in range(n_boot):
         idx = rng.integers(0, n, n)
-        for k, v in _stats({key: arr[idx] for key, arr in r.items()}).items():
+        for k, v in stats({key: arr[idx] for key, arr in r.items()}).items():
             boots[k].append(v)
-    out = {"n_fields": n, "n_annotated_cells": int(r["boxes"].sum()), "n_infected_cells": int(r["inf_boxes"].sum()),
-           "threshold": float(threshold)}
+    out = {}
     for k, v in point.items():
         arr = np.asarray(boots[k], np.float64)
         arr = arr[np.isfinite(arr)]

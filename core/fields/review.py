@@ -1,0 +1,198 @@
+"""The cell review queue (malaria fields): the cells a technician looks at and confirms, most suspicious first.
+
+Whole-field screening cannot call every infected cell at an acceptable false-alarm rate, but it ranks a field's cells
+well. Each field's cells scoring at or above the *review threshold* are queued for a technician; the confirmed ones
+give the case's parasitemia over the counted cells. The threshold is chosen on the validation fields (capture session
+S3 of `train`) with the field model as screening scores them (`core.fields.records.score_annotated`): the highest
+threshold at which at least `QUEUE_SHARE` of the infected cells the finder found (matched one-to-one at IoU >= 0.5
+among the counted cells) reach the queue. A cell the finder never boxed can never reach the queue, so every figure is
+given over all annotated infected cells (`infected_reaching_queue`) and over the found ones
+(`found_infected_reaching_queue`). The test fields (session S1) are scored once, on request, as a disclosed test look.
+
+    python -m core.fields.review --model secondlook_fields          # writes models/malaria/<id>/review.json
+    python -m core.fields.review --model secondlook_fields --test   # + the test fields (a disclosed test look)
+
+    review_threshold(model_id) -> (threshold | None, note)   the recorded threshold, None when there is no current
+                                                               record (made with this model file, finder and scoring)
+    review_queue(probabilities, threshold) -> indices         queued cells, most suspicious first
+    with_review(row, screen, threshold, note), case_review(screens, threshold, note)   the CLI's review fields
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+
+import numpy as np
+
+from core.fields.annotations import load_fields
+from core.fields.cuts import STOP_SESSIONS
+from core.fields.records import (TASK, TEST_SESSIONS, ScoredField, current_finder, current_scoring, field_threshold,
+                                 is_current, per_field, score_annotated, with_intervals)
+from core.fields.screen import FieldScreen
+from core.models.store import load_model, model_dir, read_card, write_card_file
+from core.registry import get_model_spec
+
+QUEUE_SHARE = 0.95  # share of the validation fields' found infected cells that reach the queue
+RECORD = "review.json"
+
+
+def review_queue(probabilities: np.ndarray, threshold: float | None) -> np.ndarray:
+    """Indices of the cells at or above `threshold`, most suspicious first (none without a threshold)."""
+    p = np.asarray(probabilities, np.float64)
+    if threshold is None:
+        return np.zeros(0, np.int64)
+    idx = np.flatnonzero(p >= threshold)
+    return idx[np.argsort(-p[idx], kind="stable")]
+
+
+def choose_review_threshold(found_infected_scores: np.ndarray, share: float = QUEUE_SHARE) -> float:
+    """Highest threshold at which at least `share` of these scores (the found infected cells') are >= it."""
+    s = np.sort(np.asarray(found_infected_scores, np.float64))[::-1]
+    if not len(s):
+        raise ValueError("no found infected cells to choose a review threshold on")
+    k = max(1, math.ceil(share * len(s) - 1e-9))  # cells that must reach the queue
+    return float(s[k - 1])
+
+
+def found_infected_scores(scored: list[ScoredField]) -> np.ndarray:
+    """Score of each found cell matched to an annotated infected cell, over all fields."""
+    return np.concatenate([f.screen.probabilities[f.infected_found[f.infected_found >= 0]] for f in scored] or [np.zeros(0)])
+
+
+def _queue_stats(r: dict[str, np.ndarray]) -> dict[str, float]:
+    def ratio(a, b):
+        return float(a.sum() / b.sum()) if b.sum() else float("nan")
+
+    confirmed, annotated = 100 * ratio(r["tp_boxes"], r["cells"]), 100 * ratio(r["inf_boxes"], r["boxes"])
+    return {
+        "infected_reaching_queue": ratio(r["tp_boxes"], r["inf_boxes"]),
+        "found_infected_reaching_queue": ratio(r["tp_boxes"], r["found_inf_boxes"]),
+        "infected_in_queue_anywhere": ratio(r["tp_centre"], r["inf_boxes"]),
+        "cells_reviewed_per_field": float(r["called"].mean()),
+        "cells_reviewed_per_field_median": float(np.median(r["called"])),
+        "cells_counted_per_field": float(r["cells"].mean()),
+        "confirmed_parasitemia": confirmed,
+        "annotated_parasitemia": annotated,
+        "confirmed_parasitemia_relative_error": abs(confirmed - annotated) / annotated if annotated else float("nan"),
+    }
+
+
+def _automatic_stats(r: dict[str, np.ndarray]) -> dict[str, float]:
+    auto, annotated = 100 * r["called"].sum() / r["cells"].sum(), 100 * r["inf_boxes"].sum() / r["boxes"].sum()
+    return {"automatic_parasitemia": float(auto),
+            "automatic_parasitemia_relative_error": float(abs(auto - annotated) / annotated) if annotated else float("nan")}
+
+
+def measure(scored: list[ScoredField], threshold: float, field_point: float) -> dict:
+    """The queue at `threshold` on these fields, all of them read as one case (the annotation plays the technician:
+    a queued cell is confirmed when it matches an annotated infected cell), with 95% intervals resampling fields;
+    and, for contrast, the unconfirmed automatic count at the field operating point `field_point`."""
+    r = per_field(scored, threshold)
+    out = {"n_fields": len(scored), "n_annotated_cells": int(r["boxes"].sum()), "n_infected_cells": int(r["inf_boxes"].sum()),
+           "n_found_infected_cells": int(r["found_inf_boxes"].sum()), "n_counted_cells": int(r["cells"].sum()),
+           "n_reviewed_cells": int(r["called"].sum()), "n_confirmed_cells": int(r["tp_boxes"].sum()),
+           "review_threshold": float(threshold)}
+    out |= with_intervals(r, _queue_stats)
+    return out | {"field_threshold": float(field_point)} | with_intervals(per_field(scored, field_point), _automatic_stats)
+
+
+def read_review(model_id: str) -> dict:
+    path = model_dir(TASK, model_id) / RECORD
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def review_threshold(model_id: str, rec: dict | None = None) -> tuple[float | None, str]:
+    """(threshold, note): the recorded review threshold when the record was made with this model file, finder and
+    scoring; else (None, why not)."""
+    rec = read_review(model_id) if rec is None else rec
+    if not rec:
+        return None, f"no review record for model {model_id!r} (python -m core.fields.review --model {model_id}): no cell is queued"
+    if not is_current(model_id, rec):
+        return None, (f"the review record of model {model_id!r} was made with another model file, cell finder or scoring "
+                      f"(python -m core.fields.review --model {model_id}): no cell is queued")
+    return float(rec["review_threshold"]), "review threshold chosen on the validation fields"
+
+
+def with_review(row: dict, screen: FieldScreen | None, threshold: float | None, note: str = "") -> dict:
+    """A `python -m core.fields` field line with the review queue: "review" on each of its cells, "review_threshold",
+    "n_review" and, without a threshold, "review_note" (a line for a file that could not be screened queues none)."""
+    queued = np.zeros(len(screen.boxes) if screen is not None else 0, bool)
+    if screen is not None:
+        queued[review_queue(screen.probabilities, threshold)] = True
+    for cell, q in zip(row.get("cells", []), queued.tolist()):
+        cell["review"] = q
+    return row | _line(int(queued.sum()), threshold, note)
+
+
+def case_review(screens: list[FieldScreen], threshold: float | None, note: str = "") -> dict:
+    """The summary line's review fields: the queue over all counted fields of a case."""
+    return _line(sum(len(review_queue(s.probabilities, threshold)) for s in screens if s.counted), threshold, note)
+
+
+def _line(n: int, threshold: float | None, note: str) -> dict:
+    return {"review_threshold": threshold, "n_review": n} | ({} if threshold is not None else {"review_note": note})
+
+
+def build_review(model_id: str, test: bool = False, why: str = "") -> dict:
+    """The review record: the threshold chosen on the validation fields, their figures, and (with `test`) one look
+    at the test fields; an earlier test look is kept when the threshold and model are unchanged, else disclosed."""
+    spec, model = get_model_spec(TASK, model_id), load_model(TASK, model_id)
+    card, old = read_card(TASK, model_id), read_review(model_id)
+    field_point, _ = field_threshold(model_id)
+    t0 = time.perf_counter()
+    val = score_annotated(model, spec, load_fields(STOP_SESSIONS))
+    scores = found_infected_scores(val)
+    threshold = choose_review_threshold(scores)
+    rec = {
+        "task": TASK, "model_id": model_id, "model_sha256": card["sha256"], "finder": current_finder(),
+        "scoring": current_scoring(), "review_threshold": threshold, "share": QUEUE_SHARE,
+        "rule": f"highest threshold at which at least {QUEUE_SHARE} of the validation fields' found infected cells "
+                "(matched at IoU >= 0.5 among the counted cells) score at or above it",
+        "chosen_on": f"validation fields: sessions {'+'.join(STOP_SESSIONS)} of train ({len(val)} fields)",
+        "matching": "found box to annotated box one-to-one at IoU >= 0.5 (greedy, core.fields.records); difficult boxes left out",
+        "technician": "the annotation plays the technician: a queued cell is confirmed when it matches an annotated infected cell",
+        "validation": measure(val, threshold, field_point),
+        "validation_found_infected_scores": [float(s) for s in np.sort(scores)[::-1]],
+        "test_sessions": list(TEST_SESSIONS),
+        "test_looks": int(old.get("test_looks", 0)),
+        "earlier_test_looks": list(old.get("earlier_test_looks", [])),
+    }
+    same = old.get("model_sha256") == rec["model_sha256"] and old.get("review_threshold") == threshold \
+        and old.get("finder") == rec["finder"] and old.get("scoring") == rec["scoring"]
+    if "test" in old and (test or not same):  # a look that no longer describes the queue is disclosed, not dropped
+        rec["earlier_test_looks"].append({k: old.get(k) for k in ("model_sha256", "finder", "scoring", "review_threshold")}
+                                         | {k: old["test"].get(k) for k in ("infected_reaching_queue", "cells_reviewed_per_field",
+                                                                             "confirmed_parasitemia_relative_error")})
+    elif "test" in old:
+        rec["test"] = old["test"]
+    if test:
+        rec["test"] = measure(score_annotated(model, spec, load_fields(TEST_SESSIONS)), threshold, field_point)
+        rec["test_looks"] += 1
+        if why:
+            rec["rescored_because"] = why
+    rec["seconds"] = round(time.perf_counter() - t0, 1)
+    return rec
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m core.fields.review", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True)
+    p.add_argument("--test", action="store_true", help="also score the test fields once (recorded as a test look)")
+    p.add_argument("--why", default="", help="why the test fields are scored again (kept in the record)")
+    a = p.parse_args(argv)
+    try:
+        get_model_spec(TASK, a.model)
+    except KeyError as exc:
+        p.error(str(exc.args[0]))
+    rec = build_review(a.model, a.test, a.why)
+    write_card_file(model_dir(TASK, a.model) / RECORD, rec)
+    print(json.dumps({k: rec[k] for k in ("model_id", "review_threshold", "validation")} | {"test": rec.get("test")}, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
