@@ -236,3 +236,16 @@ def test_batch_auto_routes_every_file_like_the_cli(tmp_path):
         frame = pn if t == "pneumonia" else ef
         assert (row["decision"] or "") == (frame.loc[f, "decision"] if pd.notna(frame.loc[f, "decision"]) else "")
         assert (row["withheld"] or "") == (frame.loc[f, "withheld"] if pd.notna(frame.loc[f, "withheld"]) else "")
+
+
+def test_the_stored_predictions_give_the_cards_figures():
+    """val/test_predictions.csv beside the check (P(child), label child/adult) reproduce the card's rates."""
+    import pandas as pd
+
+    from core.training.age_check import _rates
+
+    card = pop.age_check_card()
+    for which, block in (("val", "validation"), ("test", "test")):
+        df = pd.read_csv(pop.AGE_CHECK_DIR / f"{which}_predictions.csv")
+        got = _rates(df.score.to_numpy(), (df.label == "child").to_numpy().astype(int), card["thresholds"])
+        assert got == pytest.approx({k: card[block][k] for k in got}, abs=1e-12), which

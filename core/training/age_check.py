@@ -245,17 +245,39 @@ def score_test_once(why: str = "") -> dict:
     return card["test"]
 
 
+def write_prediction_files() -> dict:
+    """`val_predictions.csv` and `test_predictions.csv` beside the check, as every bundled model keeps them (path as
+    `<task>/<manifest path>`, label child/adult, score = P(child) through the runtime path). The test scores are
+    those of the disclosed look; nothing is chosen from them. Returns the rates they give, to compare with the card."""
+    from core.models.store import write_predictions
+
+    model, thresholds = load_age_check(), json.loads((AGE_CHECK_DIR / "card.json").read_text())["thresholds"]
+    fr, out = _frames(), {}
+    for split, name in (("val", "val"), ("test", "test")):
+        rows = [(f"{t}/{p}", f, "child" if t == CHILD_TASK else "adult") for t in SOURCES
+                for p, f in zip(fr[t][split]["path"], fr[t][split]["file"])]
+        p = np.array([child_probability(model, read_image(f)) for _, f, _ in rows])
+        write_predictions(AGE_CHECK_DIR / f"{name}_predictions.csv", [r[0] for r in rows], [r[2] for r in rows], p)
+        out[name] = _rates(p, np.array([r[2] == "child" for r in rows], dtype=int), thresholds)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m core.training.age_check", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--epochs", type=int, default=14)
     ap.add_argument("--test", action="store_true", help="only the test look of the trained check (disclosed on its card)")
     ap.add_argument("--why", default="", help="with --test: why another look is taken (written on the card)")
+    ap.add_argument("--predictions", action="store_true", help="only write val/test_predictions.csv beside the check")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if a.predictions:
+        print(json.dumps(write_prediction_files(), indent=1))
+        return 0
     if not a.test:
         train(a.epochs)
     print(json.dumps(score_test_once(a.why if a.test else ""), indent=1))
+    write_prediction_files()
     return 0
 
 
