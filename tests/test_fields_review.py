@@ -14,7 +14,7 @@ import pytest
 from core.config import REPO_ROOT
 from core.fields import records, review
 from core.fields.screen import FieldScreen
-from tests.conftest import SCORE_TOLERANCE, require_dataset
+from tests.conftest import SCORE_TOLERANCE, bar_param, require_dataset
 
 
 def test_review_threshold_is_the_highest_that_queues_the_share():
@@ -160,13 +160,8 @@ REVIEW_MISSES = {  # secondlook_fields at its review threshold 0.9001 on the 52 
 }
 
 
-def _review_cases():
-    for k, (op_, bar) in REVIEW_BARS.items():
-        marks = [pytest.mark.xfail(strict=True, raises=AssertionError, reason=REVIEW_MISSES[k])] if k in REVIEW_MISSES else []
-        yield pytest.param(k, op_, bar, marks=marks, id=k)
-
-
-@pytest.mark.parametrize("metric,op_,bar", list(_review_cases()))
+@pytest.mark.parametrize("metric,op_,bar", [bar_param(k, op_, bar, id=k, miss=REVIEW_MISSES.get(k))
+                                             for k, (op_, bar) in REVIEW_BARS.items()])
 def test_review_queue_against_the_targets(metric, op_, bar):
     _, rec = _record()
     assert "test" in rec, "the test fields were not scored: python -m core.fields.review --model <id> --test"

@@ -15,7 +15,7 @@ from core.fields.cuts import fields_available
 from core.evaluation.metrics import wilson_ci
 from core.fields import records, screen
 from core.registry import InputSpec, ModelSpec, TrainConfig
-from tests.conftest import IN_CI, SCORE_TOLERANCE
+from tests.conftest import IN_CI, SCORE_TOLERANCE, bar_param
 from tests.modelgen import tiny_model
 from tests.test_fields_finder import _cell, _field, _finish, _grid_centres
 
@@ -299,13 +299,8 @@ def _field_record() -> dict:
     return rec
 
 
-def _field_cases():
-    for k, (op_, bar) in FIELD_BARS.items():
-        marks = [pytest.mark.xfail(strict=True, raises=AssertionError, reason=FIELD_MISSES[k])] if k in FIELD_MISSES else []
-        yield pytest.param(k, op_, bar, marks=marks, id=k)
-
-
-@pytest.mark.parametrize("metric,op_,bar", list(_field_cases()))
+@pytest.mark.parametrize("metric,op_,bar", [bar_param(k, op_, bar, id=k, miss=FIELD_MISSES.get(k))
+                                             for k, (op_, bar) in FIELD_BARS.items()])
 def test_field_model_against_the_targets(metric, op_, bar):
     v = _field_record()["test"][metric]
     assert (v >= bar) if op_ == ">=" else (v <= bar), f"{metric} {v:.4f} vs {op_} {bar}"

@@ -20,7 +20,7 @@ from core.cards.records import DEGENERATE_MAX_ONE_CLASS, evaluate_frame
 from core.registry import TASKS
 from core.models.selection import default_model
 from core.models.store import load_model, model_dir, model_path, read_card, sha256_file
-from tests.conftest import SCORE_TOLERANCE, require_dataset
+from tests.conftest import SCORE_TOLERANCE, bar_param, require_dataset
 
 ALL = [(t.name, m.id) for t in TASKS.values() for m in t.models]
 
@@ -122,14 +122,8 @@ KNOWN_MISSES = {
 }
 
 
-def _bar_cases():
-    for task, bars in sorted(BARS.items()):
-        for metric, bar in bars.items():
-            marks = [pytest.mark.xfail(strict=True, raises=AssertionError, reason=KNOWN_MISSES[(task, metric)])] if (task, metric) in KNOWN_MISSES else []
-            yield pytest.param(task, metric, bar, marks=marks, id=f"{task}-{metric}")
-
-
-@pytest.mark.parametrize("task,metric,bar", list(_bar_cases()))
+@pytest.mark.parametrize("task,metric,bar", [bar_param(task, metric, bar, id=f"{task}-{metric}", miss=KNOWN_MISSES.get((task, metric)))
+                                              for task, bars in sorted(BARS.items()) for metric, bar in bars.items()])
 def test_secondlook_model_meets_bars(task, metric, bar):
     """The task's default (core.models.selection: by CV once complete) against the product's bars on test."""
     card = read_card(task, default_model(task))
