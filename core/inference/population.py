@@ -118,11 +118,19 @@ class AgeCheckMissing(RuntimeError):
     """No trained age-group check is installed (models/routing/age_group)."""
 
 
+_CARD: dict = {}
+
+
 def age_check_card() -> dict:
+    """The check's card, read again only when the file changes (every scored film asks for it). Do not modify."""
     path = AGE_CHECK_DIR / "card.json"
-    if not path.is_file():
-        raise AgeCheckMissing(f"no age-group check at {AGE_CHECK_DIR}; train it: python -m core.training.age_check")
-    return json.loads(path.read_text())
+    try:
+        stamp = path.stat().st_mtime_ns
+    except FileNotFoundError:
+        raise AgeCheckMissing(f"no age-group check at {AGE_CHECK_DIR}; train it: python -m core.training.age_check") from None
+    if _CARD.get("stamp") != stamp:
+        _CARD.update(stamp=stamp, card=json.loads(path.read_text()))
+    return _CARD["card"]
 
 
 def load_age_check(verify: bool = True):
