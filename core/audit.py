@@ -2,35 +2,35 @@
 
 A row holds the UTC time, the image's sha256 (never pixels, never a file name: names can carry patient data),
 task, model id and checksum, threshold, site profile, probability, decision or the reason it was withheld, and
-the surface that scored it (app, cli, batch, handoff).
+the surface that scored it (app, cli, batch, handoff), and who: the signed-in user's token subject, e-mail and
+role, or the account that ran the command. A second table, `events`, keeps what is not a scoring: sign-ins (with
+where the roles came from), refused actions, exports of this log, site profiles saved, applied or deleted.
 
 The file is `SECONDLOOK_AUDIT`, else `audit.sqlite` in `SECONDLOOK_HOME` (core.config.data_file: a per-user data
 folder by default, never the repository; readable by this user only).
-It runs in WAL mode with a busy timeout, so several processes appending at once wait for each other instead
-of failing: each `record` is a single INSERT in autocommit mode (atomic on its own). Connections are kept per
-thread and process (Streamlit runs each session in its own thread; a forked worker must not reuse its parent's).
+Opened through core.sqlwal: WAL mode with a busy timeout, one INSERT per record, so concurrent writers never lose
+a row.
 """
 from __future__ import annotations
 
 import io
 import math
-import os
 import re
 import sqlite3
-import threading
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
 
-from core import sqlfilters
-from core.config import data_file, private_db
+from core import sqlfilters, sqlwal, users
+from core.config import data_file
+from core.sqlwal import BUSY_TIMEOUT_MS  # noqa: F401  (tests read it here)
 
 SURFACES = ("app", "cli", "batch", "handoff")
-BUSY_TIMEOUT_MS = 30_000
 COLUMNS = ["id", "created_at", "image_sha256", "task", "model_id", "model_sha256", "threshold", "site_profile",
-           "probability", "decision", "withheld_reason", "surface"]
+           "probability", "decision", "withheld_reason", "surface", "user_sub", "user_email", "user_role"]
+EVENT_COLUMNS = ["id", "created_at", "kind", "user_sub", "user_email", "user_role", "detail"]
+EVENTS = ("sign_in", "refused", "audit_export", "profile_saved", "profile_applied", "profile_deleted")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (
@@ -49,9 +49,19 @@ CREATE TABLE IF NOT EXISTS audit (
 );
 CREATE INDEX IF NOT EXISTS audit_time ON audit (created_at);
 CREATE INDEX IF NOT EXISTS audit_image ON audit (image_sha256);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created_at TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    user_sub TEXT NOT NULL,
+    user_email TEXT,
+    user_role TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT ''
+);
 """
+# columns later versions added; an older log gains them when opened (its old rows keep NULL there)
+_ADDED = {"audit": {"user_sub": "TEXT", "user_email": "TEXT", "user_role": "TEXT"}}
 _SHA = re.compile(r"^[0-9a-f]{64}$")
-_local = threading.local()
 
 
 class AuditError(RuntimeError):
@@ -63,56 +73,74 @@ def db_path() -> Path:
     return data_file("audit.sqlite", "SECONDLOOK_AUDIT", beside="SECONDLOOK_REVIEWS")
 
 
-def _open(path: Path) -> sqlite3.Connection:
-    private_db(path)
-    con = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=True)
-    con.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-    _to_wal(con)
-    con.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a committed row survives a crash of the process
-    con.executescript(_SCHEMA)
-    private_db(path)  # the -wal/-shm files SQLite just made
-    return con
-
-
-def _to_wal(con: sqlite3.Connection) -> None:
-    """Switch to WAL, waiting out other writers as the busy timeout would.
-
-    SQLite does not call the busy handler for a journal-mode change: a second process opening a fresh log while
-    the first one writes got "database is locked" at once (measured: 1 in 20 two-writer starts lost a writer).
-    """
-    deadline, pause = time.monotonic() + BUSY_TIMEOUT_MS / 1000, 0.005
-    while True:
-        try:
-            con.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
-                raise
-        time.sleep(pause)
-        pause = min(2 * pause, 0.25)
-
-
 def _connection(db: str | Path | None) -> sqlite3.Connection:
     path = Path(db).expanduser() if db is not None else db_path()
-    cache = getattr(_local, "cons", None)
-    if cache is None or getattr(_local, "pid", None) != os.getpid():
-        cache, _local.pid = {}, os.getpid()  # never reuse a connection inherited through fork
-        _local.cons = cache
-    key = str(path.resolve())
-    con = cache.get(key)
-    if con is None:
-        try:
-            con = cache[key] = _open(path)
-        except (sqlite3.Error, OSError) as exc:
-            raise AuditError(f"cannot open the audit log {path}: {exc}") from exc
-    return con
+    try:
+        return sqlwal.connection(path, _SCHEMA, _ADDED)
+    except (sqlite3.Error, OSError) as exc:
+        raise AuditError(f"cannot open the audit log {path}: {exc}") from exc
 
 
 def close_all() -> None:
     """Close this thread's cached connections (tests moving SECONDLOOK_AUDIT around use it)."""
-    for con in (getattr(_local, "cons", None) or {}).values():
-        con.close()
-    _local.cons = {}
+    sqlwal.close_all()
+
+
+def _who(user: users.User | None) -> tuple[str, str | None, str]:
+    u = user if user is not None else users.local_user()
+    return u.sub, u.email or None, u.role
+
+
+def event(kind: str, user: users.User | None, detail: str = "", db: str | Path | None = None) -> int:
+    """Append one event that is not a scoring: a sign-in (with where its roles came from), a refused action, an
+    export of this log, a site profile saved, applied or deleted."""
+    if kind not in EVENTS:
+        raise ValueError(f"audit: unknown event {kind!r}; one of {EVENTS}")
+    row = (datetime.now(timezone.utc).isoformat(timespec="microseconds"), kind, *_who(user), str(detail or ""))
+    try:
+        cur = _connection(db).execute(
+            "INSERT INTO events (created_at, kind, user_sub, user_email, user_role, detail) VALUES (?,?,?,?,?,?)", row)
+    except sqlite3.Error as exc:
+        raise AuditError(f"could not write to the audit log: {exc}") from exc
+    return int(cur.lastrowid)
+
+
+def events(*, kind: str | None = None, user: str | None = None, since=None, until=None, limit: int | None = None,
+           db: str | Path | None = None) -> list[dict]:
+    """Matching events, newest first; `user` matches the subject or the e-mail."""
+    clauses, args = sqlfilters.equal_clauses({"kind": kind or None})
+    _user_clause(user, clauses, args)
+    _time_clauses(since, until, clauses, args)
+    q = f"SELECT {', '.join(EVENT_COLUMNS)} FROM events{sqlfilters.where(clauses)} ORDER BY id DESC"
+    if limit is not None:
+        q += f" LIMIT {int(limit)}"
+    try:
+        cur = _connection(db).execute(q, args)
+    except sqlite3.Error as exc:
+        raise AuditError(f"could not read the audit log: {exc}") from exc
+    return [dict(zip(EVENT_COLUMNS, r)) for r in cur.fetchall()]
+
+
+def users_seen(db: str | Path | None = None) -> list[str]:
+    """Every user label (e-mail, else subject) in the log, for the page's filter."""
+    q = ("SELECT DISTINCT COALESCE(user_email, user_sub) FROM audit WHERE user_sub IS NOT NULL UNION "
+         "SELECT DISTINCT COALESCE(user_email, user_sub) FROM events ORDER BY 1")
+    return [r[0] for r in _connection(db).execute(q).fetchall()]
+
+
+def _user_clause(user: str | None, clauses: list, args: list) -> None:
+    if user:
+        clauses.append("(user_sub = ? OR user_email = ?)")
+        args += [user, user.strip().lower()]
+
+
+def _time_clauses(since, until, clauses: list, args: list) -> None:
+    if since:
+        clauses.append("created_at >= ?")
+        args.append(_iso(since))
+    if until:
+        clauses.append("created_at < ?")
+        args.append(_iso(until))
 
 
 def _opt_float(name: str, v: float | None, lo: float | None = None, hi: float | None = None) -> float | None:
@@ -126,8 +154,11 @@ def _opt_float(name: str, v: float | None, lo: float | None = None, hi: float | 
 
 def record(*, image_sha256: str, task: str, model_id: str, model_sha256: str | None, threshold: float | None,
            probability: float | None, decision: str | None = None, withheld_reason: str | None = None,
-           site_profile: str | None = None, surface: str, db: str | Path | None = None) -> int:
-    """Append one scoring; returns the row id. Raises ValueError on a malformed row, AuditError on I/O."""
+           site_profile: str | None = None, surface: str, user: users.User | None = None,
+           db: str | Path | None = None) -> int:
+    """Append one scoring; returns the row id. Raises ValueError on a malformed row, AuditError on I/O.
+
+    `user`: who scored it; a command without one is the account running it (users.local_user())."""
     if not _SHA.match(str(image_sha256)):
         raise ValueError("audit: image_sha256 must be 64 lower-case hex digits (the checksum, never pixels)")
     if surface not in SURFACES:
@@ -137,12 +168,13 @@ def record(*, image_sha256: str, task: str, model_id: str, model_sha256: str | N
     row = (datetime.now(timezone.utc).isoformat(timespec="microseconds"), image_sha256, task, model_id,
            model_sha256 or None, _opt_float("threshold", threshold, 0.0, 1.0),
            site_profile or None, _opt_float("probability", probability, 0.0, 1.0),
-           decision or None, withheld_reason or None, surface)
+           decision or None, withheld_reason or None, surface, *_who(user))
     con = _connection(db)
     try:
         cur = con.execute(
             "INSERT INTO audit (created_at, image_sha256, task, model_id, model_sha256, threshold, site_profile,"
-            " probability, decision, withheld_reason, surface) VALUES (?,?,?,?,?,?,?,?,?,?,?)", row)
+            " probability, decision, withheld_reason, surface, user_sub, user_email, user_role)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", row)
     except sqlite3.Error as exc:
         raise AuditError(f"could not write to the audit log: {exc}") from exc
     return int(cur.lastrowid)
@@ -151,12 +183,8 @@ def record(*, image_sha256: str, task: str, model_id: str, model_sha256: str | N
 def _where(filters: dict) -> tuple[str, list]:
     clauses, args = sqlfilters.equal_clauses({c: filters.get(c) or None  # an empty filter means all
                                    for c in ("task", "model_id", "surface", "site_profile", "image_sha256", "decision")})
-    if filters.get("since"):
-        clauses.append("created_at >= ?")
-        args.append(_iso(filters["since"]))
-    if filters.get("until"):
-        clauses.append("created_at < ?")
-        args.append(_iso(filters["until"]))
+    _user_clause(filters.get("user"), clauses, args)
+    _time_clauses(filters.get("since"), filters.get("until"), clauses, args)
     if filters.get("withheld") is True:
         clauses.append("withheld_reason IS NOT NULL")
     return sqlfilters.where(clauses), args
@@ -170,11 +198,13 @@ def _iso(v) -> str:
 
 def rows(*, task: str | None = None, model_id: str | None = None, surface: str | None = None,
          site_profile: str | None = None, image_sha256: str | None = None, decision: str | None = None,
-         since=None, until=None, withheld: bool | None = None, limit: int | None = None,
+         since=None, until=None, withheld: bool | None = None, user: str | None = None, limit: int | None = None,
          db: str | Path | None = None) -> list[dict]:
-    """Matching rows, newest first. `since`/`until`: datetime (UTC if naive) or ISO text; `until` is exclusive."""
+    """Matching rows, newest first. `since`/`until`: datetime (UTC if naive) or ISO text; `until` is exclusive;
+    `user`: a subject or an e-mail."""
     where, args = _where(dict(task=task, model_id=model_id, surface=surface, site_profile=site_profile,
-                              image_sha256=image_sha256, decision=decision, since=since, until=until, withheld=withheld))
+                              image_sha256=image_sha256, decision=decision, since=since, until=until, withheld=withheld,
+                              user=user))
     q = f"SELECT {', '.join(COLUMNS)} FROM audit{where} ORDER BY id DESC"
     if limit is not None:
         q += f" LIMIT {int(limit)}"
@@ -201,7 +231,8 @@ def export_csv(**filters) -> bytes:
     return buf.getvalue().encode("utf-8")
 
 
-def record_file(path: str, row: dict, model_sha256: str | None, surface: str, db: str | Path | None = None) -> bool:
+def record_file(path: str, row: dict, model_sha256: str | None, surface: str, db: str | Path | None = None,
+                user: users.User | None = None) -> bool:
     """Audit one scored file of a command-line run (`row` as `core.predict.predict_file` returns it).
 
     Returns False (after saying why on stderr) when the log cannot be written, so the run can finish its other
@@ -214,7 +245,7 @@ def record_file(path: str, row: dict, model_sha256: str | None, surface: str, db
         digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
         record(image_sha256=digest, task=row["task"], model_id=row["model"], model_sha256=model_sha256,
                threshold=row["threshold"], probability=row["probability"], decision=row["decision"],
-               withheld_reason=row.get("withheld"), site_profile=row.get("site"), surface=surface, db=db)
+               withheld_reason=row.get("withheld"), site_profile=row.get("site"), surface=surface, user=user, db=db)
         return True
     except (AuditError, OSError, ValueError) as exc:
         print(f"audit: {path}: {exc}", file=sys.stderr)

@@ -12,6 +12,7 @@ VERBS = {
     "samples": "core.samples",
     "guard": "core.guard",
     "monitor": "core.monitor",
+    "roles": "core.roles",
     "fields": "core.fields.__main__",
     "site": "core.site.__main__",
     "handoff": "core.handoff.__main__",

@@ -8,12 +8,12 @@ from pathlib import Path
 from core.config import REPO_ROOT
 
 CORE = REPO_ROOT / "core"
-COMMANDS = ("train", "evaluate", "report", "samples", "guard", "monitor")
+COMMANDS = ("train", "evaluate", "report", "samples", "guard", "monitor", "roles")
 
 # core's layers, lowest first: a module may import from its own layer and the layers below it, never above (lazy
 # imports inside functions count). Commands (`core.<verb>`, `core.<package>.__main__`, `core.cli`) sit on top.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("config", "sqlfilters", "registry"),  # settings; what each task and model *is* (specs)
+    ("config", "sqlfilters", "sqlwal", "registry", "users", "confirmations"),  # settings, stores; specs; roles; readers' calls
     ("io",),  # bytes -> pixels, or InputError
     ("models",),  # networks, the store, BatchNorm folding, which model a task ships
     ("inference",),  # preprocessing, the forward pass, calibration map, Grad-CAM, guards, routing, scoring

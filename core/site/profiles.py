@@ -7,6 +7,7 @@ and import from JSON. Saving is one transaction: a profile is stored whole or no
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sqlite3
@@ -33,9 +34,12 @@ CREATE TABLE IF NOT EXISTS site_profiles (
     calibration TEXT,
     metrics TEXT NOT NULL,
     note TEXT NOT NULL DEFAULT '',
+    created_by TEXT NOT NULL DEFAULT '',
+    created_by_role TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (name, task, model_id)
 );
 """
+_ADDED = {"created_by": "TEXT NOT NULL DEFAULT ''", "created_by_role": "TEXT NOT NULL DEFAULT ''"}  # since sign-in
 
 
 class ProfileError(ValueError):
@@ -55,6 +59,8 @@ class SiteProfile:
     metrics: dict  # the validation report (core.site.validate.evaluate_site)
     created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     note: str = ""
+    created_by: str = ""  # who saved it (e-mail, else account); "" for profiles saved before sign-in existed
+    created_by_role: str = ""
 
     @property
     def changes_threshold(self) -> bool:
@@ -73,6 +79,11 @@ def _connect(db: str | Path | None = None) -> sqlite3.Connection:
     p = private_db(Path(db) if db is not None else db_path())
     con = sqlite3.connect(p, timeout=10)
     con.executescript(_SCHEMA)
+    have = {r[1] for r in con.execute("PRAGMA table_info(site_profiles)")}
+    for col, decl in _ADDED.items():  # a file from before sign-in gains the columns
+        if col not in have:
+            with contextlib.suppress(sqlite3.OperationalError):  # another process added it first
+                con.execute(f"ALTER TABLE site_profiles ADD COLUMN {col} {decl}")
     return con
 
 
@@ -118,24 +129,26 @@ def save(p: SiteProfile, db: str | Path | None = None, replace: bool = True) -> 
     _validate(p)
     row = (p.name.strip(), p.task, p.model_id, p.model_sha256, int(p.n), p.created_at, float(p.threshold),
            float(p.shipped_threshold), json.dumps(_clean(p.calibration)) if p.calibration else None,
-           json.dumps(_clean(p.metrics), allow_nan=False), p.note)
+           json.dumps(_clean(p.metrics), allow_nan=False), p.note, p.created_by or "", p.created_by_role or "")
     verb = "INSERT OR REPLACE" if replace else "INSERT"
     try:
         with closing(_connect(db)) as con, con:
             con.execute(f"{verb} INTO site_profiles (name, task, model_id, model_sha256, n, created_at, threshold, "
-                        "shipped_threshold, calibration, metrics, note) VALUES (?,?,?,?,?,?,?,?,?,?,?)", row)
+                        "shipped_threshold, calibration, metrics, note, created_by, created_by_role) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        row)
     except sqlite3.IntegrityError:
         raise ProfileError(f"a profile '{p.name}' for {p.task}/{p.model_id} already exists; choose another name or replace it") from None
     return p
 
 
 def _from_row(r: tuple) -> SiteProfile:
-    name, task, model_id, sha, n, created, thr, shipped, cal, met, note = r
+    name, task, model_id, sha, n, created, thr, shipped, cal, met, note, by, role = r
     return SiteProfile(name, task, model_id, sha, int(n), float(thr), float(shipped), json.loads(cal) if cal else None,
-                       json.loads(met), created, note)
+                       json.loads(met), created, note, by or "", role or "")
 
 
-_COLS = "name, task, model_id, model_sha256, n, created_at, threshold, shipped_threshold, calibration, metrics, note"
+_COLS = ("name, task, model_id, model_sha256, n, created_at, threshold, shipped_threshold, calibration, metrics, note, "
+         "created_by, created_by_role")
 
 
 def list_profiles(task: str | None = None, model_id: str | None = None, db: str | Path | None = None) -> list[SiteProfile]:
@@ -209,7 +222,7 @@ def import_json(data: bytes | str, db: str | Path | None = None, sha256: str | N
     missing = sorted(want - set(obj))
     if missing:
         raise ProfileError(f"site profile is missing {', '.join(missing)}")
-    fields_ = {k: obj[k] for k in (*want, "created_at", "note") if k in obj}
+    fields_ = {k: obj[k] for k in (*want, "created_at", "note", "created_by", "created_by_role") if k in obj}
     p = SiteProfile(**fields_)
     _validate(p)
     check_model(p, sha256 if sha256 is not None else current_sha256(p.task, p.model_id))
