@@ -3,7 +3,8 @@
 The entrypoint draws the shared sidebar (task, operating point; the model too in research mode) and routes to the
 pages in app_pages/. Clinical mode (the default) shows one validated model per kind of image: Predict routes every
 upload to it. Research mode (the sidebar switch, or `SECONDLOOK_RESEARCH=1`) adds the model picker and a "Research"
-section: the workbench Predict page, threshold tuning, model comparison and the misclassified test images.
+section: the workbench Predict page, threshold tuning, model comparison and the misclassified test images. With
+sign-in, the pages a user's role may not use are left out of the navigation (ui.access; core.users holds the rules).
 (The folder is not called `pages/`: Streamlit would treat that as the legacy multipage layout and run a page
 without this entrypoint, i.e. without the shared sidebar.)
 """
@@ -13,7 +14,7 @@ import time
 
 import streamlit as st
 
-from ui import deploy
+from ui import access, deploy
 from ui.common import research_mode, sidebar
 from ui.handoff import pacs_configured
 
@@ -29,24 +30,32 @@ st.html(
 )
 
 research = research_mode()
+user = access.current_user()  # what their role may use decides which pages exist for them (local mode: all)
 CLINICAL = [
-    st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
-    st.Page("app_pages/screen.py", title="Predict", icon=":material/image_search:", url_path="predict"),
-    st.Page("app_pages/site.py", title="Site validation", icon=":material/location_on:", url_path="site"),
-    st.Page("app_pages/audit.py", title="Audit log", icon=":material/history:", url_path="audit"),
-    st.Page("app_pages/monitor.py", title="Monitoring", icon=":material/monitoring:", url_path="monitoring"),
+    (None, st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True)),
+    (("score_xray", "score_smear"), st.Page("app_pages/screen.py", title="Predict", icon=":material/image_search:",
+                                            url_path="predict")),
+    (("site_profiles",), st.Page("app_pages/site.py", title="Site validation", icon=":material/location_on:",
+                                 url_path="site")),
+    (("audit",), st.Page("app_pages/audit.py", title="Audit log", icon=":material/history:", url_path="audit")),
+    (("monitor",), st.Page("app_pages/monitor.py", title="Monitoring", icon=":material/monitoring:",
+                           url_path="monitoring")),
 ]
 if pacs_configured():  # without a PACS the app works as before, with no PACS page
-    CLINICAL.append(st.Page("app_pages/pacs.py", title="PACS", icon=":material/lan:", url_path="pacs"))
+    CLINICAL.append((("score_xray",), st.Page("app_pages/pacs.py", title="PACS", icon=":material/lan:",
+                                              url_path="pacs")))
 RESEARCH = [
     st.Page("app_pages/predict.py", title="Predict with any model", icon=":material/biotech:", url_path="workbench"),
     st.Page("app_pages/threshold.py", title="Threshold tuning", icon=":material/tune:", url_path="threshold"),
     st.Page("app_pages/compare.py", title="Model comparison", icon=":material/compare:", url_path="compare"),
     st.Page("app_pages/review.py", title="Misclassified review", icon=":material/fact_check:", url_path="review"),
 ]
-PAGES = {"SecondLook": CLINICAL, "Research": RESEARCH} if research else {"SecondLook": CLINICAL}
+# A page the role may not use is not in the navigation at all: its URL falls back to Home.
+ALLOWED = [p for actions, p in CLINICAL if actions is None or any(user.can(a) for a in actions)]
+PAGES = {"SecondLook": ALLOWED, "Research": RESEARCH} if research else {"SecondLook": ALLOWED}
 
 page = st.navigation(PAGES, position="sidebar")
+access.sidebar_identity()
 sidebar()
 try:
     page.run()

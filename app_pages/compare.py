@@ -12,8 +12,10 @@ from core.evaluation import operating_point as op
 from core.inference import scoring
 from core.registry import get_task
 from core.models.selection import cv_summary
-from ui import common, imaging
+from ui import access, common, imaging
 from ui import intervals as ui_iv
+
+access.require("research")
 
 ctx = common.context()
 st.title("Model comparison")

@@ -8,13 +8,18 @@ from core.cards.external import external_summary
 from core.models import store
 from core.registry import TASKS
 from core.models.selection import cv_summary
-from ui import common
+from ui import access, common
 
 ctx = common.context()
 
 st.title("SecondLook")
 st.markdown("#### A second look at medical images — with the numbers a clinician needs to judge it")
 st.warning(common.DISCLAIMER, icon=":material/warning:")
+_user = access.current_user()
+if _user.source == "default":
+    st.info(f"You are signed in as {_user.label} with no SecondLook role, so there is nothing here for you to use yet "
+            f"({_user.note}). Ask your site admin to give you a role: clinician, technician, site admin or auditor.",
+            icon=":material/person_off:")
 
 
 @st.cache_data(ttl=60, show_spinner=False)
@@ -40,16 +45,17 @@ Every operating point is chosen on validation images and checked on held-out tes
 """
 )
 research = common.research_mode()
-LINKS = [
+LINKS = ([
     ("app_pages/screen.py", "Predict", ":material/image_search:", "Upload chest X-rays, blood-smear cells or whole smear "
      "fields: each goes to the model validated for it."),
+] if _user.can("score_xray") or _user.can("score_smear") else []) + ([
     ("app_pages/site.py", "Site validation", ":material/location_on:", "Check the model on your own labelled cases."),
-] + ([
+] if _user.can("site_profiles") else []) + ([
     ("app_pages/threshold.py", "Threshold tuning", ":material/tune:", "Choose the trade-off between missed cases and false alarms."),
     ("app_pages/compare.py", "Model comparison", ":material/compare:", "See which model ranks, calls and calibrates best."),
     ("app_pages/review.py", "Misclassified review", ":material/fact_check:", "Look at the test cases the model gets wrong, and tag them."),
 ] if research else [])
-for col, (page, label, icon, blurb) in zip(st.columns(len(LINKS)), LINKS):
+for col, (page, label, icon, blurb) in zip(st.columns(max(1, len(LINKS))), LINKS):
     with col.container(border=True, height="stretch"):
         st.page_link(page, label=f"**{label}**", icon=icon)
         st.caption(blurb)

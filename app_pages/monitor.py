@@ -6,6 +6,9 @@ import streamlit as st
 
 from core import audit, monitoring
 from core.evaluation import drift
+from ui import access
+
+access.require("monitor")
 
 st.title("Monitoring")
 st.caption(

@@ -4,7 +4,9 @@ Every fetched image is routed as an upload is (ui.routed): a chest film is answe
 own population."""
 import streamlit as st
 
-from ui import common, handoff, routed
+from ui import access, common, handoff, routed
+
+access.require("score_xray")
 
 common.context()
 st.title("PACS")

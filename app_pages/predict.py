@@ -7,8 +7,10 @@ from core.data import samples
 from core.evaluation import operating_point as op
 from core.inference import scoring
 from core.inference.decision import decide
-from ui import common, handoff, imaging, routed, safety, sites
+from ui import access, common, handoff, imaging, routed, safety, sites
 from ui import fields as fieldview
+
+access.require("research")
 
 ctx = common.context()
 st.title("Predict")

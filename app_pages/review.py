@@ -8,7 +8,9 @@ import streamlit as st
 from core.config import dataset_available
 from core.evaluation import operating_point as op
 from core.evaluation import reviews
-from ui import common, imaging
+from ui import access, common, imaging
+
+access.require("research")
 
 PAGE_SIZE = 12
 COLS = 4

@@ -3,7 +3,9 @@ import streamlit as st
 
 from core.inference import scoring
 from core.site import cases, profiles
-from ui import common, sites
+from ui import access, common, sites
+
+access.require("site_profiles")
 
 ctx = common.context()
 st.title("Site validation")

@@ -6,8 +6,10 @@ import streamlit as st
 
 from core.evaluation import charts
 from core.evaluation import operating_point as op
-from ui import common
+from ui import access, common
 from ui import intervals as ui_iv
+
+access.require("research")
 
 ctx = common.context()
 st.title("Threshold tuning")

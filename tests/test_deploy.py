@@ -2,8 +2,12 @@
 sign-in the app serves this computer only (banner) or nothing but one line on configuring sign-in (refusal)."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import http.server
+import json
 import os
+import threading
 import stat
 import tomllib
 from pathlib import Path
@@ -127,6 +131,36 @@ def _page():
     st.title("A page")
 
 
+@contextlib.contextmanager
+def _discovery():
+    """A stand-in for an identity provider's discovery document on a free localhost port (the browser tests use a
+    real provider, tests/oidc_support.py)."""
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = json.dumps({"issuer": url, "authorization_endpoint": url + "/auth"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    url = f"http://127.0.0.1:{srv.server_address[1]}"
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        yield url + "/.well-known/openid-configuration"
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def _auth(metadata_url: str) -> dict:
+    return {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "s", "client_id": "c",
+            "client_secret": "x", "server_metadata_url": metadata_url}
+
+
 def _run(at: AppTest) -> AppTest:
     at.run()
     assert not at.exception, [e.message for e in at.exception]
@@ -145,9 +179,21 @@ def test_guard_banner_refusal_and_sign_in(address):
 
     at = AppTest.from_function(_page)
     at.secrets["auth"] = {"redirect_uri": "http://x/oauth2callback", "cookie_secret": "s"}
-    at = _run(at)  # sign-in configured, nobody signed in: the sign-in page and nothing else
-    assert not at.caption and not at.error and [t.value for t in at.title] == ["SecondLook"]
-    assert [b.label for b in at.button] == ["Sign in"]
+    at = _run(at)  # sign-in configured but incomplete: one message naming what is missing, no sign-in button
+    assert [t.value for t in at.title] == ["SecondLook"] and not at.button and len(at.error) == 1
+    assert "lacks client_id, client_secret, server_metadata_url" in at.error[0].value
+
+    with _discovery() as url:
+        at = AppTest.from_function(_page)
+        at.secrets["auth"] = _auth(url)
+        at = _run(at)  # sign-in configured, provider up, nobody signed in: the sign-in page and nothing else
+        assert not at.caption and not at.error and [t.value for t in at.title] == ["SecondLook"]
+        assert [b.label for b in at.button] == ["Sign in"]
+    deploy._reachable.clear()
+    at = AppTest.from_function(_page)
+    at.secrets["auth"] = _auth(url)  # the same provider, now down
+    at = _run(at)
+    assert not at.button and len(at.error) == 1 and "sign-in service" in at.error[0].value
 
     at = AppTest.from_function(_page)
     at.secrets["other"] = "x"  # a secrets file without [auth] is no sign-in

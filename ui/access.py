@@ -46,14 +46,16 @@ def can(action: str) -> bool:
     return current_user().can(action)
 
 
-def require(action: str) -> users.User:
-    """The user, when they may do `action`; else the refusal is audited, shown, and the run stops here."""
+def require(*actions: str) -> users.User:
+    """The user, when they may do one of `actions`; else the refusal is audited, shown, and the run stops here."""
     user = current_user()
+    if any(user.can(a) for a in actions):
+        return user
     try:
-        users.require(user, action)
+        users.require(user, actions[0])
     except users.PermissionDenied as exc:
         try:
-            audit.event("refused", user, f"{action}: {exc}")
+            audit.event("refused", user, f"{'/'.join(actions)}: {exc}")
         except (audit.AuditError, ValueError):
             pass
         st.error(f"Not allowed: {exc}.", icon=":material/block:")

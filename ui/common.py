@@ -19,6 +19,7 @@ from core.evaluation import operating_point as op
 from core.models import store
 from core.registry import TASKS, TaskSpec, get_task
 from core.models.selection import Choice, choose, default_model
+from ui import access
 from ui.resources import (  # noqa: F401  (pages read the caches through ui.common)
     _auc_ci, _card, _card_mtime, _curve, _manifest, _model, _ood, _predictions,
     auc_ci, card, curve, manifest, model, predictions, version,
@@ -134,7 +135,7 @@ def research_mode() -> bool:
     t = _truth()
     if "research" not in t:
         t["research"] = os.environ.get("SECONDLOOK_RESEARCH", "").strip().lower() in ("1", "true", "yes", "on")
-    return bool(t["research"])
+    return bool(t["research"]) and access.can("research")  # with sign-in: the site admin's
 
 
 def _on_research() -> None:
@@ -275,9 +276,11 @@ def _operating_point_widgets(task: TaskSpec, model_id: str, research: bool = Tru
 def _footer(research: bool = False) -> None:
     st.divider()
     _rebind("research", research)
-    st.toggle("Research mode", key="research", on_change=_on_research,
-              help="Shows the model picker, the seed baselines, threshold tuning against ROC curves, model comparison "
-                   "and the misclassified test images. Off: one validated model per kind of image, in plain words.")
+    if access.can("research"):
+        st.toggle("Research mode", key="research", on_change=_on_research,
+                  help="Shows the model picker, the seed baselines, threshold tuning against ROC curves, model "
+                       "comparison and the misclassified test images. Off: one validated model per kind of image, "
+                       "in plain words.")
     st.caption(":material/warning: Decision support only — not a diagnostic device. A clinician makes every decision.")
 
 

@@ -9,6 +9,11 @@ nothing else. No imports from other ui modules (app.py calls `guard()` before an
 from __future__ import annotations
 
 import ipaddress
+import json
+import os
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Mapping
 
 import streamlit as st
@@ -42,6 +47,85 @@ def auth_configured() -> bool:
     return isinstance(auth, Mapping) and len(auth) > 0
 
 
+NEEDED = ("redirect_uri", "cookie_secret", "client_id", "client_secret", "server_metadata_url")
+SESSION_HOURS = 12.0  # a session never outlives a long clinical shift, whatever the token says
+EXPIRED = "Your session has expired. Sign in again to continue."
+
+
+def _provider() -> tuple[str | None, Mapping]:
+    """(the provider name st.login needs: None for a flat `[auth]`, else the one `[auth.<name>]`), its settings."""
+    auth = st.secrets["auth"]
+    if "client_id" in auth or "server_metadata_url" in auth:
+        return None, auth
+    named = [k for k, v in auth.items() if isinstance(v, Mapping)]
+    return (named[0], {**{k: v for k, v in auth.items() if not isinstance(v, Mapping)}, **auth[named[0]]}) \
+        if len(named) == 1 else (None, auth)
+
+
+def config_problem() -> str | None:
+    """What is missing from `[auth]` (so sign-in could not work), else None."""
+    try:
+        _, conf = _provider()
+    except Exception as exc:  # unreadable secrets
+        return f"the `[auth]` settings cannot be read ({exc})"
+    missing = [k for k in NEEDED if not str(conf.get(k) or "").strip()]
+    return f"the `[auth]` block lacks {', '.join(missing)}" if missing else None
+
+
+@st.cache_data(ttl=15, show_spinner=False)
+def _reachable(url: str) -> str | None:
+    """Why the provider's discovery document cannot be read, else None (checked at most every 15 s)."""
+    try:
+        with urllib.request.urlopen(url, timeout=3) as r:
+            doc = json.loads(r.read().decode("utf-8"))
+        if not doc.get("authorization_endpoint"):
+            return "its discovery document has no authorization endpoint"
+        return None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        return f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+
+
+def session_expired(claims: Mapping, now: float | None = None) -> bool:
+    """The identity token's `exp` has passed, or the session is older than SECONDLOOK_SESSION_HOURS (default 12)."""
+    now = time.time() if now is None else now
+    try:
+        hours = float(os.environ.get("SECONDLOOK_SESSION_HOURS", SESSION_HOURS))
+    except ValueError:
+        hours = SESSION_HOURS
+    exp, iat = claims.get("exp"), claims.get("iat") or claims.get("auth_time")
+    try:
+        if exp is not None and float(exp) <= now:
+            return True
+        return iat is not None and float(iat) + hours * 3600 <= now
+    except (TypeError, ValueError):
+        return True  # a garbled time claim is not a session we can vouch for
+
+
+def _sign_in_page() -> None:
+    st.title("SecondLook")
+    problem = config_problem()
+    if problem is None:
+        provider, conf = _provider()
+        down = _reachable(str(conf["server_metadata_url"]))
+        if down:
+            problem = f"the sign-in service at `{conf['server_metadata_url']}` cannot be reached ({down})"
+    if problem:
+        st.error(f"Sign-in is not available: {problem}. Nothing is served until the sign-in service works; "
+                 "tell your IT team.", icon=":material/block:")
+        st.stop()
+    st.markdown("Sign in to continue.")
+    st.button("Sign in", on_click=st.login, args=(provider,) if provider else (), key="deploy_sign_in",
+              icon=":material/login:")
+    st.stop()
+
+
+def _claims() -> Mapping:
+    try:
+        return st.user.to_dict()
+    except Exception:
+        return {}
+
+
 def signed_in() -> bool:
     try:
         return bool(st.user.is_logged_in)
@@ -51,12 +135,15 @@ def signed_in() -> bool:
 
 def guard() -> None:
     """Call right after st.set_page_config: with sign-in configured, nothing but the sign-in page until the user has
-    signed in; without it, the local-mode banner, or the one refusal line and st.stop()."""
+    signed in (a clear message instead when the provider is misconfigured or down; a sign-in-again page when the
+    session expired); without it, the local-mode banner, or the one refusal line and st.stop()."""
     if auth_configured():
         if not signed_in():
+            _sign_in_page()
+        if session_expired(_claims()):
             st.title("SecondLook")
-            st.markdown("Sign in to continue.")
-            st.button("Sign in", on_click=st.login, key="deploy_sign_in", icon=":material/login:")
+            st.warning(EXPIRED, icon=":material/timer_off:")
+            st.button("Sign in", on_click=st.logout, key="deploy_sign_in_again", icon=":material/login:")
             st.stop()
         return
     addr = st.get_option("server.address")

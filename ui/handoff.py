@@ -10,7 +10,7 @@ import streamlit as st
 from core import audit
 from core.handoff import case as C
 from core.handoff import pacs
-from ui import common
+from ui import access, common
 
 AUDITED_KEY = "_handoff_audited"
 SEND_MSG_KEY = "_handoff_send_msg"
@@ -66,7 +66,7 @@ def audit_results(ctx, results: list[dict], surface: str = "app") -> None:
             d = decide(s.probability, thr, ctx.task, getattr(s, "withheld", None))
             audit.record(image_sha256=s.digest, task=ctx.task.name, model_id=ctx.model_id, model_sha256=sha or None,
                          threshold=thr, probability=s.probability if d.assessed else None, decision=d.label,
-                         withheld_reason=d.withheld, site_profile=site, surface=surface)
+                         withheld_reason=d.withheld, site_profile=site, surface=surface, user=access.current_user())
             done.add(key)
         except (audit.AuditError, ValueError) as exc:
             st.warning(f"The audit log could not be written: {exc}", icon=":material/history:")
@@ -84,6 +84,7 @@ def build_case(ctx, results: list[dict]) -> C.Case:
 def pdf_bytes(ctx, results: list[dict], include_patient: bool = False) -> bytes:
     from core.handoff.report import build_pdf
 
+    access.require("report")  # checked when the PDF is made, on the server, whatever the page showed
     return build_pdf(build_case(ctx, results), include_patient=include_patient)
 
 
@@ -91,6 +92,8 @@ def send_results(ctx, results: list[dict]) -> str:
     """SC + SR of every scored image to the PACS; returns the message to show (success or the PacsError)."""
     from core.handoff.dicom_out import build_case as dicom_case
 
+    if not access.can("report"):
+        return f"error:{access.current_user().label} ({access.current_user().role}) may not send results to the PACS."
     node = pacs_node()
     if node is None:
         return "error:No PACS is configured (SECONDLOOK_PACS)."
@@ -109,7 +112,7 @@ def _on_send(ctx, results: list[dict]) -> None:
 def panel(ctx, results: list[dict], key: str = "predict") -> None:
     """PDF report download for the current result or case, and Send to PACS when a PACS is configured."""
     results = [r for r in results if r["scored"].ok]
-    if not results:
+    if not results or not access.can("report"):
         return
     what = "this image" if len(results) == 1 else f"these {len(results)} images"
     with st.container(border=True):

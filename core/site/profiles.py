@@ -38,6 +38,14 @@ CREATE TABLE IF NOT EXISTS site_profiles (
     created_by_role TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (name, task, model_id)
 );
+CREATE TABLE IF NOT EXISTS applied (   -- the profile every user of this installation scores with (a site admin's choice)
+    task TEXT NOT NULL,
+    model_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    applied_by TEXT NOT NULL,
+    applied_at TEXT NOT NULL,
+    PRIMARY KEY (task, model_id)
+);
 """
 _ADDED = {"created_by": "TEXT NOT NULL DEFAULT ''", "created_by_role": "TEXT NOT NULL DEFAULT ''"}  # since sign-in
 
@@ -186,6 +194,30 @@ def get(name: str, task: str, model_id: str | None = None, db: str | Path | None
 def delete(name: str, task: str, model_id: str, db: str | Path | None = None) -> None:
     with closing(_connect(db)) as con, con:
         con.execute("DELETE FROM site_profiles WHERE name = ? AND task = ? AND model_id = ?", (name, task, model_id))
+        con.execute("DELETE FROM applied WHERE name = ? AND task = ? AND model_id = ?", (name, task, model_id))
+
+
+def apply_for_everyone(name: str | None, task: str, model_id: str, *, by: str, db: str | Path | None = None) -> None:
+    """Make `name` the profile every user scores this model with (None: the shipped operating point again)."""
+    with closing(_connect(db)) as con, con:
+        if name is None:
+            con.execute("DELETE FROM applied WHERE task = ? AND model_id = ?", (task, model_id))
+            return
+        if not con.execute("SELECT 1 FROM site_profiles WHERE name = ? AND task = ? AND model_id = ?",
+                           (name, task, model_id)).fetchone():
+            raise ProfileError(f"no site profile '{name}' for {task}/{model_id}")
+        con.execute("INSERT OR REPLACE INTO applied (task, model_id, name, applied_by, applied_at) VALUES (?,?,?,?,?)",
+                    (task, model_id, name, by, datetime.now(timezone.utc).isoformat(timespec="seconds")))
+
+
+def applied(task: str, model_id: str, db: str | Path | None = None) -> dict | None:
+    """{"name", "applied_by", "applied_at"} of the profile applied for everyone, else None."""
+    if not (Path(db) if db is not None else db_path()).is_file():
+        return None
+    with closing(_connect(db)) as con:
+        r = con.execute("SELECT name, applied_by, applied_at FROM applied WHERE task = ? AND model_id = ?",
+                        (task, model_id)).fetchone()
+    return dict(zip(("name", "applied_by", "applied_at"), r)) if r else None
 
 
 def check_model(p: SiteProfile, sha256: str) -> None:
