@@ -141,8 +141,9 @@ def case_dialog(row: dict) -> None:
         tag = st.radio("What went wrong?", list(reviews.TAGS), format_func=reviews.TAGS.get, key="review_tag")
         note = st.text_area("Note (optional)", key="review_note", height=80, placeholder="What do you see?")
         if st.button("Save tag", type="primary", key="review_save", width="stretch"):
+            who = access.require("research")  # checked again on the server at the moment of writing
             reviews.add_review(task.name, mid, row["path"], tag, note, true_label=row["label"], error_type=row["error"],
-                               probability=row["score"], threshold=thr)
+                               probability=row["score"], threshold=thr, reviewer=f"{who.label} ({who.role})")
             st.session_state.pop("review_open", None)
             st.session_state.pop("review_note", None)
             st.rerun()

@@ -171,3 +171,36 @@ def test_an_expired_session_is_sent_to_sign_in_again(home):
     assert [b.label for b in at.button] == ["Sign in"] and not at.sidebar.caption
     at = _app("clinician", iat=time.time() - 13 * 3600)  # older than a 12-hour session, whatever the token says
     assert any("session has expired" in w.value for w in at.warning)
+
+
+def test_a_technician_gets_no_answer_for_a_chest_film(home):
+    from pathlib import Path
+
+    from core.data import load_task_manifest
+    from tests.conftest import require_dataset
+
+    require_dataset("pneumonia")
+    film = Path(load_task_manifest("pneumonia").query("split == 'test'").file.iloc[0])
+    at = _app("technician")
+    at.switch_page("app_pages/screen.py").run()
+    at.file_uploader(key="screen_files_0").set_value([(film.name, film.read_bytes(), "image/jpeg")]).run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert any("which your role (technician) does not score" in e.value for e in at.error)
+    assert not [m for m in at.metric if m.label == "Decision"] and audit.count() == 0
+
+
+def test_with_sign_in_every_audit_row_names_the_signed_in_user(home):
+    from pathlib import Path
+
+    from core.data import load_task_manifest
+    from tests.conftest import require_dataset
+
+    require_dataset("pneumonia")
+    films = [Path(f) for f in load_task_manifest("pneumonia").query("split == 'test'").file.iloc[:2]]
+    at = _app("clinician")
+    at.switch_page("app_pages/screen.py").run()
+    at.file_uploader(key="screen_files_0").set_value([(f.name, f.read_bytes(), "image/jpeg") for f in films]).run()
+    assert not at.exception, [e.message for e in at.exception]
+    rows = audit.rows()
+    assert len(rows) >= 2 and {(r["user_sub"], r["user_email"], r["user_role"]) for r in rows} == {
+        ("u-clinician", "clinician@example.org", "clinician")}
