@@ -44,12 +44,15 @@ class Server:
 
 
 @contextmanager
-def streamlit_app(log_path: Path, timeout_s: float = 90.0, env: dict | None = None) -> Iterator[Server]:
-    """Start the app on a free localhost port; yield once `/_stcore/health` answers 200; always stop it."""
-    port = free_port()
+def streamlit_app(log_path: Path, timeout_s: float = 90.0, env: dict | None = None, args: list[str] | None = None,
+                  port: int | None = None) -> Iterator[Server]:
+    """Start the app on a free localhost port (or `port`, when the caller must know it first, e.g. for a sign-in
+    redirect_uri); `args` are extra command-line options (`--secrets.files PATH`); yield once `/_stcore/health`
+    answers 200; always stop it."""
+    port = port or free_port()
     cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address",
            "127.0.0.1", "--server.headless", "true", "--server.fileWatcherType", "none",
-           "--browser.gatherUsageStats", "false"]
+           "--browser.gatherUsageStats", "false", *(args or [])]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"), **(env or {})}
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w") as log:

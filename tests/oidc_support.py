@@ -15,9 +15,9 @@ import socket
 import subprocess
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -32,7 +32,7 @@ SCOPES = "openid email profile roles"
 
 
 @dataclass(frozen=True)
-class TestUser:
+class IdpUser:
     email: str
     password: str
     sub: str
@@ -40,11 +40,11 @@ class TestUser:
     roles: list[str] | None = field(default=None)  # None: the ID token carries no roles claim at all
 
 
-CLINICIAN = TestUser("clinician@example.org", "clinician-pw-1", "u-clinician", "Clara Clinician", ["clinician"])
-TECHNICIAN = TestUser("technician@example.org", "technician-pw-1", "u-technician", "Theo Technician", ["technician"])
-ADMIN = TestUser("admin@example.org", "admin-pw-1", "u-admin", "Ada Admin", ["site_admin"])
-AUDITOR = TestUser("auditor@example.org", "auditor-pw-1", "u-auditor", "Audrey Auditor", ["auditor"])
-NOROLES = TestUser("noroles@example.org", "noroles-pw-1", "u-noroles", "Nora Noroles", None)
+CLINICIAN = IdpUser("clinician@example.org", "clinician-pw-1", "u-clinician", "Clara Clinician", ["clinician"])
+TECHNICIAN = IdpUser("technician@example.org", "technician-pw-1", "u-technician", "Theo Technician", ["technician"])
+ADMIN = IdpUser("admin@example.org", "admin-pw-1", "u-admin", "Ada Admin", ["site_admin"])
+AUDITOR = IdpUser("auditor@example.org", "auditor-pw-1", "u-auditor", "Audrey Auditor", ["auditor"])
+NOROLES = IdpUser("noroles@example.org", "noroles-pw-1", "u-noroles", "Nora Noroles", None)
 USERS = (CLINICIAN, TECHNICIAN, ADMIN, AUDITOR, NOROLES)
 
 _npm_tried = False
@@ -67,7 +67,7 @@ def require_provider() -> str:
         npm = shutil.which("npm")
         if npm:
             subprocess.run([npm, "ci", "--prefix", str(OIDC_DIR), "--no-audit", "--no-fund", "--silent"],
-                           capture_output=True, timeout=300)
+                           check=False, capture_output=True, timeout=300)
     if not (OIDC_DIR / "node_modules" / "oidc-provider").is_dir():
         _unavailable(f"`npm ci --prefix {OIDC_DIR} --no-audit --no-fund` did not install oidc-provider")
     return node
@@ -148,7 +148,8 @@ def oidc_provider(tmp: Path, redirect_uris: list[str], id_token_ttl: int = 3600,
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"the OIDC provider did not start within {START_TIMEOUT:g} s: {log.read_text()[-2000:]}")
+                raise RuntimeError(f"the OIDC provider did not start within {START_TIMEOUT:g} s: "
+                                   f"{log.read_text()[-2000:]}")
             time.sleep(0.1)
         yield server
     finally:
@@ -196,7 +197,7 @@ def signed_user_cookie(cookie_secret: str, claims: dict, origin: str) -> str:
     return URLSafeTimedSerializer(cookie_secret, salt="_streamlit_user").dumps(json.dumps(payload))
 
 
-def id_claims(user: TestUser, issuer: str, exp: int, iat: int | None = None) -> dict:
+def id_claims(user: IdpUser, issuer: str, exp: int, iat: int | None = None) -> dict:
     """The claims our provider puts into an ID token for `user` (for hand-made cookies)."""
     iat = iat if iat is not None else exp - 3600
     out = {"sub": user.sub, "email": user.email, "email_verified": True, "name": user.name, "iss": issuer,
@@ -204,3 +205,73 @@ def id_claims(user: TestUser, issuer: str, exp: int, iat: int | None = None) -> 
     if user.roles is not None:
         out["roles"] = list(user.roles)
     return out
+
+
+# ------------------------------------------------------------------ the app signed in against the provider (browser)
+
+
+@dataclass
+class SignInStack:
+    url: str  # the app as the browser must open it: http://localhost:<port>, the host of its redirect_uri
+    idp: OidcProvider
+    secrets: Path
+    cookie_secret: str
+    log: Path
+
+
+@contextlib.contextmanager
+def signin_stack(tmp: Path, id_token_ttl: int = 3600, provider_up: bool = True, timeout_s: float = 90.0,
+                 env: dict | None = None) -> Iterator[SignInStack]:
+    """The provider (or, with `provider_up=False`, a port where nothing listens) and `streamlit run app.py` with an
+    [auth] block pointing at it (`--secrets.files`, outside the repository); both always stopped."""
+    from benchmarks.browser import streamlit_app
+
+    app_port = free_port()
+    idp_port = free_port()
+    while idp_port == app_port:
+        idp_port = free_port()
+    with contextlib.ExitStack() as stack:
+        if provider_up:
+            idp = stack.enter_context(oidc_provider(tmp / "oidc", [f"{app_origin(app_port)}/oauth2callback"],
+                                                    id_token_ttl, port=idp_port))
+        else:
+            idp = OidcProvider(idp_port, tmp / "no-provider.log")
+        path = write_secrets(tmp, app_port, idp.port)
+        log = tmp / "streamlit.log"
+        stack.enter_context(streamlit_app(log, timeout_s, env=env, args=["--secrets.files", str(path)], port=app_port))
+        yield SignInStack(app_origin(app_port), idp, path, cookie_secret_of(path), log)
+
+
+def sign_in(page, stack: SignInStack, user: IdpUser, password: str | None = None, timeout_ms: float = 60_000) -> None:
+    """From the app's sign-in page: "Sign in" -> the provider's own form -> e-mail and password -> submit. Returns
+    after the submit (a right password then leads back to the app, a wrong one stays on the form)."""
+    import re
+
+    page.get_by_role("button", name="Sign in").click(timeout=timeout_ms)
+    page.wait_for_url(re.compile(re.escape(stack.idp.issuer) + r"/interaction/"), timeout=timeout_ms)
+    page.get_by_label("E-mail").fill(user.email)
+    page.get_by_label("Password").fill(user.password if password is None else password)
+    page.get_by_role("button", name="Sign in").click(timeout=timeout_ms)
+
+
+def signed_in_caption(page, timeout_ms: float = 60_000) -> str:
+    """The sidebar's "Signed in as ..." caption, once shown."""
+    caption = page.locator('[data-testid="stSidebar"]').get_by_text("Signed in as").first
+    caption.wait_for(timeout=timeout_ms)
+    return caption.inner_text().strip()
+
+
+def nav_links(page) -> list[str]:
+    """The sidebar navigation's link texts (each link's last line: the first is the icon's ligature name)."""
+    links = page.locator('[data-testid="stSidebarNav"] [data-testid="stSidebarNavLink"]')
+    return [links.nth(i).inner_text().strip().split("\n")[-1].strip() for i in range(links.count())]
+
+
+def user_cookie(context, cookie_secret: str) -> dict | None:
+    """The claims in the browser's `_streamlit_user` cookie (None without one): what the app's st.user shows."""
+    from itsdangerous import URLSafeTimedSerializer
+
+    value = next((c["value"] for c in context.cookies() if c["name"] == "_streamlit_user"), None)
+    if value is None:
+        return None
+    return json.loads(URLSafeTimedSerializer(cookie_secret, salt="_streamlit_user").loads(value))
