@@ -204,3 +204,32 @@ def test_with_sign_in_every_audit_row_names_the_signed_in_user(home):
     rows = audit.rows()
     assert len(rows) >= 2 and {(r["user_sub"], r["user_email"], r["user_role"]) for r in rows} == {
         ("u-clinician", "clinician@example.org", "clinician")}
+
+
+def test_the_auditor_filters_the_log_by_user_and_the_export_is_audited(home):
+    sha = hashlib.sha256(b"y").hexdigest()
+    for who in ("a@example.org", "b@example.org", "a@example.org"):
+        audit.record(image_sha256=sha, task="malaria", model_id="m", model_sha256=None, threshold=0.5, probability=0.2,
+                     decision="Uninfected", surface="app",
+                     user=users.User(f"u-{who[0]}", who, roles=("technician",), source="token"))
+    at = _app("auditor")
+    at.switch_page("app_pages/audit.py").run()
+    assert len(at.dataframe[0].value) == 3
+    assert {"a@example.org", "b@example.org"} <= set(at.selectbox(key="audit_user").options)
+    at.selectbox(key="audit_user").select("a@example.org").run()
+    assert list(at.dataframe[0].value["user_email"]) == ["a@example.org"] * 2
+
+    def export():  # what the download button calls, on the server, in the auditor's session
+        import streamlit as st
+
+        from ui import audit_view
+
+        st.text(str(audit_view._export({"user": "a@example.org"}).count(b"\n")))
+
+    run = AppTest.from_function(export, default_timeout=TIMEOUT)
+    run.secrets["auth"] = AUTH
+    run.user = claims("auditor")
+    run.run()
+    assert [t.value for t in run.text] == ["3"]  # header + two rows
+    ev = audit.events(kind="audit_export")
+    assert ev[0]["user_email"] == "auditor@example.org" and "2 row(s)" in ev[0]["detail"]
