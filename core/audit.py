@@ -111,14 +111,18 @@ def events(*, kind: str | None = None, user: str | None = None, since=None, unti
     clauses, args = sqlfilters.equal_clauses({"kind": kind or None})
     _user_clause(user, clauses, args)
     _time_clauses(since, until, clauses, args)
-    q = f"SELECT {', '.join(EVENT_COLUMNS)} FROM events{sqlfilters.where(clauses)} ORDER BY id DESC"
+    return _select("events", EVENT_COLUMNS, sqlfilters.where(clauses), args, limit, db)
+
+
+def _select(table: str, columns: list[str], where: str, args: list, limit: int | None, db) -> list[dict]:
+    q = f"SELECT {', '.join(columns)} FROM {table}{where} ORDER BY id DESC"
     if limit is not None:
         q += f" LIMIT {int(limit)}"
     try:
         cur = _connection(db).execute(q, args)
     except sqlite3.Error as exc:
         raise AuditError(f"could not read the audit log: {exc}") from exc
-    return [dict(zip(EVENT_COLUMNS, r)) for r in cur.fetchall()]
+    return [dict(zip(columns, r)) for r in cur.fetchall()]
 
 
 def users_seen(db: str | Path | None = None) -> list[str]:
@@ -205,14 +209,7 @@ def rows(*, task: str | None = None, model_id: str | None = None, surface: str |
     where, args = _where(dict(task=task, model_id=model_id, surface=surface, site_profile=site_profile,
                               image_sha256=image_sha256, decision=decision, since=since, until=until, withheld=withheld,
                               user=user))
-    q = f"SELECT {', '.join(COLUMNS)} FROM audit{where} ORDER BY id DESC"
-    if limit is not None:
-        q += f" LIMIT {int(limit)}"
-    try:
-        cur = _connection(db).execute(q, args)
-    except sqlite3.Error as exc:
-        raise AuditError(f"could not read the audit log: {exc}") from exc
-    return [dict(zip(COLUMNS, r)) for r in cur.fetchall()]
+    return _select("audit", COLUMNS, where, args, limit, db)
 
 
 def to_frame(**filters) -> pd.DataFrame:

@@ -11,7 +11,6 @@ import contextlib
 import json
 import secrets
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.browser import free_port
 from tests.conftest import IN_CI
 
 OIDC_DIR = Path(__file__).resolve().parent / "oidc"
@@ -71,12 +71,6 @@ def require_provider() -> str:
     if not (OIDC_DIR / "node_modules" / "oidc-provider").is_dir():
         _unavailable(f"`npm ci --prefix {OIDC_DIR} --no-audit --no-fund` did not install oidc-provider")
     return node
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

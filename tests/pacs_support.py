@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.browser import free_port
 from tests.conftest import IN_CI
 
 TEST_AET = "SLTEST"
@@ -33,12 +34,6 @@ def require_orthanc() -> str:
     if IN_CI:
         pytest.fail("CI must have Orthanc: " + msg)
     pytest.skip(msg)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
