@@ -30,6 +30,8 @@ Sections (all by default):
              (single p95; 4 concurrent writers x 500 rows, none lost): see benchmarks/handoff.py
   scale      benchmarks/scale.py (issue #13): core.batch embedded vs score_sources, Ray vs embedded + Ray start-up,
              stage costs, a 10,000-file folder with 1% corrupt files, onnxruntime vs the TF graph for every model
+  cellreview the technician's cell review in Chromium (#29): a queued cell confirmed or rejected by its key -> the
+             next cell's label shown, p50 over 20 cells (<= 300 ms, aim 150); validation fields: benchmarks/cell_review.py
   app        `streamlit run app.py` -> Home page heading shown in headless Chromium (target < 20 s); the app loads
              no model at start, so also the time until Predict shows a probability for an example
   signin     sign-in round trip in Chromium against the test OpenID Connect provider (tests/oidc): "Sign in" -> the
@@ -60,7 +62,8 @@ from .common import (
     test_split,
 )
 
-SECTIONS = ("threshold", "intervals", "single", "batch", "memory", "app", "state", "pages", "fields", "routing", "handoff", "scale", "signin")
+SECTIONS = ("threshold", "intervals", "single", "batch", "memory", "app", "state", "pages", "fields", "routing", "handoff", "scale", "signin",
+            "cellreview")
 FULL = {"single_warmup": 5, "single_reps": 50, "naive_reps": 20, "batch_repeats": 3,
         "moves": 2000, "tables": 200, "naive_moves": 50}
 QUICK = {"single_warmup": 2, "single_reps": 10, "naive_reps": 5, "batch_repeats": 1,
@@ -330,6 +333,25 @@ def run_signin(rows: list, n: int) -> dict:
     return r
 
 
+def run_cell_review(rows: list, cells: int) -> dict:
+    """Keyboard calls in the cell review (#29): key press -> the next queued cell shown, in Chromium."""
+    from .cell_review import AIM_MS, TARGET_MS, bench_cell_review
+
+    _log(f"[cellreview] {cells} queued cells confirmed or rejected by key in Chromium ...")
+    r = bench_cell_review(cells)
+    name = "Cell review: key (confirm / not infected) -> next queued cell shown (p50)"
+    if "skipped" in r:
+        _row(rows, name, "", f"<= {TARGET_MS:g} ms", r["skipped"][:100], "SKIP")
+        return r
+    _row(rows, name, f"{r['n_fields']} fields", f"<= {TARGET_MS:g} ms (aim {AIM_MS:g})",
+         f"{_ms(r['p50_ms'])} (p95 {_ms(r['p95_ms'])}, n={r['n']}; panel run on the server {_ms(r['server_run_ms'])})",
+         _ok(r["p50_ms"] <= TARGET_MS))
+    _row(rows, f"  key {r['quick_dwell_ms']:.0f} ms after a cell shows, before the app is idle (p50)", "", "-",
+         f"{_ms(r['quick_p50_ms'])} ({r['quick_keys_lost']} key(s) lost); idle {_ms(r['ready_after_label_ms'])} after a "
+         "cell shows", "INFO")
+    return r
+
+
 def run_fields(rows: list, reps: int) -> dict:
     from core.fields.cuts import fields_available
 
@@ -413,6 +435,8 @@ def main(argv: list[str] | None = None) -> int:
         results["scale"] = run_scale(rows, args.quick, models=models)
     if "signin" in sections:
         results["signin"] = run_signin(rows, 3 if args.quick else 10)
+    if "cellreview" in sections:
+        results["cellreview"] = run_cell_review(rows, 8 if args.quick else 20)
     meta["load_average_end"] = load_average()
     meta["busy_processes_end"] = busy_processes()
     meta["wall_seconds"] = time.time() - started

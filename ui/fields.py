@@ -1,5 +1,6 @@
-"""Whole-field view of the Predict page (malaria): every found cell outlined, counts and parasitemia that follow
-the sidebar's operating point, a gallery of the most suspicious cells with Grad-CAM, CSVs. Memory only."""
+"""Whole-field view of the Predict page (malaria): every found cell outlined and numbered, counts and parasitemia that
+follow the sidebar's operating point, the technician's cell review (`ui.cell_review`), a gallery of the most suspicious
+cells with Grad-CAM, CSVs. Memory only."""
 from __future__ import annotations
 
 import cv2
@@ -10,9 +11,8 @@ import streamlit as st
 from core.evaluation import operating_point as op
 from core.fields import records, screen
 from core.inference import scoring
-from core.inference.explain import overlay
 from core.registry import get_task
-from ui import common
+from ui import cell_review, common
 
 GALLERY = 12
 OUTLINE = (60, 170, 90)  # uncalled cells: green
@@ -54,6 +54,10 @@ def _outlined(digest: str, name: str, thr: float, boxes: bytes, probs: bytes, _d
     width = max(2, round(max(img.shape[:2]) / 500))
     for (x, y, w, h), p in sorted(zip(b.tolist(), pr.tolist()), key=lambda t: t[1]):  # called cells drawn last, on top
         cv2.rectangle(img, (x, y), (x + w, y + h), colour(p, thr), width * (2 if p >= thr else 1))
+    scale = max(img.shape[:2]) / 2100  # cell numbers (as in the review and the cells CSV), legible at display size
+    for k, (x, y, _, _) in enumerate(b.tolist()):
+        for ink, t in (((255, 255, 255), 3), ((20, 20, 20), 1)):
+            cv2.putText(img, str(k + 1), (x + 2, y + int(24 * scale)), cv2.FONT_HERSHEY_SIMPLEX, scale, ink, t, cv2.LINE_AA)
     return scoring.jpeg_bytes(scoring.display_image(img, 1280), quality=88)
 
 
@@ -117,9 +121,13 @@ def render(task_name: str, model_id: str, thr: float, fields: list[dict]) -> Non
         lo, hi = case["parasitemia_ci"]
         c3.metric("Parasitemia", f"{case['parasitemia']:.2f}%", help="Infected / counted red cells, 95% Wilson interval.")
         c3.caption(f"95% CI {lo:.2f}–{hi:.2f}%")
+    st.caption("These are the automatic counts (unconfirmed): what the model calls alone. The result to report is the "
+               "confirmed count of the cell review below.")
     if case["advice"]:
         st.warning(case["advice"], icon=":material/add_a_photo:")
-    for s, f in zip(screens, fields):
+    pictures = [outlined(s, f["data"], thr) if s.counted else None for s, f in zip(screens, fields)]
+    cell_review.render(task_name, model_id, thr, screens, fields, pictures)
+    for s, picture in zip(screens, pictures):
         with st.container(border=True):
             r = s.result(thr, model_id)
             head = f"#### {s.name}"
@@ -131,9 +139,9 @@ def render(task_name: str, model_id: str, thr: float, fields: list[dict]) -> Non
                 continue
             if s.message:
                 st.warning(s.message, icon=":material/report:")
-            st.image(outlined(s, f["data"], thr), width="stretch",
-                     caption="Every found red cell outlined: green below half the operating point, orange to red as "
-                             "the probability reaches it; thick red = called infected.")
+            st.image(picture, width="stretch",
+                     caption="Every found red cell outlined and numbered: green below half the operating point, orange "
+                             "to red as the probability reaches it; thick red = called infected.")
     _gallery(task_name, model_id, thr, screens)
     cells = cell_rows(screens, thr)
     d1, d2 = st.columns(2)
@@ -141,15 +149,6 @@ def render(task_name: str, model_id: str, thr: float, fields: list[dict]) -> Non
                        file_name=f"secondlook_fields_{model_id}_cells.csv", mime="text/csv", key="fields_cells_csv")
     d2.download_button("Download fields (CSV)", field_rows(screens, thr, model_id).to_csv(index=False, float_format="%.4f").encode(),
                        file_name=f"secondlook_fields_{model_id}_fields.csv", mime="text/csv", key="fields_fields_csv")
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def _crop_views(task: str, model_id: str, sha: str, crop_bytes: bytes) -> tuple[bytes, bytes]:
-    crop = np.frombuffer(crop_bytes, np.uint8).reshape(64, 64, 3)
-    spec = get_task(task).model(model_id)
-    heat = scoring.heatmap(common.model(task, model_id), spec, crop)
-    big = cv2.resize(crop, (256, 256), interpolation=cv2.INTER_CUBIC)
-    return scoring.png_bytes(big), scoring.png_bytes(overlay(big, heat, alpha=0.45))
 
 
 def _gallery(task_name: str, model_id: str, thr: float, screens: list[screen.FieldScreen]) -> None:
@@ -167,7 +166,7 @@ def _gallery(task_name: str, model_id: str, thr: float, screens: list[screen.Fie
     labels = [f"#{k + 1}: {s.name}, cell at ({int(s.boxes[i][0])}, {int(s.boxes[i][1])}), {op.fmt_prob(p)}" for k, (p, s, i) in enumerate(top)]
     pick = st.selectbox("Look closer at", range(len(top)), format_func=lambda k: labels[k], key="fields_pick")
     p, s, i = top[pick]
-    plain, cam = _crop_views(task_name, model_id, common.version(task_name, model_id), s.crops[i].tobytes())
+    plain, cam = cell_review.crop_views(task_name, model_id, common.version(task_name, model_id), s.crops[i].tobytes())
     a, b, c = st.columns([1, 1, 2])
     a.image(plain, caption="Cell", width="stretch")
     b.image(cam, caption="Grad-CAM overlay", width="stretch")

@@ -73,22 +73,29 @@ def audit_results(ctx, results: list[dict], surface: str = "app") -> None:
             return
 
 
-def build_case(ctx, results: list[dict]) -> C.Case:
+def produced_by() -> str:
+    """Who makes this session's reports, as the PDF names them: "<label> (<role>)"."""
+    return C.produced_by(access.current_user())
+
+
+def build_case(ctx, results: list[dict], fields: C.FieldCase | None = None, produced_by: str | None = None) -> C.Case:
+    """The hand-off case: scored images and/or a case of whole smear fields (`ui.cell_review`)."""
     info = _info(ctx)
     images = [C.from_scored(info, r["scored"], r["data"]) for r in results]
     for img, r in zip(images, results):
         img.name = r["name"]
-    return C.Case(info, images, _site(ctx))
+    return C.Case(info, images, _site(ctx), fields=fields, produced_by=produced_by)
 
 
-def pdf_bytes(ctx, results: list[dict], include_patient: bool = False) -> bytes:
+def pdf_bytes(ctx, results: list[dict], include_patient: bool = False, fields: C.FieldCase | None = None,
+              produced_by: str | None = None) -> bytes:
     from core.handoff.report import build_pdf
 
     access.require("report")  # checked when the PDF is made, on the server, whatever the page showed
-    return build_pdf(build_case(ctx, results), include_patient=include_patient)
+    return build_pdf(build_case(ctx, results, fields, produced_by), include_patient=include_patient)
 
 
-def send_results(ctx, results: list[dict]) -> str:
+def send_results(ctx, results: list[dict], fields: C.FieldCase | None = None, produced_by: str | None = None) -> str:
     """SC + SR of every scored image to the PACS; returns the message to show (success or the PacsError)."""
     from core.handoff.dicom_out import build_case as dicom_case
 
@@ -98,38 +105,47 @@ def send_results(ctx, results: list[dict]) -> str:
     if node is None:
         return "error:No PACS is configured (SECONDLOOK_PACS)."
     try:
-        objs = [ds for res in dicom_case(build_case(ctx, results), include_patient=True) for ds in res.datasets]
+        objs = [ds for res in dicom_case(build_case(ctx, results, fields, produced_by), include_patient=True)
+                for ds in res.datasets]
         sent = pacs.Pacs(node).store(objs)
     except pacs.PacsError as exc:
         return f"error:{exc}"
-    return f"ok:Sent {len(sent)} object(s) (overlay + structured report per image) to {node}."
+    what = "outlined fields + one structured report for the case" if fields is not None else \
+        "overlay + structured report per image"
+    return f"ok:Sent {len(sent)} object(s) ({what}) to {node}."
 
 
-def _on_send(ctx, results: list[dict]) -> None:
-    st.session_state[SEND_MSG_KEY] = send_results(ctx, results)
+def _on_send(ctx, results: list[dict], fields: C.FieldCase | None = None, produced_by: str | None = None) -> None:
+    st.session_state[SEND_MSG_KEY] = send_results(ctx, results, fields, produced_by)
 
 
-def panel(ctx, results: list[dict], key: str = "predict") -> None:
-    """PDF report download for the current result or case, and Send to PACS when a PACS is configured."""
+def panel(ctx, results: list[dict], key: str = "predict", fields: C.FieldCase | None = None) -> None:
+    """PDF report download for the current result or case, and Send to PACS when a PACS is configured. `fields`: a
+    case of whole smear fields with the technician's confirmed result (`ui.cell_review`)."""
     results = [r for r in results if r["scored"].ok]
-    if not results or not access.can("report"):
+    if (not results and fields is None) or not access.can("report"):
         return
-    what = "this image" if len(results) == 1 else f"these {len(results)} images"
+    by = produced_by()  # the report names who produced it ("<label> (<role>)")
+    what = ("this case" if fields is not None else "this image" if len(results) == 1
+            else f"these {len(results)} images")
     with st.container(border=True):
         st.markdown(f"**Hand-off** — take the result of {what} to the patient record")
         c1, c2, c3 = st.columns([2, 2, 3], vertical_alignment="center")
         include = c3.checkbox("Patient name and id in the PDF", value=False, key=f"{key}_pdf_patient",
                               help="Off by default: the PDF shows no patient identifiers unless you ask for them.")
-        c1.download_button("Download PDF report", data=lambda: pdf_bytes(ctx, results, include), on_click="ignore",
-                           file_name=f"secondlook_{ctx.task.name}_{ctx.model_id}_report.pdf", mime="application/pdf",
+        name = f"case_{fields.case_id}" if fields is not None else ctx.model_id
+        c1.download_button("Download PDF report", data=lambda: pdf_bytes(ctx, results, include, fields, by),
+                           on_click="ignore", file_name=f"secondlook_{ctx.task.name}_{name}_report.pdf", mime="application/pdf",
                            key=f"{key}_pdf", icon=":material/picture_as_pdf:",
-                           help="Case report: images with Grad-CAM, probability, decision, what the operating point means, "
-                                "model card summary and the disclaimer. Made on click, in memory.")
+                           help=("Case report: the confirmed result beside the automatic count, the fields outlined, "
+                                 "the operating points, model card summary and the disclaimer." if fields is not None else
+                                 "Case report: images with Grad-CAM, probability, decision, what the operating point "
+                                 "means, model card summary and the disclaimer.") + " Made on click, in memory.")
         node, bad = pacs_node(), pacs_config_error()
         if bad:
             st.caption(f":material/cloud_off: PACS features are off: {bad}.")
         if node is not None and not bad:
-            c2.button("Send to PACS", key=f"{key}_send", on_click=_on_send, args=(ctx, results),
+            c2.button("Send to PACS", key=f"{key}_send", on_click=_on_send, args=(ctx, results, fields, by),
                       icon=":material/cloud_upload:",
                       help=f"Stores a labelled overlay image and a structured report per image in {node}, in the "
                            "source study (patient details copied from it so the PACS files them with the study).")

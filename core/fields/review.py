@@ -16,6 +16,10 @@ given over all annotated infected cells (`infected_reaching_queue`) and over the
                                                                record (made with this model file, finder and scoring)
     review_queue(probabilities, threshold) -> indices         queued cells, most suspicious first
     with_review(row, screen, threshold, note), case_review(screens, threshold, note)   the CLI's review fields
+    case_queue(screens, threshold) -> [(field, cell, p)]     a case's queue across its fields, most suspicious first
+    confirmed_case(confirmations, queued, counted) -> dict    the technician's result: confirmed (+ marked) infected
+                                                               cells over the case's counted red cells
+    case_lines(confirmed, automatic) -> list[str]             how the app, the PDF and the DICOM SR say it
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 
@@ -31,12 +36,17 @@ from core.fields.annotations import load_fields
 from core.fields.cuts import STOP_SESSIONS
 from core.fields.records import (TASK, TEST_SESSIONS, ScoredField, current_finder, current_scoring, field_threshold,
                                  is_current, per_field, score_annotated, with_intervals)
-from core.fields.screen import FieldScreen
+from core.fields.screen import FieldScreen, parasitemia
 from core.models.store import load_model, model_dir, read_card, write_card_file
 from core.registry import get_model_spec
 
 QUEUE_SHARE = 0.95  # share of the validation fields' found infected cells that reach the queue
 RECORD = "review.json"
+POSITIVE = "Parasitized"  # the malaria task's positive label: a technician's "infected"
+NOT_REVIEWED, PARTIAL, COMPLETE, NOTHING_QUEUED = "not reviewed", "partly reviewed", "reviewed", "nothing queued"
+INTERVAL_NOTE = ("The 95% interval treats every counted cell as independent; the cells of one field are not, so the "
+                 "true uncertainty is somewhat wider. A laboratory reports the confirmed result; the automatic count is "
+                 "what the model does alone.")
 
 
 def review_queue(probabilities: np.ndarray, threshold: float | None) -> np.ndarray:
@@ -97,6 +107,98 @@ def measure(scored: list[ScoredField], threshold: float, field_point: float) -> 
            "review_threshold": float(threshold)}
     out |= with_intervals(r, _queue_stats)
     return out | {"field_threshold": float(field_point)} | with_intervals(per_field(scored, field_point), _automatic_stats)
+
+
+def case_queue(screens: list[FieldScreen], threshold: float | None) -> list[tuple[int, int, float]]:
+    """(field index, cell index, probability) of every queued cell of a case's counted fields, most suspicious first
+    across the fields (ties: field order, then the field's own queue order)."""
+    items = [(k, int(i), float(s.probabilities[i])) for k, s in enumerate(screens) if s.counted
+             for i in review_queue(s.probabilities, threshold)]
+    return sorted(items, key=lambda t: -t[2])
+
+
+def reviewer(row: Mapping) -> str:
+    """How a confirmation names its reader: as `core.users.User.label` does (e-mail, else the account)."""
+    sub = str(row.get("user_sub") or "")
+    return str(row.get("user_email") or sub.removeprefix("local:"))
+
+
+def confirmed_case(confirmations: Iterable[Mapping], queued: Iterable[tuple[str, int]], counted: Mapping[str, int], *,
+                   model_sha256: str | None = None, threshold: float | None = None, positive: str = POSITIVE) -> dict:
+    """The case result a laboratory reports: infected cells the technician confirmed among the queued ones, plus the
+    unqueued cells they marked infected, over every counted red cell of the case, with a 95% Wilson interval.
+
+    `confirmations`: `core.confirmations` cell rows of this case (the latest word on a cell counts: a reader may
+    change their mind); `queued`: (field sha256, cell index) of the queue shown now; `counted`: field sha256 -> red
+    cells counted. Rows for another field, another model checksum or another review threshold than `model_sha256` /
+    `threshold` (when given) describe another queue and are left out (`n_left_out`); a cell index only means this
+    cell under the model and finder that numbered it. `calls`: the latest call kept on each (sha256, cell).
+    """
+    queue = {(str(sha), int(c)) for sha, c in queued}
+    last: dict[tuple[str, int], Mapping] = {}
+    left_out = 0
+    for row in sorted(confirmations, key=lambda r: int(r.get("id") or 0)):
+        key = (str(row.get("image_sha256")), int(row.get("cell") if row.get("cell") is not None else -1))
+        stale = (model_sha256 is not None and row.get("model_sha256") != model_sha256) or (
+            threshold is not None and not math.isclose(float(row.get("threshold", math.nan)), float(threshold), abs_tol=1e-9))
+        if key[0] not in counted or key[1] < 0 or stale:
+            left_out += 1
+            continue
+        last[key] = row
+    infected = {k for k, r in last.items() if r.get("reader_call") == positive}
+    reviewed = queue & set(last)
+    n_cells = int(sum(int(n) for n in counted.values()))
+    k = len(infected)
+    p, lo, hi = parasitemia(k, n_cells)
+    n_queued, n_reviewed = len(queue), len(reviewed)
+    status = (NOTHING_QUEUED if not n_queued else COMPLETE if n_reviewed == n_queued
+              else PARTIAL if n_reviewed or infected else NOT_REVIEWED)
+    readers = list(dict.fromkeys(reviewer(last[key]) for key in sorted(last, key=lambda key: int(last[key].get("id") or 0))))
+    return {
+        "n_cells": n_cells, "n_queued": n_queued, "n_reviewed": n_reviewed,
+        "n_confirmed": len(infected & queue), "n_rejected": n_reviewed - len(infected & queue),
+        "n_marked": len(infected - queue), "n_infected": k, "parasitemia": p,
+        "parasitemia_ci": [lo, hi] if n_cells else None, "status": status, "complete": status in (COMPLETE, NOTHING_QUEUED),
+        "confirmed_by": readers, "per_field": {sha: sum(1 for s, _ in infected if s == sha) for sha in counted},
+        "n_left_out": left_out, "calls": {key: str(r.get("reader_call")) for key, r in last.items()},
+    }
+
+
+def _pct(p: float | None, ci: list | None) -> str:
+    if p is None:
+        return "no red cells counted"
+    return f"parasitemia {p:.2f}%" + (f" (95% interval {ci[0]:.2f}–{ci[1]:.2f}%)" if ci and ci[0] is not None else "")
+
+
+def case_lines(confirmed: dict, automatic: dict | None = None) -> list[str]:
+    """The case result in plain words, one wording for the app, the PDF and the DICOM SR: the confirmed count first
+    (or that the case is not yet reviewed), then how far the review got, then the automatic count labelled as such.
+
+    `automatic`: `core.fields.screen.case_result` at the field operating point."""
+    c = confirmed
+    who = ", ".join(c["confirmed_by"]) or "nobody yet"
+    cells = f"{c['n_cells']:,} red cells"
+    extra = f" ({c['n_confirmed']} from the review queue, {c['n_marked']} marked by the technician)" if c["n_marked"] else ""
+    if c["status"] == NOT_REVIEWED:
+        lines = [f"Not yet reviewed: 0 of {c['n_queued']} queued cells reviewed, so there is no confirmed result."]
+    elif c["status"] == NOTHING_QUEUED and not c["confirmed_by"]:
+        lines = ["No cell of this case reached the review queue and none was marked infected: there is no confirmed result."]
+    else:
+        lines = [f"Confirmed: {c['n_infected']} infected of {cells}{extra}, {_pct(c['parasitemia'], c['parasitemia_ci'])}; "
+                 f"proposed by SecondLook, confirmed by {who}."]
+        if c["status"] == PARTIAL:
+            lines.append(f"Not fully reviewed: {c['n_reviewed']} of {c['n_queued']} queued cells reviewed; the confirmed "
+                         "count may still rise.")
+        elif c["status"] == NOTHING_QUEUED:
+            lines.append("No cell of this case reached the review queue.")
+        else:
+            lines.append(f"All {c['n_queued']} queued cells reviewed ({c['n_confirmed']} confirmed infected, "
+                         f"{c['n_rejected']} not infected).")
+    if automatic is not None and automatic.get("n_infected") is not None:
+        lines.append(f"Automatic (unconfirmed): {automatic['n_infected']} infected of {automatic['n_cells']:,} red cells, "
+                     f"{_pct(automatic['parasitemia'], automatic['parasitemia_ci'])}, at the field operating point "
+                     f"{float(automatic['threshold']):.4f}.")
+    return lines
 
 
 def read_review(model_id: str) -> dict:

@@ -74,7 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             paths.append(f)
             files.append((name, data))
-    case = C.score_case(model, info, files, ood=ood, site_profile=a.site_profile, surface="handoff")
+    from core.users import local_user
+
+    case = C.score_case(model, info, files, ood=ood, site_profile=a.site_profile, surface="handoff",
+                        produced_by=C.produced_by(local_user()))  # the account running the command
     for path, r in zip(paths, case.images):
         row = {"file": path, "ok": r.ok, "sha256": r.sha256}
         row.update({"probability": r.probability, "decision": r.decision, "withheld": r.withheld,

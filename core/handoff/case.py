@@ -7,6 +7,10 @@ A `Case` is one model's look at one or more images: model identity (id, sha256, 
 optional site profile, and per image the probability, the decision at the operating point (or why it was
 withheld), input warnings, a display copy of the picture, its Grad-CAM overlay and, for DICOM inputs, a
 pixel-free copy of the source header (study/series/SOP UIDs and the patient module, which stays in memory).
+
+A case of whole smear fields carries a `FieldCase` instead of (or beside) images: the fields (hash, counts, the
+outlined picture), the automatic count at the field operating point and the technician's confirmed result
+(`core.fields.review.confirmed_case`). `produced_by` names who made the hand-off ("<label> (<role>)").
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core import audit
+from core import audit, users
 from core.evaluation import operating_point as op
 from core.inference import scoring
 from core.models import store
@@ -131,15 +135,93 @@ class ImageResult:
 
 
 @dataclass
+class FieldImage:
+    """One whole smear field of a case: identified by its hash; `picture` is the outlined display copy (JPEG)."""
+
+    name: str
+    sha256: str
+    n_cells: int
+    n_infected: int | None  # automatic, at the field operating point (None: no cells counted)
+    n_queued: int
+    n_confirmed: int  # confirmed + marked infected by the technician
+    picture: bytes | None = None
+    message: str = ""
+
+
+@dataclass
+class FieldCase:
+    """The fields of one slide and their result: `automatic` is `core.fields.screen.case_result` at the field
+    operating point, `confirmed` is `core.fields.review.confirmed_case`. `label` is the technician's own case/slide
+    label: it may name a patient, so it is printed only where patient details are asked for."""
+
+    case_id: str
+    fields: list[FieldImage]
+    automatic: dict
+    confirmed: dict
+    field_threshold: float
+    field_threshold_rule: str
+    review_threshold: float | None
+    review_rule: str = ""
+    label: str = ""
+
+    def lines(self) -> list[str]:
+        """The result in words (`core.fields.review.case_lines`)."""
+        from core.fields.review import case_lines
+
+        return case_lines(self.confirmed, self.automatic)
+
+    def method(self) -> list[str]:
+        """How the two results were made, for the PDF and the SR."""
+        from core.fields.review import INTERVAL_NOTE
+
+        review = (f"Cells with a probability of {self.review_threshold:.4f} or more are queued for the technician, most "
+                  f"suspicious first ({self.review_rule or 'review threshold chosen on the validation fields'}); the "
+                  "technician confirms or rejects each and may mark any other outlined cell as infected."
+                  if self.review_threshold is not None else "No review threshold is recorded for this model: no cell was queued.")
+        return [INTERVAL_NOTE, review, f"The automatic count calls a cell infected at {self.field_threshold:.4f} or more "
+                                       f"({self.field_threshold_rule or 'field operating point'})."]
+
+
+@dataclass
 class Case:
     model: ModelInfo
     images: list[ImageResult]
     site_profile: str | None = None
     created: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    fields: FieldCase | None = None
+    produced_by: str | None = None  # "<user label> (<role>)": who made the report (`produced_by(user)`)
 
     @property
     def scored(self) -> list[ImageResult]:
         return [r for r in self.images if r.ok]
+
+
+def field_case(screens: list, shas: list[str], confirmations: list[dict], *, case_id: str, model_id: str,
+               model_sha256: str, field_threshold: float, field_rule: str, review_threshold: float | None,
+               review_rule: str = "", pictures: list[bytes | None] | None = None, label: str = "") -> FieldCase:
+    """A case of whole smear fields from their screens (`core.fields.screen.FieldScreen`, one per sha256) and the
+    technician's confirmations of this case: the automatic count at the field operating point and the confirmed
+    result over the queue shown at `review_threshold` (rows of another model version or threshold left out)."""
+    from core.fields.review import case_queue, confirmed_case
+    from core.fields.screen import case_result
+
+    queue = case_queue(screens, review_threshold)
+    counted = {sha: len(s.boxes) for s, sha in zip(screens, shas) if s.counted}
+    confirmed = confirmed_case(confirmations, [(shas[k], i) for k, i, _ in queue], counted, model_sha256=model_sha256,
+                               threshold=review_threshold)
+    pictures = pictures or [None] * len(screens)
+    images = []
+    for k, (s, sha, pic) in enumerate(zip(screens, shas, pictures)):
+        r = s.result(field_threshold, model_id)
+        images.append(FieldImage(s.name, sha, r["n_cells"], r["n_infected"], sum(1 for f, _, _ in queue if f == k),
+                                 confirmed["per_field"].get(sha, 0), pic, s.message))
+    return FieldCase(case_id, images, case_result(screens, field_threshold, model_id), confirmed, float(field_threshold),
+                     field_rule, review_threshold, review_rule, label)
+
+
+def produced_by(user: users.User) -> str:
+    """How a report names who produced it: "<label> (<role>)"."""
+    return f"{user.label} ({user.role.replace('_', ' ')})"
 
 
 # ------------------------------------------------------------------------------------------------ model
@@ -256,17 +338,18 @@ def score_one(model, info: ModelInfo, data: bytes, name: str, ood=None) -> Image
 
 
 def score_case(model, info: ModelInfo, files: list[tuple[str, bytes]], ood=None, site_profile: str | None = None,
-               surface: str | None = "handoff", audit_db=None, withhold=None) -> Case:
+               surface: str | None = "handoff", audit_db=None, withhold=None, produced_by: str | None = None) -> Case:
     """Score every file (a bad one keeps its error and does not stop the others); one audit row per scoring.
 
-    `withhold(result) -> reason | None` lets a caller's guard refuse a decision before it is recorded.
+    `withhold(result) -> reason | None` lets a caller's guard refuse a decision before it is recorded;
+    `produced_by` ("<label> (<role>)") is printed on the report.
     """
     images = [score_one(model, info, data, name, ood) for name, data in files]
     for r in images:
         reason = withhold(r) if (withhold is not None and r.ok) else None
         if reason:
             r.withhold(reason)
-    case = Case(info, images, site_profile)
+    case = Case(info, images, site_profile, produced_by=produced_by)
     if surface:
         record_audit(case, surface, db=audit_db)
     return case

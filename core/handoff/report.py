@@ -5,7 +5,12 @@ probability, the decision at the operating point (or why it was withheld) and in
 operating point means (validation sensitivity/specificity with 95% CIs from the model card); a short model-card
 summary (training data, test and external results); the decision-support disclaimer on every page.
 
-Patient name and id appear only with `include_patient=True` (default: none). Images go in as JPEG at display
+A case of whole smear fields (`Case.fields`) gets its own section: the technician's confirmed result ("proposed by
+SecondLook, confirmed by <user>", or that the case is not yet reviewed) with the automatic count beside it, labelled
+as such, the two operating points, a table of the fields and their outlined pictures. `Case.produced_by` names who
+made the report.
+
+Patient name and id (and a field case's own slide label) appear only with `include_patient=True` (default: none). Images go in as JPEG at display
 size, so a one-image report stays well under 1 MB. Returns bytes; nothing is written to disk here.
 """
 from __future__ import annotations
@@ -18,11 +23,13 @@ import numpy as np
 from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 
-from core.handoff.case import DISCLAIMER, Case, ImageResult, disagreement, fmt_ci, fmt_pct, fmt_prob, meaning
+from core.handoff.case import DISCLAIMER, Case, FieldCase, ImageResult, disagreement, fmt_ci, fmt_pct, fmt_prob, meaning
 
 FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
 JPEG_QUALITY = 85
-IMAGE_MAX_H = 56.0  # mm: a one-image report fits on one A4 page (with the validation/test sentence)
+IMAGE_MAX_H = 51.0  # mm: a one-image report fits on one A4 page (with the validation/test sentence, "Produced by")
+FIELD_PICTURES = 8  # outlined field pictures printed (two a row); every field is in the table
+FIELD_PICTURE_H = 52.0  # mm: two fields and the summary fit on the first page
 DESCRIPTION_CHARS = 150
 RED, GREEN, AMBER, GREY = (176, 32, 32), (24, 110, 48), (150, 90, 0), (90, 90, 90)
 
@@ -75,7 +82,9 @@ def _text(pdf: _Doc, s: str) -> str:
 
 def _needs_unicode(case: Case, include_patient: bool) -> bool:
     """True when a user-supplied text (file name, note, warning, site profile, patient name) is not Latin-1."""
-    texts = [case.site_profile or "", case.model.description, case.model.model_title]
+    texts = [case.site_profile or "", case.model.description, case.model.model_title, case.produced_by or ""]
+    if case.fields is not None:
+        texts += [f.name for f in case.fields.fields] + case.fields.lines() + [case.fields.label if include_patient else ""]
     for r in case.images:
         texts += [r.name, r.error or "", r.withheld or "", *r.warnings, *r.notes]
         if include_patient:
@@ -275,6 +284,66 @@ def _model_card(pdf: _Doc, case: Case) -> None:
     _kv(pdf, rows, key_w=32)
 
 
+def _field_pictures(pdf: _Doc, fc: FieldCase) -> None:
+    """The outlined fields, two a row, each named with its counts."""
+    from PIL import Image
+
+    shown = [f for f in fc.fields if f.picture][:FIELD_PICTURES]
+    gap, w = 6.0, (pdf.epw - 6.0) / 2
+    for k in range(0, len(shown), 2):
+        pair = shown[k:k + 2]
+        h = min(w * 0.75, FIELD_PICTURE_H)
+        if pdf.get_y() + h + 6 > pdf.page_break_trigger:
+            pdf.add_page()
+        y = pdf.get_y()
+        for j, f in enumerate(pair):
+            with Image.open(io.BytesIO(f.picture)) as im:
+                iw, ih = im.size
+            fh = min(h, w * ih / iw)
+            pdf.image(io.BytesIO(f.picture), x=pdf.l_margin + j * (w + gap), y=y, w=fh * iw / ih, h=fh)
+            pdf.set_xy(pdf.l_margin + j * (w + gap), y + fh + 0.5)
+            pdf.set_font(pdf.font_family_name, "", 7.5)
+            pdf.set_text_color(*GREY)
+            pdf.cell(w, 3.4, _text(pdf, f"{f.name}: {f.n_cells} red cells, {f.n_confirmed} confirmed infected"))
+        pdf.set_text_color(0, 0, 0)
+        pdf.set_y(y + h + 5)
+    more = len([f for f in fc.fields if f.picture]) - len(shown)
+    _para(pdf, "Outlined pictures: every found red cell outlined, numbered as in the review; green below half the field "
+               "operating point, orange to red as the probability reaches it, thick red = counted infected by the model."
+               + (f" {more} more field(s) are in the table only." if more > 0 else ""), size=7.8, colour=GREY, h=3.6)
+
+
+def _fields_section(pdf: _Doc, case: Case, include_patient: bool) -> None:
+    """The technician's confirmed result first, the automatic count beside it, then how each was made."""
+    fc = case.fields
+    c = fc.confirmed
+    _h(pdf, f"Whole smear fields: case {fc.case_id}" + (f" ({fc.label})" if include_patient and fc.label else ""), size=11.5)
+    lines = fc.lines()
+    auto = [ln for ln in lines if ln.startswith("Automatic")]
+    main = [ln for ln in lines if ln not in auto]
+    colour = GREEN if c["complete"] and c["confirmed_by"] else AMBER
+    _box(pdf, " ".join(main[1:]), colour, fill=(236, 246, 238) if colour == GREEN else (252, 246, 232),
+         bold_first=main[0])
+    for ln in auto:
+        _para(pdf, ln, size=9, colour=GREY)
+    note, review, auto_rule = fc.method()
+    _para(pdf, note, size=7.8, colour=GREY, h=3.6)
+    _para(pdf, f"{review} {auto_rule}", size=9)
+    pdf.ln(1)
+    pdf.set_font(pdf.font_family_name, "", 8.5)
+    with pdf.table(col_widths=(8, 74, 22, 22, 28, 26), text_align=("RIGHT", "LEFT", "RIGHT", "RIGHT", "RIGHT", "RIGHT"),
+                   line_height=4.6, first_row_as_headings=True) as table:
+        table.row(["#", "Field", "Red cells", "Queued", "Confirmed infected", "Automatic infected"])
+        for i, f in enumerate(fc.fields, 1):
+            auto_n = "—" if f.n_infected is None else str(f.n_infected)
+            table.row([_text(pdf, v) for v in (str(i), f.name + (f" ({f.message})" if f.message else ""), str(f.n_cells),
+                                               str(f.n_queued), str(f.n_confirmed), auto_n)])
+    pdf.ln(2)
+    if fc.automatic.get("advice"):
+        _box(pdf, fc.automatic["advice"], AMBER, bold_first="Too few cells:")
+    _field_pictures(pdf, fc)
+
+
 def _person(pn: str | None) -> str:
     """DICOM person name 'Family^Given^Middle' as 'Family, Given Middle'."""
     if not pn:
@@ -291,6 +360,14 @@ def _shorten(text: str, limit: int = DESCRIPTION_CHARS) -> str:
     return text[: text.rfind(" ", 0, limit)].rstrip(",;:") + " … (full text in the model card)"
 
 
+def _point(case: Case) -> str:
+    m, fc = case.model, case.fields
+    if fc is None:
+        return f"threshold {m.threshold:.4f}" + (" (card default)" if m.threshold_is_default else " (changed by the user)")
+    review = f"review queue from {fc.review_threshold:.4f}" if fc.review_threshold is not None else "no review queue"
+    return f"{review}; automatic count at the field operating point {fc.field_threshold:.4f}"
+
+
 def build_pdf(case: Case, include_patient: bool = False, title: str = "SecondLook case report") -> bytes:
     """The report as PDF bytes. `include_patient` adds the DICOM patient fields of the first DICOM image."""
     m = case.model
@@ -303,14 +380,20 @@ def build_pdf(case: Case, include_patient: bool = False, title: str = "SecondLoo
     _box(pdf, DISCLAIMER, RED, fill=(252, 236, 236), bold_first="Decision support only.")
     created: datetime = case.created
     rows = [
-        ("Task", f"{m.task_title}: does the image show {m.finding}?"),
+        ("Task", f"{m.task_title}: does the image show {m.finding}?" if case.fields is None
+         else f"{m.task_title}: which red cells of the whole smear fields are infected?"),
         ("Model", f"{m.model_title} (id {m.model_id})"),
         ("Model SHA-256", m.sha256 or "unknown (no checksum on the card)"),
-        ("Operating point", f"threshold {m.threshold:.4f}" + (" (card default)" if m.threshold_is_default else " (changed by the user)")),
+        ("Operating point", _point(case)),
         ("Report created", created.strftime("%Y-%m-%d %H:%M UTC")),
         ("Site profile", case.site_profile or "none"),
-        ("Images", str(len(case.images))),
     ]
+    if case.produced_by:
+        rows.append(("Produced by", case.produced_by))
+    if case.fields is not None:
+        rows.append(("Case", f"{case.fields.case_id}: {len(case.fields.fields)} whole smear field(s)"))
+    if case.images or case.fields is None:
+        rows.append(("Images", str(len(case.images))))
     if include_patient:
         phi = next((r.phi for r in case.images if r.phi), {})
         rows += [("Patient", f"{_person(phi.get('PatientName'))} · ID {phi.get('PatientID') or '—'} · born "
@@ -319,8 +402,11 @@ def build_pdf(case: Case, include_patient: bool = False, title: str = "SecondLoo
     _kv(pdf, rows)
     if len(case.images) > 1:
         _summary_table(pdf, case)
+    if case.fields is not None:
+        _fields_section(pdf, case, include_patient)
     for i, r in enumerate(case.images, 1):
         _image_section(pdf, case, r, i, len(case.images))
-    _operating_point(pdf, case)
+    if case.images:  # a field case states its own operating points (the card's are a single cell crop's)
+        _operating_point(pdf, case)
     _model_card(pdf, case)
     return bytes(pdf.output())
