@@ -1,4 +1,6 @@
-"""Monitoring: what was scored (the audit log) per week, and whether the recent scores still look like validation."""
+"""Monitoring: what was scored (the audit log) per week, whether the recent scores still look like validation, and
+how often readers agreed with SecondLook (their confirmations)."""
+import sqlite3
 from datetime import datetime, timezone
 
 import pandas as pd
@@ -22,9 +24,11 @@ st.caption(
     "or a run of negative cases): look before trusting the calls, it does not say the model is wrong."
 )
 st.caption(
-    ":material/person_check: **AI–reader agreement** needs readers to confirm or correct the calls; SecondLook does "
-    "not collect confirmations yet, so agreement is not shown. The audit log keeps no \"unusual for this model\" "
-    "caution either: for a batch run, `python -m core.monitor --task T --scores FILE` reports its unusual rate."
+    ":material/person_check: **AI–reader agreement** comes from the readers' confirmations (Predict: *Confirm or "
+    "disagree* beside each result): each result counts once, at its reader's latest call; a withheld result had no "
+    "decision to agree with. Readers saw the model's answer, so agreement is not accuracy: a fall in it is the signal "
+    "to look at. The audit log keeps no \"unusual for this model\" caution: for a batch run, "
+    "`python -m core.monitor --task T --scores FILE` reports its unusual rate."
 )
 
 days = st.segmented_control("Drift over the last", [7, 28, 90], default=monitoring.RECENT_DAYS, key="monitor_days",
@@ -45,7 +49,14 @@ except audit.AuditError as exc:
     st.error(str(exc), icon=":material/history:")
     st.stop()
 
-if weeks.empty:
+try:  # not cached: a confirmation saved a moment ago shows at once
+    agreed_lines = monitoring.agreement_lines(monitoring.confirmation_frame(since=monitoring.recent_since(days)))
+    agreed_weeks = monitoring.agreement_weekly(monitoring.confirmation_frame())
+except (sqlite3.Error, OSError) as exc:
+    st.warning(f"The readers' confirmations cannot be read: {exc}", icon=":material/person_check:")
+    agreed_lines = agreed_weeks = None
+
+if weeks.empty and (agreed_weeks is None or agreed_weeks.empty):
     st.info("Nothing has been scored yet: the tables fill as images are scored (Predict, the PACS page, the command line).")
     st.stop()
 
@@ -77,8 +88,25 @@ else:
         "reason": st.column_config.TextColumn("Why", width="large"),
     })
 
+st.subheader(f"AI–reader agreement, last {days} days")
+if agreed_lines is not None and agreed_lines.empty:
+    st.info(f"No reader confirmed a result in the last {days} days.", icon=":material/person_check:")
+elif agreed_lines is not None:
+    for line in agreed_lines.to_dict("records"):
+        st.markdown(monitoring.agreement_text(line))
+    st.dataframe(agreed_lines, hide_index=True, width="stretch", key="monitor_agreement", column_config={
+        "task": "Task", "model_id": "Model", "site_profile": "Site profile", "what": "Confirmed",
+        "confirmed": st.column_config.NumberColumn("Results", help="Results a reader confirmed (latest call, once each)."),
+        "judged": st.column_config.NumberColumn("With a decision", help="Confirmed results SecondLook had decided (not withheld)."),
+        "agreed": st.column_config.NumberColumn("Agreed", help="The reader's call was SecondLook's decision."),
+        "agreement_rate": st.column_config.NumberColumn("Agreement", format="percent"),
+    })
+
 st.subheader("Per week")
-st.caption("ISO weeks (UTC), newest first. PSI where the week has enough assessed scores.")
+st.caption("ISO weeks (UTC), newest first. PSI where the week has enough assessed scores; readers' confirmations of "
+           "images and their agreement with SecondLook beside them.")
+if agreed_weeks is not None and not agreed_weeks.empty:
+    weeks = monitoring.with_agreement(weeks, agreed_weeks)
 st.dataframe(weeks.assign(Drift=[_state(a) for a in weeks["alarm"]]).drop(columns="alarm").style.apply(_red, axis=1),
              hide_index=True, width="stretch", key="monitor_weeks", column_config={
                  "task": "Task", "model_id": "Model", "site_profile": "Site profile", "week": "Week",
@@ -86,4 +114,6 @@ st.dataframe(weeks.assign(Drift=[_state(a) for a in weeks["alarm"]]).drop(column
                  "withheld_rate": st.column_config.NumberColumn("Withheld", format="percent"),
                  "flag_rate": st.column_config.NumberColumn("Flagged", format="percent"),
                  "psi": st.column_config.NumberColumn("PSI", format="%.3f"),
+                 "confirmed": "Confirmed", "judged": "With a decision", "agreed": "Agreed",
+                 "agreement_rate": st.column_config.NumberColumn("Agreement", format="percent"),
              })

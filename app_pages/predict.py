@@ -7,7 +7,7 @@ from core.data import samples
 from core.evaluation import operating_point as op
 from core.inference import scoring
 from core.inference.decision import decide
-from ui import access, common, handoff, imaging, routed, safety, sites
+from ui import access, common, confirm, handoff, imaging, routed, safety, sites
 from ui import fields as fieldview
 
 access.require("research")
@@ -158,6 +158,7 @@ def detail(r: dict) -> None:
                                f"({'the model agrees' if right_call else 'the model disagrees'}).")
             for w in s.warnings:
                 st.warning(w, icon=":material/report:")
+            confirm.panel(ctx, s, key=f"wb_confirm_{task.name}_{mid}_{s.digest[:16]}")
             for note in s.notes:
                 st.caption(f":material/info: {note}")
             if s.phi:

@@ -9,9 +9,13 @@
 * `alarm_study` measures the numbers the alarm level was chosen on (validation patients resampled; another lab's
   training-session cells); `field_scores` scores malaria_fields cells with a bundled model (TensorFlow).
 
+* `confirmation_frame` / `agreement_lines` / `agreement_weekly` read the readers' confirmations
+  (core.confirmations): per task, model, site profile (and ISO week), how many results readers confirmed and how
+  often their call agreed with SecondLook's decision, counting each result's latest word once; `with_agreement` puts
+  the weekly agreement beside the audit log's weekly volume, flag and withheld rates.
+
 The reference is the model's validation scores (`val_predictions.csv`; for a fold ensemble, out-of-fold scores over
 all of train), on the scale every surface shows (the card's calibration), as batch rows and audit rows are.
-AI-reader agreement needs readers' confirmations, which are not collected yet: not measured here.
 """
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core import audit
+from core import audit, confirmations
 from core.evaluation import drift
 from core.models.selection import default_model
 from core.models.store import model_dir, read_card, read_predictions
@@ -185,6 +189,73 @@ def alarm_text(line: dict) -> str:
     return (f"{line['task']} / {line['model_id']}{site}: the last {line['assessed']} scores are unlike the "
             f"model's validation scores (PSI {line['psi']:.2f} ≥ {drift.ALARM_PSI:g}, KS p {line['ks_p']:.1g}). "
             "Check the images and the site before trusting its calls.")
+
+
+# ---- readers' confirmations: AI-reader agreement -------------------------------------------------------------------
+
+WHAT = {"image": "images", "cell": "field cells"}  # what a confirmation row is about, in the tables' words
+AGREEMENT_COLUMNS = ["confirmed", "judged", "agreed", "agreement_rate"]
+
+
+def confirmation_frame(since=None, db: str | Path | None = None) -> pd.DataFrame:
+    """The latest word on each confirmed result (a reader may change their mind: the last call counts, once), since
+    `since`, with `week` (ISO, of that last word), `what` (images, field cells) and "(none)" for no site profile."""
+    path = Path(db).expanduser() if db is not None else confirmations.db_path()
+    df = confirmations.latest(confirmations.to_frame(db=db)) if path.is_file() else \
+        pd.DataFrame(columns=confirmations.COLUMNS)  # none yet: looking creates no database
+    if since is not None and not df.empty:
+        start = pd.Timestamp(since)
+        start = start.tz_localize("UTC") if start.tzinfo is None else start
+        df = df[pd.to_datetime(df["created_at"], utc=True, format="ISO8601") >= start]
+    return df.assign(
+        site_profile=df["site_profile"].fillna(NO_SITE),
+        week=pd.to_datetime(df["created_at"], utc=True, format="ISO8601").dt.strftime("%G-W%V"),
+        what=df["kind"].map(WHAT),
+    )
+
+
+def _agreement(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Per `keys` group: results confirmed, judged (the model had made a decision), agreed, agreement rate."""
+    out = []
+    for values, g in frame.groupby(keys, sort=True):
+        a = confirmations.agreement(g)
+        out.append({**dict(zip(keys, values)), "confirmed": len(g), "judged": a["n"], "agreed": a["agreed"],
+                    "agreement_rate": np.nan if a["rate"] is None else a["rate"]})
+    return pd.DataFrame(out, columns=keys + AGREEMENT_COLUMNS).astype({"agreement_rate": np.float64})
+
+
+def agreement_lines(frame: pd.DataFrame) -> pd.DataFrame:
+    """AI-reader agreement per task, model, site profile and what was confirmed, over the rows of `frame`."""
+    return _agreement(frame, GROUP + ["what"])
+
+
+def agreement_weekly(frame: pd.DataFrame) -> pd.DataFrame:
+    """AI-reader agreement per task, model, site profile, what and ISO week (newest first)."""
+    table = _agreement(frame, GROUP + ["what", "week"])
+    return table.sort_values(["week"] + GROUP + ["what"], ascending=[False, True, True, True, True], ignore_index=True)
+
+
+def with_agreement(weeks: pd.DataFrame, agreement: pd.DataFrame) -> pd.DataFrame:
+    """The audit log's weekly lines with the week's image confirmations and agreement beside them (a week with
+    confirmations and no scorings still shows)."""
+    images = agreement[agreement["what"] == WHAT["image"]].drop(columns="what") if not agreement.empty else \
+        pd.DataFrame(columns=GROUP + ["week"] + AGREEMENT_COLUMNS)
+    both = weeks.merge(images, on=GROUP + ["week"], how="outer")
+    for c in ("scorings", "assessed", "confirmed", "judged", "agreed"):
+        both[c] = both[c].fillna(0).astype(int)
+    return both.sort_values(["week"] + GROUP, ascending=[False, True, True, True], ignore_index=True)
+
+
+def agreement_text(line: dict) -> str:
+    """One sentence: 'Readers agreed with SecondLook on 45 of 50 confirmed results (90%) ...'."""
+    site = "" if line["site_profile"] == NO_SITE else f" at site profile {line['site_profile']}"
+    what = "field cells" if line.get("what") == WHAT["cell"] else "results"
+    head = f"{line['task']} / {line['model_id']}{site}: "
+    if not line["judged"]:
+        return head + f"{line['confirmed']} {what} confirmed, none with a decision SecondLook made (all withheld)."
+    rest = line["confirmed"] - line["judged"]
+    return (head + f"Readers agreed with SecondLook on {line['agreed']} of {line['judged']} confirmed {what} "
+            f"({line['agreement_rate']:.0%})" + (f"; {rest} more had no decision to agree with (withheld)." if rest else "."))
 
 
 # ---- how the alarm level was chosen -------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from core.inference import routing, scoring
 from core.inference.decision import decide
 from core.models import store
 from core.registry import TASKS, get_task
-from ui import common, handoff, imaging
+from ui import access, common, confirm, handoff, imaging
 from ui import fields as fieldview
 
 KEPT = "_screen_uploads"  # [(name, bytes, dataset label or None)]: survives navigation (the uploader does not)
@@ -173,6 +173,7 @@ def _detail(item: dict) -> None:
             for ctx, s in item["answers"]:
                 with st.container(border=True):
                     _answer(ctx, s, item["truth"])
+                    confirm.panel(ctx, s, key=f"confirm_{ctx.task.name}_{item['digest'][:16]}")
             s0 = item["answers"][0][1]
             for note in s0.notes:
                 st.caption(f":material/info: {note}")
@@ -207,6 +208,11 @@ def answer(files: list[tuple[str, bytes, str | None]]) -> tuple[list[dict], list
             kind, error = _kind(digest, name, data)
             if error:
                 st.error(error, icon=":material/error:")
+                continue
+            if not access.can("score_xray" if kind == "radiograph" else "score_smear"):  # checked per file, on the server
+                u = access.current_user()
+                st.error(f"{name}: this looks like a {KIND_LABEL[kind].lower()}, which your role ({u.role}) does not "
+                         "score; nothing was scored.", icon=":material/block:")
                 continue
             if kind == "field":
                 field_inputs.append({"name": name, "data": data})

@@ -1,19 +1,26 @@
 """Site profiles in the app: the sidebar selector of the active profile and the Site validation page's parts.
 
-Logic lives in `core.site`; this module draws it. Uploaded cases are read in memory only.
+Logic lives in `core.site`; this module draws it. Uploaded cases are read in memory only. A site may also validate on
+the results its readers confirmed (core.confirmations): those labels are readers' calls, and every table, caption
+and saved profile built from them says "reader-confirmed, not ground truth". Saving, applying and deleting a profile
+are the site admin's (`ui.access.require("site_profiles")`, checked on the server) and name who did it.
 """
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
+from core import audit, confirmations
 from core.evaluation import charts
 from core.evaluation import operating_point as op
 from core.evaluation.metrics import OperatingCurve
+from core.registry import get_task
 from core.site import build, cases, profiles
 from core.site.validate import apply_calibration
-from ui import resources
+from ui import access, resources
 
 NONE = "None (shipped operating point)"
 ACTIVE = "site_active"  # {"task/model": profile name}
@@ -115,6 +122,74 @@ def evaluate(task: str, model_id: str, name: str, site_cases: cases.SiteCases) -
     return {"task": task, "model": model_id, "name": name, "profile": prof, "y": site_cases.y, "s": s}
 
 
+ALL_SITES = "All confirmations in this installation"
+
+
+def confirmed_sites(task: str, model_id: str) -> list[str]:
+    """The site profiles readers confirmed this model's results under (for the page's filter)."""
+    if not confirmations.db_path().is_file():
+        return []
+    f = confirmations.to_frame(task=task, kind="image", model_id=model_id)
+    return sorted(f["site_profile"].dropna().unique().tolist())
+
+
+def confirmed_cases(task: str, model_id: str, site_profile: str | None) -> pd.DataFrame:
+    """This model file's reader-confirmed cases (none, without creating the database, when nothing was confirmed)."""
+    if not confirmations.db_path().is_file():
+        return pd.DataFrame(columns=["image_sha256", "label", "probability", "source"])
+    return confirmations.site_labels(task, model_id, resources.version(task, model_id), site_profile=site_profile)
+
+
+def confirmed_table(task: str, found: pd.DataFrame) -> pd.DataFrame:
+    """The confirmed cases as the page lists them, each row saying what its label is."""
+    pos, neg = get_task(task).positive, get_task(task).negative
+    return pd.DataFrame({"image SHA-256": found["image_sha256"].str[:16] + "…",
+                         "reader's call": np.where(found["label"] == 1, pos, neg),
+                         "model probability": found["probability"].round(4),
+                         "labels": build.READER_CONFIRMED})
+
+
+def evaluate_confirmed(task: str, model_id: str, name: str, site_profile: str | None) -> dict:
+    """Evaluate the reader-confirmed cases like an uploaded set (same intervals, same too-few rule); nothing is saved.
+    Raises SiteInputError when there are not cases of both calls."""
+    shipped = float(resources.card(task, model_id)["threshold"])
+    found, rep = build.from_confirmations(task, model_id, resources.version(task, model_id), shipped,
+                                          site_profile=site_profile)
+    prof = build.make_profile(name, task, model_id, resources.version(task, model_id), shipped, rep,
+                              note=build.confirmed_note(rep))
+    return {"task": task, "model": model_id, "name": name, "profile": prof, "y": found["label"].to_numpy(),
+            "s": found["probability"].to_numpy(), "labels": build.READER_CONFIRMED}
+
+
+def save_and_apply(prof: profiles.SiteProfile) -> profiles.SiteProfile:
+    """Store a profile under the signed-in site admin's name and make it the active one. Call from a callback."""
+    user = access.require("site_profiles")
+    saved = profiles.save(dataclasses.replace(prof, created_by=user.label, created_by_role=user.role))
+    activate(saved.task, saved.model_id, saved.name)
+    _audit("profile_saved", user, saved)
+    _audit("profile_applied", user, saved)
+    return saved
+
+
+def delete(prof: profiles.SiteProfile) -> None:
+    """Delete a saved profile (and stop using it in this session). Call from a callback."""
+    user = access.require("site_profiles")
+    profiles.delete(prof.name, prof.task, prof.model_id)
+    key = f"{prof.task}/{prof.model_id}"
+    if st.session_state.get(ACTIVE, {}).get(key) == prof.name:
+        st.session_state[f"site_sel/{key}"] = NONE
+        _on_select(prof.task, prof.model_id)
+    _audit("profile_deleted", user, prof)
+
+
+def _audit(kind: str, user, prof: profiles.SiteProfile) -> None:
+    try:
+        audit.event(kind, user, f"{prof.task}/{prof.model_id} '{prof.name}' (threshold {prof.threshold:.4f}, "
+                                f"{prof.n} cases, labels {build.labels_of(prof)})")
+    except (audit.AuditError, ValueError):
+        pass  # the profile is saved either way; a failing audit log is shown on the pages that score
+
+
 def rates_table(prof: profiles.SiteProfile) -> pd.DataFrame:
     m = prof.metrics
     rows = []
@@ -125,6 +200,7 @@ def rates_table(prof: profiles.SiteProfile) -> pd.DataFrame:
                 continue
             row[col] = op.fmt_pct(pt[key])
             row[f"{col} 95% CI"] = op.fmt_ci(tuple(np.nan if v is None else v for v in pt["ci"][key]))
+        row["labels"] = build.labels_of(prof)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -134,6 +210,10 @@ def show_report(prof: profiles.SiteProfile, y=None, s=None, key: str = "site") -
     m = prof.metrics
     task = prof.task
     pos, neg, _ = op.nouns(task)
+    if build.labels_of(prof) == build.READER_CONFIRMED:
+        st.warning(f"**Labels: {build.READER_CONFIRMED}.** These are the calls readers made on results SecondLook showed "
+                   "them. Readers who saw the model's answer can share its mistakes, so the numbers below measure how the "
+                   "model does against your readers, not against a verified diagnosis.", icon=":material/person_check:")
     st.markdown(f"**{m['n']} cases** ({m['n_positive']} {pos}, {m['n_negative']} {neg})"
                 + (f" from **{m['n_clusters']} {m.get('cluster_unit', 'patient')}s**" if m.get("n_clusters") else "")
                 + f". AUC **{m['auc']:.3f}** (95% CI {m['auc_ci'][0]:.3f}–{m['auc_ci'][1]:.3f}).")
@@ -172,5 +252,7 @@ def show_report(prof: profiles.SiteProfile, y=None, s=None, key: str = "site") -
 def profiles_frame(found: list[profiles.SiteProfile], sha: str) -> pd.DataFrame:
     return pd.DataFrame([{"name": p.name, "model": p.model_id, "cases": p.n, "site threshold": round(p.threshold, 4),
                           "shipped threshold": round(p.shipped_threshold, 4), "recalibrated": bool(p.calibration),
-                          "created": p.created_at, "usable": "yes" if p.model_sha256 == sha else "no: model file changed"}
+                          "labels": build.labels_of(p), "created": p.created_at,
+                          "saved by": f"{p.created_by} ({p.created_by_role.replace('_', ' ')})" if p.created_by else "",
+                          "usable": "yes" if p.model_sha256 == sha else "no: model file changed"}
                          for p in found])

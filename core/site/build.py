@@ -3,10 +3,14 @@
 Scoring goes through the evaluation path (`prepare` -> `predict_tensors`), so a case scores here exactly as in
 `core.evaluate` and the app. A case the modality check would withhold (the wrong kind of image for the task) is
 a bad input here: it names the file, and nothing is evaluated or saved.
+
+A site may instead validate on the results its readers confirmed (`from_confirmations`): the probabilities the model
+gave and the readers' calls as labels. Those are readers' calls, not ground truth, and the report and profile say so.
 """
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from core.inference.decision import modality_verdict
 from core.inference.calibrate import calibrated
@@ -15,6 +19,9 @@ from core.inference.preprocess import prepare_batch
 from core.registry import get_task
 from core.site import profiles, validate
 from core.site.cases import SiteCases, SiteInputError
+
+READER_CONFIRMED = "reader-confirmed, not ground truth"  # how every surface names labels that are readers' calls
+HAND_LABELLED = "hand-labelled"
 
 
 def score_cases(model, task: str, model_id: str, cases: SiteCases) -> np.ndarray:
@@ -44,6 +51,38 @@ def make_profile(name: str, task: str, model_id: str, model_sha256: str, shipped
     note = note or (rep["too_small"] or "")
     return profiles.SiteProfile(name, task, model_id, model_sha256, int(rep["n"]), float(thr), float(shipped_threshold),
                                 rep["recalibration"], rep, note=note)
+
+
+def from_confirmations(task: str, model_id: str, model_sha256: str, shipped_threshold: float, *,
+                       site_profile: str | None = None, db=None, n_boot: int = 1000, seed: int = 0) -> tuple[pd.DataFrame, dict]:
+    """Local validation from the readers' calls collected here (core.confirmations): the cases (one row per image,
+    its latest call, the probability the model gave when it was shown) and `report` on them, with the same intervals
+    and the same too-few rule as hand-made labels. Only this model file's results count. The report says its labels
+    are readers' calls (`"labels"`), not ground truth. Fewer than one case of each class: SiteInputError."""
+    from core import confirmations
+
+    confirmed = confirmations.site_labels(task, model_id, model_sha256, site_profile=site_profile, db=db)
+    y = confirmed["label"].to_numpy(np.int8)
+    n_pos = int(y.sum())
+    n_neg = int(y.size - n_pos)
+    if not n_pos or not n_neg:
+        t = get_task(task)
+        raise SiteInputError([f"Too few confirmed cases to validate: {n_pos} {t.positive} and {n_neg} {t.negative} by "
+                              f"the readers' calls ({READER_CONFIRMED}). Local validation needs both, and at least "
+                              f"{validate.MIN_PER_CLASS} of each to propose an operating point."])
+    rep = report(task, y, confirmed["probability"].to_numpy(np.float64), shipped_threshold, None, n_boot, seed)
+    return confirmed, {**rep, "labels": READER_CONFIRMED, "site_profile_filter": site_profile}
+
+
+def labels_of(p: profiles.SiteProfile) -> str:
+    """Where a profile's labels came from: hand-made (an uploaded set) or readers' calls."""
+    return str(p.metrics.get("labels") or HAND_LABELLED)
+
+
+def confirmed_note(rep: dict) -> str:
+    """The saved note of a profile built from confirmations: what its labels are, then the too-few reason if any."""
+    return (f"Labels are {READER_CONFIRMED}: {rep['n']} results as readers called them in SecondLook."
+            + (f" {rep['too_small']}" if rep.get("too_small") else ""))
 
 
 def summary_line(p: profiles.SiteProfile) -> dict:
