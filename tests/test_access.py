@@ -233,3 +233,34 @@ def test_the_auditor_filters_the_log_by_user_and_the_export_is_audited(home):
     assert [t.value for t in run.text] == ["3"]  # header + two rows
     ev = audit.events(kind="audit_export")
     assert ev[0]["user_email"] == "auditor@example.org" and "2 row(s)" in ev[0]["detail"]
+
+
+def test_the_site_admin_applies_a_profile_for_everyone_and_a_clinician_scores_with_it(home):
+    from core.models import store
+    from core.models.selection import default_model
+    from core.site import profiles
+
+    task = "malaria"
+    mid = default_model(task)
+    if mid not in store.bundled_models(task):
+        pytest.skip("the malaria default model is not bundled")
+    key = f"{task}/{mid}"
+    profiles.save(profiles.SiteProfile("lab-a", task, mid, profiles.current_sha256(task, mid), 60, 0.4242, 0.5, None,
+                                       {"note": "made in the test"}))
+    at = _app("site_admin")
+    if at.session_state["task"] != task:
+        at.sidebar.selectbox(key="task").select(task).run()
+    at.sidebar.selectbox(key=f"site_sel/{key}").select("lab-a").run()
+    at.sidebar.button(key=f"site_apply/{key}").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert profiles.applied(task, mid)["name"] == "lab-a" and profiles.applied(task, mid)["applied_by"] == "site_admin@example.org"
+    assert "applied for everyone" in audit.events(kind="profile_applied")[0]["detail"]
+
+    clin = _app("clinician")
+    if clin.session_state["task"] != task:
+        clin.sidebar.selectbox(key="task").select(task).run()
+    assert not [s for s in clin.sidebar.selectbox if s.key == f"site_sel/{key}"]  # not the clinician's to choose
+    captions = " ".join(c.value for c in clin.sidebar.caption)
+    assert "Site profile **lab-a**, applied for everyone by site_admin@example.org" in captions
+    assert "Threshold **0.4242** · site profile lab-a" in captions and "changed by you" not in captions
+    assert clin.session_state["op_thresholds"][key] == pytest.approx(0.4242)

@@ -232,7 +232,7 @@ def sidebar() -> Context:
         from ui import sites
 
         site = sites.sidebar_selector(task_name, model_id)
-        _operating_point_widgets(task, model_id, research)
+        _operating_point_widgets(task, model_id, research, site)
         thr = threshold(task_name, model_id)
         ctx = Context(task, models, model_id, thr, card(task_name, model_id), site)
         ss["_ctx"] = ctx
@@ -240,7 +240,7 @@ def sidebar() -> Context:
     return ctx
 
 
-def _operating_point_widgets(task: TaskSpec, model_id: str, research: bool = True) -> None:
+def _operating_point_widgets(task: TaskSpec, model_id: str, research: bool = True, site=None) -> None:
     key = f"{task.name}/{model_id}"
     thr = threshold(task.name, model_id)
     truth = _truth()
@@ -266,7 +266,9 @@ def _operating_point_widgets(task: TaskSpec, model_id: str, research: bool = Tru
     thr = threshold(task.name, model_id)
     c = curve(task.name, model_id, "val")
     is_default = key not in _thresholds()
-    st.caption(f"Threshold **{thr:.4f}**" + (" · the model's validated default" if is_default else " · changed by you"))
+    of_site = site is not None and abs(thr - float(site.threshold)) <= 1e-12
+    st.caption(f"Threshold **{thr:.4f}**" + (" · the model's validated default" if is_default else
+                                             f" · site profile {site.name}" if of_site else " · changed by you"))
     if c is not None:
         st.markdown(op.short_meaning(task, op.at(c, thr)))
     if not is_default:

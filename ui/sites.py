@@ -39,9 +39,10 @@ def _usable(task: str, model_id: str) -> tuple[list[profiles.SiteProfile], list[
     return [p for p in found if p.model_sha256 == sha], [p for p in found if p.model_sha256 != sha]
 
 
-def _on_select(task: str, model_id: str) -> None:
+def _set_active(task: str, model_id: str, name: str) -> None:
+    """Score this model with profile `name` (NONE: the shipped point) in this session: its threshold becomes the
+    operating point until someone moves it."""
     key = f"{task}/{model_id}"
-    name = st.session_state.get(f"site_sel/{key}", NONE)
     st.session_state.setdefault(ACTIVE, {})[key] = name
     th = st.session_state.setdefault("op_thresholds", {})
     ok, _ = _usable(task, model_id)
@@ -53,14 +54,50 @@ def _on_select(task: str, model_id: str) -> None:
         th[key] = float(prof.threshold)
 
 
+def _on_select(task: str, model_id: str) -> None:
+    _set_active(task, model_id, st.session_state.get(f"site_sel/{task}/{model_id}", NONE))
+
+
 def activate(task: str, model_id: str, name: str) -> None:
     """Make a profile the active one (e.g. right after saving it). Call from a widget callback."""
     st.session_state[f"site_sel/{task}/{model_id}"] = name
     _on_select(task, model_id)
 
 
+def _applied(task: str, model_id: str) -> dict | None:
+    try:
+        return profiles.applied(task, model_id)
+    except Exception:  # an unreadable site database must never stop the app
+        return None
+
+
+def _apply_for_everyone(task: str, model_id: str, name: str) -> None:
+    """The site admin's choice of the profile every user scores this model with (checked again on the server)."""
+    user = access.require("site_profiles")
+    profiles.apply_for_everyone(None if name == NONE else name, task, model_id, by=user.label)
+    try:
+        audit.event("profile_applied", user, f"{task}/{model_id} '{name}' applied for everyone")
+    except (audit.AuditError, ValueError):
+        pass
+
+
+def _follow_applied(task: str, model_id: str, ok: list[profiles.SiteProfile]) -> profiles.SiteProfile | None:
+    """A user who does not set the site's point scores with the profile the site admin applied for everyone; when
+    the admin changes it, the session follows (once: a slider move afterwards stays the user's)."""
+    a = _applied(task, model_id)
+    prof = next((p for p in ok if a and p.name == a["name"]), None)
+    name = prof.name if prof is not None else NONE
+    if st.session_state.get(ACTIVE, {}).get(f"{task}/{model_id}", NONE) != name:
+        _set_active(task, model_id, name)
+    if prof is not None:
+        st.caption(f":material/location_on: Site profile **{prof.name}**, applied for everyone by {a['applied_by']} "
+                   f"on {a['applied_at'][:10]}.")
+    return prof
+
+
 def sidebar_selector(task: str, model_id: str) -> profiles.SiteProfile | None:
-    """The 'Site profile' selectbox (only when profiles exist for this model); returns the active profile."""
+    """The active site profile. The site admin picks one (the 'Site profile' selectbox, only when profiles exist for
+    this model) and may apply it for everyone; every other role scores with the one applied for everyone."""
     ok, refused = _usable(task, model_id)
     key = f"{task}/{model_id}"
     if refused:
@@ -69,13 +106,29 @@ def sidebar_selector(task: str, model_id: str) -> profiles.SiteProfile | None:
     if not ok:
         st.session_state.get(ACTIVE, {}).pop(key, None)
         return None
+    if not access.can("site_profiles"):
+        return _follow_applied(task, model_id, ok)
     names = [NONE] + [p.name for p in ok]
+    a = _applied(task, model_id)
+    applied = a["name"] if a and a["name"] in names else NONE
     wkey = f"site_sel/{key}"
     if st.session_state.get(wkey) not in names:
-        st.session_state[wkey] = st.session_state.get(ACTIVE, {}).get(key, NONE) if st.session_state.get(ACTIVE, {}).get(key) in names else NONE
+        chosen = st.session_state.get(ACTIVE, {}).get(key)
+        if chosen not in names:  # a new session starts with what is applied for everyone
+            chosen = applied
+            _set_active(task, model_id, chosen)
+        st.session_state[wkey] = chosen
     name = st.selectbox("Site profile", names, key=wkey, on_change=_on_select, args=(task, model_id),
                         help="A local operating point and calibration measured on this site's own labelled cases "
-                             "(Site validation page). Choosing one sets the operating point to the site's.")
+                             "(Site validation page). Choosing one sets the operating point to the site's for you; "
+                             "'Apply for everyone' makes every user score with it.")
+    if name != applied:
+        st.button("Apply for everyone" if name != NONE else "Shipped point for everyone", key=f"site_apply/{key}",
+                  on_click=_apply_for_everyone, args=(task, model_id, name), icon=":material/groups:",
+                  help="Every user of this installation then scores this model with this profile (the audit log "
+                       "records who applied it).")
+    elif a:
+        st.caption(f"Applied for everyone by {a['applied_by']} on {a['applied_at'][:10]}.")
     return next((p for p in ok if p.name == name), None)
 
 
