@@ -83,6 +83,9 @@ else:
         "withheld_rate": st.column_config.NumberColumn("Withheld", format="percent",
                                                        help="Share not assessed: wrong kind of image or population."),
         "flag_rate": st.column_config.NumberColumn("Flagged", format="percent", help="Share of assessed scorings flagged."),
+        "unusual_rate": st.column_config.NumberColumn("Unusual", format="percent",
+                                                      help="Share of assessed scorings given with the caution that the "
+                                                           "image is unusual for the model."),
         "psi": st.column_config.NumberColumn("PSI", format="%.3f", help=f"Population stability index; alarm at ≥ {drift.ALARM_PSI:g}."),
         "ks_p": st.column_config.NumberColumn("KS p", format="%.2g", help="Two-sample Kolmogorov-Smirnov p-value (reported only)."),
         "reason": st.column_config.TextColumn("Why", width="large"),
@@ -113,6 +116,7 @@ st.dataframe(weeks.assign(Drift=[_state(a) for a in weeks["alarm"]]).drop(column
                  "scorings": "Scorings", "assessed": "Assessed",
                  "withheld_rate": st.column_config.NumberColumn("Withheld", format="percent"),
                  "flag_rate": st.column_config.NumberColumn("Flagged", format="percent"),
+                 "unusual_rate": st.column_config.NumberColumn("Unusual", format="percent"),
                  "psi": st.column_config.NumberColumn("PSI", format="%.3f"),
                  "confirmed": "Confirmed", "judged": "With a decision", "agreed": "Agreed",
                  "agreement_rate": st.column_config.NumberColumn("Agreement", format="percent"),

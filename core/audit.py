@@ -1,10 +1,11 @@
 """Audit trail: one SQLite row per scoring, so anyone can say later which model said what about which image.
 
 A row holds the UTC time, the image's sha256 (never pixels, never a file name: names can carry patient data),
-task, model id and checksum, threshold, site profile, probability, decision or the reason it was withheld, and
-the surface that scored it (app, cli, batch, handoff), and who: the signed-in user's token subject, e-mail and
-role, or the account that ran the command. A second table, `events`, keeps what is not a scoring: sign-ins (with
-where the roles came from), refused actions, exports of this log, site profiles saved, applied or deleted.
+task, model id and checksum, threshold, site profile, probability, decision or the reason it was withheld, the
+surface that scored it (app, cli, batch, handoff), the "unusual" caution a decision kept, and who: the signed-in
+user's token subject, e-mail and role, or the account that ran the command. A second table, `events`, keeps what is
+not a scoring: sign-ins (with where the roles came from), refused actions, exports of this log, site profiles saved,
+applied or deleted, a case's confirmed result.
 
 The file is `SECONDLOOK_AUDIT`, else `audit.sqlite` in `SECONDLOOK_HOME` (core.config.data_file: a per-user data
 folder by default, never the repository; readable by this user only).
@@ -28,9 +29,9 @@ from core.sqlwal import BUSY_TIMEOUT_MS  # noqa: F401  (tests read it here)
 
 SURFACES = ("app", "cli", "batch", "handoff")
 COLUMNS = ["id", "created_at", "image_sha256", "task", "model_id", "model_sha256", "threshold", "site_profile",
-           "probability", "decision", "withheld_reason", "surface", "user_sub", "user_email", "user_role"]
+           "probability", "decision", "withheld_reason", "surface", "user_sub", "user_email", "user_role", "caution"]
 EVENT_COLUMNS = ["id", "created_at", "kind", "user_sub", "user_email", "user_role", "detail"]
-EVENTS = ("sign_in", "refused", "audit_export", "profile_saved", "profile_applied", "profile_deleted")
+EVENTS = ("sign_in", "refused", "audit_export", "profile_saved", "profile_applied", "profile_deleted", "case_confirmed")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (
@@ -60,7 +61,7 @@ CREATE TABLE IF NOT EXISTS events (
 );
 """
 # columns later versions added; an older log gains them when opened (its old rows keep NULL there)
-_ADDED = {"audit": {"user_sub": "TEXT", "user_email": "TEXT", "user_role": "TEXT"}}
+_ADDED = {"audit": {"user_sub": "TEXT", "user_email": "TEXT", "user_role": "TEXT", "caution": "TEXT"}}
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -159,10 +160,11 @@ def _opt_float(name: str, v: float | None, lo: float | None = None, hi: float | 
 def record(*, image_sha256: str, task: str, model_id: str, model_sha256: str | None, threshold: float | None,
            probability: float | None, decision: str | None = None, withheld_reason: str | None = None,
            site_profile: str | None = None, surface: str, user: users.User | None = None,
-           db: str | Path | None = None) -> int:
+           caution: str | None = None, db: str | Path | None = None) -> int:
     """Append one scoring; returns the row id. Raises ValueError on a malformed row, AuditError on I/O.
 
-    `user`: who scored it; a command without one is the account running it (users.local_user())."""
+    `user`: who scored it; a command without one is the account running it (users.local_user()). `caution`: the
+    "unusual for this model" note a decision kept, so monitoring can count how often it appears."""
     if not _SHA.match(str(image_sha256)):
         raise ValueError("audit: image_sha256 must be 64 lower-case hex digits (the checksum, never pixels)")
     if surface not in SURFACES:
@@ -172,13 +174,13 @@ def record(*, image_sha256: str, task: str, model_id: str, model_sha256: str | N
     row = (datetime.now(timezone.utc).isoformat(timespec="microseconds"), image_sha256, task, model_id,
            model_sha256 or None, _opt_float("threshold", threshold, 0.0, 1.0),
            site_profile or None, _opt_float("probability", probability, 0.0, 1.0),
-           decision or None, withheld_reason or None, surface, *_who(user))
+           decision or None, withheld_reason or None, surface, *_who(user), caution or None)
     con = _connection(db)
     try:
         cur = con.execute(
             "INSERT INTO audit (created_at, image_sha256, task, model_id, model_sha256, threshold, site_profile,"
-            " probability, decision, withheld_reason, surface, user_sub, user_email, user_role)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", row)
+            " probability, decision, withheld_reason, surface, user_sub, user_email, user_role, caution)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", row)
     except sqlite3.Error as exc:
         raise AuditError(f"could not write to the audit log: {exc}") from exc
     return int(cur.lastrowid)
@@ -242,7 +244,8 @@ def record_file(path: str, row: dict, model_sha256: str | None, surface: str, db
         digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
         record(image_sha256=digest, task=row["task"], model_id=row["model"], model_sha256=model_sha256,
                threshold=row["threshold"], probability=row["probability"], decision=row["decision"],
-               withheld_reason=row.get("withheld"), site_profile=row.get("site"), surface=surface, user=user, db=db)
+               withheld_reason=row.get("withheld"), site_profile=row.get("site"), surface=surface, user=user,
+               caution=row.get("caution"), db=db)
         return True
     except (AuditError, OSError, ValueError) as exc:
         print(f"audit: {path}: {exc}", file=sys.stderr)

@@ -97,7 +97,8 @@ GROUP = ["task", "model_id", "site_profile"]
 
 def audit_frame(since=None, db: str | Path | None = None) -> pd.DataFrame:
     """The audit rows (since `since`, a datetime or ISO text) with `week` (ISO, e.g. 2026-W49), `assessed`, `flagged`,
-    `withheld` and a site profile of "(none)" for the shipped operating point."""
+    `withheld`, `unusual` (a decision given with the "unusual for this model" caution) and a site profile of "(none)"
+    for the shipped operating point."""
     df = audit.to_frame(since=since, db=db)
     positive = df["task"].map(_positive)
     return df.assign(
@@ -106,6 +107,7 @@ def audit_frame(since=None, db: str | Path | None = None) -> pd.DataFrame:
         withheld=df["withheld_reason"].notna(),
         assessed=df["probability"].notna() & df["withheld_reason"].isna(),
         flagged=df["decision"].notna() & (df["decision"] == positive),
+        unusual=df["caution"].notna() & df["decision"].notna(),
     )
 
 
@@ -119,14 +121,15 @@ def _positive(task: str) -> str | None:
 def _lines(frame: pd.DataFrame, keys: list[str], drift_columns: list[str]) -> pd.DataFrame:
     """One row per `keys` group: scorings, assessed, withheld rate, flag rate (of the assessed) and `drift_columns`
     of its drift against the model's validation scores."""
-    cols = keys + ["scorings", "assessed", "withheld_rate", "flag_rate"] + drift_columns
+    cols = keys + ["scorings", "assessed", "withheld_rate", "flag_rate", "unusual_rate"] + drift_columns
     out = []
     for values, g in frame.groupby(keys, sort=True):
         line = dict(zip(keys, values))
         d = _group_drift(line["task"], line["model_id"], g)
         assessed = int(g["assessed"].sum())
         out.append({**line, "scorings": len(g), "assessed": assessed, "withheld_rate": float(g["withheld"].mean()),
-                    "flag_rate": _rate(int(g["flagged"].sum()), assessed), **{c: d[c] for c in drift_columns}})
+                    "flag_rate": _rate(int(g["flagged"].sum()), assessed),
+                    "unusual_rate": _rate(int(g["unusual"].sum()), assessed), **{c: d[c] for c in drift_columns}})
     return pd.DataFrame(out, columns=cols)
 
 

@@ -170,3 +170,16 @@ def test_predict_cli_writes_one_row_per_scored_file(tmp_path):
     assert row["surface"] == "cli" and row["model_id"] == mid
     assert row["model_sha256"] == store.read_card("pneumonia", mid)["sha256"]
     assert row["threshold"] == pytest.approx(store.read_card("pneumonia", mid)["threshold"])
+
+
+def test_the_unusual_caution_is_kept_and_monitoring_counts_it(db):
+    from core import monitoring
+
+    audit.record(**_row(0, caution="This image is unusual for the model"), db=db)
+    audit.record(**_row(1), db=db)
+    audit.record(**_row(2, probability=None, decision=None, withheld_reason="not a chest film",
+                        caution="This image is unusual for the model"), db=db)  # withheld: no decision to caution
+    assert [r["caution"] for r in audit.rows(db=db)][::-1] == ["This image is unusual for the model", None,
+                                                               "This image is unusual for the model"]
+    week = monitoring.weekly(monitoring.audit_frame(db=db))
+    assert week["unusual_rate"].tolist() == [0.5]  # 1 of the 2 assessed scorings

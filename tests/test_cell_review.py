@@ -278,6 +278,14 @@ def test_the_confirmed_result_says_who_confirmed_it_beside_the_automatic_count(s
                t.endswith(f"proposed by SecondLook, confirmed by {who}.") for t in (x.value for x in at.markdown))
     _press(at, "end_back")  # Back from the end of the queue: the last cell again
     assert _label(at) == (n, n)
+    # the audit carries it too: the field's automatic count as a scoring, the confirmed result as an event
+    from core import audit
+
+    db = stores.parent / "audit.sqlite"
+    [row] = audit.rows(db=db)
+    assert row["decision"].endswith(f"infected of {cells} red cells (automatic)") and row["user_sub"]
+    events = audit.events(kind="case_confirmed", db=db)
+    assert events and f"Confirmed: {n} infected of {cells} red cells" in events[0]["detail"]
 
 
 def test_an_outlined_cell_that_was_not_queued_can_be_marked_infected(stores):

@@ -183,6 +183,7 @@ def _panel(task: str, model_id: str, field_thr: float, screens: list[FieldScreen
     _cell(task, model_id, screens, shas, queue, calls, state["pos"], rthr, model_sha, cid, may)
     _mark(task, model_id, screens, shas, queue, calls, rthr, model_sha, cid, may)
     _result(fc)
+    _audit_case(fc, task, model_id, model_sha, field_thr)
     ctx = common.Context(get_task(task), [model_id], model_id, field_thr, common.card(task, model_id))
     handoff.panel(ctx, [], key=f"cell_review_{cid}", fields=fc)
     if state.get("views") != (model_sha, rthr):  # every queued cell's views, once: the next call shows the next at once
@@ -274,6 +275,36 @@ def _mark(task: str, model_id: str, screens: list[FieldScreen], shas: list[str],
                      disabled=not may, on_click=_on_press, args=(cid, Press(action, shas[f], i, p, rthr, model_sha, False)))
         if marked:
             st.caption("Marked infected: " + ", ".join(f"field {k + 1} cell {i + 1}" for k, i in sorted(marked)) + ".")
+
+
+AUDITED = "_cell_review_audited"  # what this session already put in the audit log
+
+
+def _audit_case(fc: C.FieldCase, task: str, model_id: str, model_sha: str, field_thr: float) -> None:
+    """One audit row per screened field (its automatic count at the field point), and an event each time the case's
+    confirmed result changes, with who confirmed it: the audit carries the result the report carries."""
+    done: set = st.session_state.setdefault(AUDITED, set())
+    user = access.current_user()
+    try:
+        for f in fc.fields:
+            key = ("field", f.sha256, model_sha, round(field_thr, 10))
+            if key in done:
+                continue
+            counted = f.n_infected is not None
+            audit.record(image_sha256=f.sha256, task=task, model_id=model_id, model_sha256=model_sha or None,
+                         threshold=field_thr, probability=None,
+                         decision=f"{f.n_infected} infected of {f.n_cells} red cells (automatic)" if counted else None,
+                         withheld_reason=None if counted else (f.message or "no red cells counted"), surface="app",
+                         user=user)
+            done.add(key)
+        c = fc.confirmed
+        if c["status"] != review.NOT_REVIEWED and c["confirmed_by"]:
+            detail = f"case {fc.case_id} ({len(fc.fields)} field(s), {model_id}): " + " ".join(fc.lines())
+            if ("case", detail) not in done:
+                audit.event("case_confirmed", user, detail)
+                done.add(("case", detail))
+    except (audit.AuditError, ValueError) as exc:
+        st.warning(f"The audit log could not be written: {exc}", icon=":material/history:")
 
 
 def _result(fc: C.FieldCase) -> None:

@@ -66,7 +66,8 @@ def audit_results(ctx, results: list[dict], surface: str = "app") -> None:
             d = decide(s.probability, thr, ctx.task, getattr(s, "withheld", None))
             audit.record(image_sha256=s.digest, task=ctx.task.name, model_id=ctx.model_id, model_sha256=sha or None,
                          threshold=thr, probability=s.probability if d.assessed else None, decision=d.label,
-                         withheld_reason=d.withheld, site_profile=site, surface=surface, user=access.current_user())
+                         withheld_reason=d.withheld, site_profile=site, surface=surface, user=access.current_user(),
+                         caution="; ".join(s.warnings) if d.assessed and s.warnings else None)
             done.add(key)
         except (audit.AuditError, ValueError) as exc:
             st.warning(f"The audit log could not be written: {exc}", icon=":material/history:")

@@ -361,7 +361,8 @@ def record_audit(case: Case, surface: str, db=None) -> list[int]:
     return [audit.record(image_sha256=r.sha256, task=m.task, model_id=m.model_id, model_sha256=m.sha256,
                          threshold=m.threshold, probability=r.probability if r.decision is not None else None,
                          decision=r.decision,
-                         withheld_reason=r.withheld, site_profile=case.site_profile, surface=surface, db=db)
+                         withheld_reason=r.withheld, site_profile=case.site_profile, surface=surface,
+                         caution="; ".join(r.warnings) if r.decision is not None and r.warnings else None, db=db)
             for r in case.scored]
 
 
