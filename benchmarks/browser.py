@@ -29,6 +29,25 @@ def find_chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+def browser_missing() -> str | None:
+    """Why a browser benchmark cannot run here (no Playwright, no Chromium), else None."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "playwright is not installed (pip install -r requirements-dev.txt)"
+    return None if find_chromium() else "Chromium not installed (apt-get install chromium)"
+
+
+def stop_process(proc: subprocess.Popen, timeout_s: float = 15.0) -> None:
+    """Terminate a server we started, and kill it when it does not stop in time."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=timeout_s)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -74,12 +93,7 @@ def streamlit_app(log_path: Path, timeout_s: float = 90.0, env: dict | None = No
             server.health_s = time.perf_counter() - t0
             yield server
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=15)
+            stop_process(proc)
 
 
 def settle(page, timeout_s: float = 60.0) -> None:

@@ -112,20 +112,18 @@ def bench_cell_review(cells: int = 20, quick_cells: int = 10) -> dict:
     """`cells` keyboard calls, I and N in turn, each pressed once the shown cell's panel run is over: p50, p95 and
     each time (ms); then `quick_cells` more pressed `QUICK_DWELL_MS` after the cell appears, whatever the server is
     doing; and the server's own run time of the panel (SECONDLOOK_TIMING lines)."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        return {"skipped": "playwright is not installed (pip install -r requirements-dev.txt)"}
+    from .browser import CHROMIUM_ARGS, browser_missing, find_chromium, settle, streamlit_app
+    from .common import stats_ms
+
+    if why := browser_missing():
+        return {"skipped": why}
     import time
+
+    from playwright.sync_api import sync_playwright
 
     from core.fields.cuts import fields_available
 
-    from .browser import CHROMIUM_ARGS, find_chromium, settle, streamlit_app
-    from .common import stats_ms
-
     exe = find_chromium()
-    if not exe:
-        return {"skipped": "Chromium not installed (apt-get install chromium)"}
     if not fields_available():
         return {"skipped": "malaria_fields not found under SECONDLOOK_DATA"}
     files = review_fields(cells + quick_cells)

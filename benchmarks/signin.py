@@ -41,19 +41,16 @@ def _round_trip(browser, stack, user) -> float:
 
 
 def bench_signin(n: int = 10) -> dict:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        return {"skipped": "playwright is not installed (pip install -r requirements-dev.txt)"}
+    from .browser import CHROMIUM_ARGS, browser_missing, find_chromium
+
+    if why := browser_missing():
+        return {"skipped": why}
     import pytest
+    from playwright.sync_api import sync_playwright
 
     from tests.oidc_support import CLINICIAN, require_provider, signin_stack
 
-    from .browser import CHROMIUM_ARGS, find_chromium
-
     exe = find_chromium()
-    if not exe:
-        return {"skipped": "Chromium not installed (apt-get install chromium)"}
     try:
         require_provider()
     except (pytest.skip.Exception, pytest.fail.Exception) as exc:  # no Node or no npm packages

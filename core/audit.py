@@ -110,8 +110,7 @@ def events(*, kind: str | None = None, user: str | None = None, since=None, unti
            db: str | Path | None = None) -> list[dict]:
     """Matching events, newest first; `user` matches the subject or the e-mail."""
     clauses, args = sqlfilters.equal_clauses({"kind": kind or None})
-    _user_clause(user, clauses, args)
-    _time_clauses(since, until, clauses, args)
+    sqlfilters.user_and_time(user, since, until, clauses, args)
     return _select("events", EVENT_COLUMNS, sqlfilters.where(clauses), args, limit, db)
 
 
@@ -131,21 +130,6 @@ def users_seen(db: str | Path | None = None) -> list[str]:
     q = ("SELECT DISTINCT COALESCE(user_email, user_sub) FROM audit WHERE user_sub IS NOT NULL UNION "
          "SELECT DISTINCT COALESCE(user_email, user_sub) FROM events ORDER BY 1")
     return [r[0] for r in _connection(db).execute(q).fetchall()]
-
-
-def _user_clause(user: str | None, clauses: list, args: list) -> None:
-    if user:
-        clauses.append("(user_sub = ? OR user_email = ?)")
-        args += [user, user.strip().lower()]
-
-
-def _time_clauses(since, until, clauses: list, args: list) -> None:
-    if since:
-        clauses.append("created_at >= ?")
-        args.append(_iso(since))
-    if until:
-        clauses.append("created_at < ?")
-        args.append(_iso(until))
 
 
 def _opt_float(name: str, v: float | None, lo: float | None = None, hi: float | None = None) -> float | None:
@@ -189,17 +173,10 @@ def record(*, image_sha256: str, task: str, model_id: str, model_sha256: str | N
 def _where(filters: dict) -> tuple[str, list]:
     clauses, args = sqlfilters.equal_clauses({c: filters.get(c) or None  # an empty filter means all
                                    for c in ("task", "model_id", "surface", "site_profile", "image_sha256", "decision")})
-    _user_clause(filters.get("user"), clauses, args)
-    _time_clauses(filters.get("since"), filters.get("until"), clauses, args)
+    sqlfilters.user_and_time(filters.get("user"), filters.get("since"), filters.get("until"), clauses, args)
     if filters.get("withheld") is True:
         clauses.append("withheld_reason IS NOT NULL")
     return sqlfilters.where(clauses), args
-
-
-def _iso(v) -> str:
-    if isinstance(v, datetime):
-        return (v if v.tzinfo else v.replace(tzinfo=timezone.utc)).astimezone(timezone.utc).isoformat(timespec="microseconds")
-    return str(v)  # a date or an ISO string: compared as text, which sorts like time for ISO-8601 UTC
 
 
 def rows(*, task: str | None = None, model_id: str | None = None, surface: str | None = None,

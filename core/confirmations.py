@@ -149,15 +149,7 @@ def rows(*, task: str | None = None, kind: str | None = None, model_id: str | No
     """Matching confirmations, oldest first."""
     clauses, args = sqlfilters.equal_clauses(dict(task=task, kind=kind, model_id=model_id, site_profile=site_profile,
                                                   image_sha256=image_sha256, case_id=case_id))
-    if user:
-        clauses.append("(user_sub = ? OR user_email = ?)")
-        args += [user, user.strip().lower()]
-    if since:
-        clauses.append("created_at >= ?")
-        args.append(str(since))
-    if until:
-        clauses.append("created_at < ?")
-        args.append(str(until))
+    sqlfilters.user_and_time(user, since, until, clauses, args)
     cur = _connection(db).execute(f"SELECT {', '.join(COLUMNS)} FROM confirmations{sqlfilters.where(clauses)} "
                                   "ORDER BY id", args)
     return [dict(zip(COLUMNS, r)) for r in cur.fetchall()]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.browser import free_port
+from benchmarks.browser import free_port, stop_process
 from tests.conftest import IN_CI
 
 OIDC_DIR = Path(__file__).resolve().parent / "oidc"
@@ -147,12 +147,7 @@ def oidc_provider(tmp: Path, redirect_uris: list[str], id_token_ttl: int = 3600,
             time.sleep(0.1)
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_process(proc, 10)
 
 
 def app_origin(app_port: int) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.browser import free_port
+from benchmarks.browser import free_port, stop_process
 from tests.conftest import IN_CI
 
 TEST_AET = "SLTEST"
@@ -116,12 +116,7 @@ def orthanc_server(tmp: Path):
                 time.sleep(0.2)
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_process(proc, 20)
 
 
 @contextlib.contextmanager
