@@ -143,7 +143,8 @@ def case_dialog(row: dict) -> None:
         if st.button("Save tag", type="primary", key="review_save", width="stretch"):
             who = access.require("research")  # checked again on the server at the moment of writing
             reviews.add_review(task.name, mid, row["path"], tag, note, true_label=row["label"], error_type=row["error"],
-                               probability=row["score"], threshold=thr, reviewer=f"{who.label} ({who.role})")
+                               probability=row["score"], threshold=thr, reviewer=who.label, reviewer_sub=who.sub,
+                               reviewer_role=who.role)
             st.session_state.pop("review_open", None)
             st.session_state.pop("review_note", None)
             st.rerun()

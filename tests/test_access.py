@@ -264,3 +264,24 @@ def test_the_site_admin_applies_a_profile_for_everyone_and_a_clinician_scores_wi
     assert "Site profile **lab-a**, applied for everyone by site_admin@example.org" in captions
     assert "Threshold **0.4242** · site profile lab-a" in captions and "changed by you" not in captions
     assert clin.session_state["op_thresholds"][key] == pytest.approx(0.4242)
+
+
+def test_reviews_and_site_profiles_keep_the_users_subject_e_mail_and_role(home):
+    from core.evaluation import reviews
+    from core.models import store
+    from core.models.selection import default_model
+    from core.site import profiles
+
+    reviews.add_review("malaria", "m", "a.png", "model_error", reviewer="r@x.org", reviewer_sub="u-r",
+                       reviewer_role="site_admin")
+    got = reviews.list_reviews().iloc[0]
+    assert (got["reviewer"], got["reviewer_sub"], got["reviewer_role"]) == ("r@x.org", "u-r", "site_admin")
+    mid = default_model("malaria")
+    if mid not in store.bundled_models("malaria"):
+        pytest.skip("the malaria default model is not bundled")
+    profiles.save(profiles.SiteProfile("lab-b", "malaria", mid, profiles.current_sha256("malaria", mid), 60, 0.4, 0.5,
+                                       None, {}, created_by="a@x.org", created_by_role="site_admin",
+                                       created_by_sub="u-a"))
+    p = profiles.get("lab-b", "malaria", mid)
+    assert (p.created_by, p.created_by_role, p.created_by_sub) == ("a@x.org", "site_admin", "u-a")
+    assert p.to_json()["created_by_sub"] == "u-a"  # an exported profile says who made it

@@ -217,7 +217,8 @@ def evaluate_confirmed(task: str, model_id: str, name: str, site_profile: str | 
 def save_and_apply(prof: profiles.SiteProfile) -> profiles.SiteProfile:
     """Store a profile under the signed-in site admin's name and make it the active one. Call from a callback."""
     user = access.require("site_profiles")
-    saved = profiles.save(dataclasses.replace(prof, created_by=user.label, created_by_role=user.role))
+    saved = profiles.save(dataclasses.replace(prof, created_by=user.label, created_by_role=user.role,
+                                                     created_by_sub=user.sub))
     activate(saved.task, saved.model_id, saved.name)
     _audit("profile_saved", user, saved)
     _audit("profile_applied", user, saved)

@@ -6,6 +6,7 @@ One row per tag event; the latest tag of a case is what the app shows, the full 
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import sqlite3
 from contextlib import closing
@@ -38,12 +39,15 @@ CREATE TABLE IF NOT EXISTS reviews (
     threshold REAL,
     tag TEXT NOT NULL,
     note TEXT NOT NULL DEFAULT '',
-    reviewer TEXT NOT NULL DEFAULT ''
+    reviewer TEXT NOT NULL DEFAULT '',
+    reviewer_sub TEXT NOT NULL DEFAULT '',
+    reviewer_role TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS reviews_case ON reviews (task, path);
 """
 COLUMNS = ["id", "created_at", "task", "model_id", "path", "true_label", "error_type", "probability", "threshold",
-           "tag", "note", "reviewer"]
+           "tag", "note", "reviewer", "reviewer_sub", "reviewer_role"]
+_ADDED = ("reviewer_sub", "reviewer_role")  # since sign-in: an older file gains them
 
 
 def db_path() -> Path:
@@ -54,13 +58,20 @@ def _connect(path: str | Path | None = None) -> sqlite3.Connection:
     p = private_db(Path(path) if path is not None else db_path())
     con = sqlite3.connect(p, timeout=10)
     con.executescript(_SCHEMA)
+    have = {r[1] for r in con.execute("PRAGMA table_info(reviews)")}
+    for col in _ADDED:
+        if col not in have:
+            with contextlib.suppress(sqlite3.OperationalError):  # another process added it first
+                con.execute(f"ALTER TABLE reviews ADD COLUMN {col} TEXT NOT NULL DEFAULT ''")
     return con
 
 
 def add_review(task: str, model_id: str, path: str, tag: str, note: str = "", *, true_label: str | None = None,
                error_type: str | None = None, probability: float | None = None, threshold: float | None = None,
-               reviewer: str = "", db: str | Path | None = None) -> int:
-    """Store one tag; returns its id. `tag` is a key of TAGS."""
+               reviewer: str = "", reviewer_sub: str = "", reviewer_role: str = "",
+               db: str | Path | None = None) -> int:
+    """Store one tag; returns its id. `tag` is a key of TAGS. `reviewer`: who (e-mail or name), with the identity
+    token's subject and role when signed in."""
     if tag not in TAGS:
         raise ValueError(f"unknown tag {tag!r}; choose one of {list(TAGS)}")
     if error_type is not None and error_type not in ERROR_TYPES:
@@ -68,11 +79,11 @@ def add_review(task: str, model_id: str, path: str, tag: str, note: str = "", *,
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     with closing(_connect(db)) as con, con:
         cur = con.execute(
-            "INSERT INTO reviews (created_at, task, model_id, path, true_label, error_type, probability, threshold, tag, note, reviewer)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO reviews (created_at, task, model_id, path, true_label, error_type, probability, threshold, tag, note,"
+            " reviewer, reviewer_sub, reviewer_role) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (now, task, model_id, path, true_label, error_type,
              None if probability is None else float(probability), None if threshold is None else float(threshold),
-             tag, (note or "").strip(), (reviewer or "").strip()),
+             tag, (note or "").strip(), (reviewer or "").strip(), reviewer_sub or "", reviewer_role or ""),
         )
         return int(cur.lastrowid)
 

@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS site_profiles (
     note TEXT NOT NULL DEFAULT '',
     created_by TEXT NOT NULL DEFAULT '',
     created_by_role TEXT NOT NULL DEFAULT '',
+    created_by_sub TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (name, task, model_id)
 );
 CREATE TABLE IF NOT EXISTS applied (   -- the profile every user of this installation scores with (a site admin's choice)
@@ -47,7 +48,7 @@ CREATE TABLE IF NOT EXISTS applied (   -- the profile every user of this install
     PRIMARY KEY (task, model_id)
 );
 """
-_ADDED = {"created_by": "TEXT NOT NULL DEFAULT ''", "created_by_role": "TEXT NOT NULL DEFAULT ''"}  # since sign-in
+_ADDED = {c: "TEXT NOT NULL DEFAULT ''" for c in ("created_by", "created_by_role", "created_by_sub")}  # since sign-in
 
 
 class ProfileError(ValueError):
@@ -69,6 +70,7 @@ class SiteProfile:
     note: str = ""
     created_by: str = ""  # who saved it (e-mail, else account); "" for profiles saved before sign-in existed
     created_by_role: str = ""
+    created_by_sub: str = ""  # the identity token's subject (or local:<account>)
 
     @property
     def changes_threshold(self) -> bool:
@@ -137,12 +139,14 @@ def save(p: SiteProfile, db: str | Path | None = None, replace: bool = True) -> 
     _validate(p)
     row = (p.name.strip(), p.task, p.model_id, p.model_sha256, int(p.n), p.created_at, float(p.threshold),
            float(p.shipped_threshold), json.dumps(_clean(p.calibration)) if p.calibration else None,
-           json.dumps(_clean(p.metrics), allow_nan=False), p.note, p.created_by or "", p.created_by_role or "")
+           json.dumps(_clean(p.metrics), allow_nan=False), p.note, p.created_by or "", p.created_by_role or "",
+           p.created_by_sub or "")
     verb = "INSERT OR REPLACE" if replace else "INSERT"
     try:
         with closing(_connect(db)) as con, con:
             con.execute(f"{verb} INTO site_profiles (name, task, model_id, model_sha256, n, created_at, threshold, "
-                        "shipped_threshold, calibration, metrics, note, created_by, created_by_role) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        "shipped_threshold, calibration, metrics, note, created_by, created_by_role, created_by_sub) "
+                        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                         row)
     except sqlite3.IntegrityError:
         raise ProfileError(f"a profile '{p.name}' for {p.task}/{p.model_id} already exists; choose another name or replace it") from None
@@ -150,13 +154,13 @@ def save(p: SiteProfile, db: str | Path | None = None, replace: bool = True) -> 
 
 
 def _from_row(r: tuple) -> SiteProfile:
-    name, task, model_id, sha, n, created, thr, shipped, cal, met, note, by, role = r
+    name, task, model_id, sha, n, created, thr, shipped, cal, met, note, by, role, sub = r
     return SiteProfile(name, task, model_id, sha, int(n), float(thr), float(shipped), json.loads(cal) if cal else None,
-                       json.loads(met), created, note, by or "", role or "")
+                       json.loads(met), created, note, by or "", role or "", sub or "")
 
 
 _COLS = ("name, task, model_id, model_sha256, n, created_at, threshold, shipped_threshold, calibration, metrics, note, "
-         "created_by, created_by_role")
+         "created_by, created_by_role, created_by_sub")
 
 
 def list_profiles(task: str | None = None, model_id: str | None = None, db: str | Path | None = None) -> list[SiteProfile]:
@@ -254,7 +258,7 @@ def import_json(data: bytes | str, db: str | Path | None = None, sha256: str | N
     missing = sorted(want - set(obj))
     if missing:
         raise ProfileError(f"site profile is missing {', '.join(missing)}")
-    fields_ = {k: obj[k] for k in (*want, "created_at", "note", "created_by", "created_by_role") if k in obj}
+    fields_ = {k: obj[k] for k in (*want, "created_at", "note", "created_by", "created_by_role", "created_by_sub") if k in obj}
     p = SiteProfile(**fields_)
     _validate(p)
     check_model(p, sha256 if sha256 is not None else current_sha256(p.task, p.model_id))
