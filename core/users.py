@@ -164,8 +164,13 @@ def _connect(db: str | Path | None) -> sqlite3.Connection:
     return con
 
 
+def _key(who: str) -> str:
+    """A table key: an e-mail in lower case, a token subject as it is."""
+    return who.strip().lower() if "@" in who else who.strip()
+
+
 def table_roles(who: Iterable[str], db: str | Path | None = None) -> tuple[str, ...]:
-    keys = [w.strip().lower() if "@" in w else w.strip() for w in who if w and w.strip()]
+    keys = [_key(w) for w in who if w and w.strip()]
     if not keys:
         return ()
     with closing(_connect(db)) as con:
@@ -178,7 +183,7 @@ def grant(who: str, role: str, *, by: str, db: str | Path | None = None) -> None
     r = normalise_role(role)
     if r is None or r == LEAST:
         raise ValueError(f"unknown role {role!r}; one of {', '.join(WORK_ROLES)}")
-    w = who.strip().lower() if "@" in who else who.strip()
+    w = _key(who)
     if not w:
         raise ValueError("grant: give an e-mail address or a token subject")
     with closing(_connect(db)) as con, con:
@@ -187,7 +192,7 @@ def grant(who: str, role: str, *, by: str, db: str | Path | None = None) -> None
 
 
 def revoke(who: str, role: str | None = None, *, db: str | Path | None = None) -> int:
-    w = who.strip().lower() if "@" in who else who.strip()
+    w = _key(who)
     with closing(_connect(db)) as con, con:
         if role is None:
             cur = con.execute("DELETE FROM roles WHERE who = ?", (w,))

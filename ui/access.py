@@ -10,16 +10,10 @@ from __future__ import annotations
 import streamlit as st
 
 from core import audit, users
+from ui import deploy
 from ui.deploy import auth_configured, signed_in
 
 _KEY = "_access_user"
-
-
-def _claims() -> dict:
-    try:
-        return dict(st.user.to_dict())
-    except Exception:  # no identity (tests, local mode)
-        return {}
 
 
 def current_user() -> users.User:
@@ -29,17 +23,23 @@ def current_user() -> users.User:
         return users.local_user()
     if not signed_in():
         return users.User(sub="anonymous", roles=(), source="default", note="not signed in")
-    claims = _claims()
+    claims = dict(deploy.claims())
     cached = st.session_state.get(_KEY)
     if cached is not None and cached[0] == (claims.get("sub"), claims.get("email")):
         return cached[1]
     user = users.from_claims(claims)
     st.session_state[_KEY] = ((claims.get("sub"), claims.get("email")), user)
-    try:
-        audit.event("sign_in", user, f"roles from {user.source}" + (f": {user.note}" if user.note else ""))
-    except (audit.AuditError, ValueError):
-        pass  # the page still works; the scoring rows carry the user anyway
+    note("sign_in", user, f"roles from {user.source}" + (f": {user.note}" if user.note else ""))
     return user
+
+
+def note(kind: str, user: users.User, detail: str) -> None:
+    """Audit an event (core.audit.EVENTS); a failing audit log never stops the action it records (the pages that
+    score say when the log cannot be written)."""
+    try:
+        audit.event(kind, user, detail)
+    except (audit.AuditError, ValueError):
+        pass
 
 
 def can(action: str) -> bool:
@@ -54,10 +54,7 @@ def require(*actions: str) -> users.User:
     try:
         users.require(user, actions[0])
     except users.PermissionDenied as exc:
-        try:
-            audit.event("refused", user, f"{'/'.join(actions)}: {exc}")
-        except (audit.AuditError, ValueError):
-            pass
+        note("refused", user, f"{'/'.join(actions)}: {exc}")
         st.error(f"Not allowed: {exc}.", icon=":material/block:")
         st.stop()
     return user

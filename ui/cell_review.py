@@ -123,10 +123,7 @@ def _store(task: str, model_id: str, cid: str, press: Press, rthr: float | None)
                              current_threshold=rthr, kind="cell", cell=press.cell, case_id=cid)
     except confirmations.Refused as exc:
         _say(cid, "warning", f"Not kept: {exc}.")
-        try:
-            audit.event("refused", user, f"cell confirmation, case {cid}: {exc}")
-        except (audit.AuditError, ValueError):
-            pass
+        access.note("refused", user, f"cell confirmation, case {cid}: {exc}")
         return False
     except (sqlite3.Error, OSError) as exc:
         _say(cid, "error", f"The call could not be kept: {exc}")

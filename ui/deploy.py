@@ -119,7 +119,8 @@ def _sign_in_page() -> None:
     st.stop()
 
 
-def _claims() -> Mapping:
+def claims() -> Mapping:
+    """The signed-in user's identity-token claims (empty without a signed-in user)."""
     try:
         return st.user.to_dict()
     except Exception:
@@ -140,7 +141,7 @@ def guard() -> None:
     if auth_configured():
         if not signed_in():
             _sign_in_page()
-        if session_expired(_claims()):
+        if session_expired(claims()):
             st.title("SecondLook")
             st.warning(EXPIRED, icon=":material/timer_off:")
             st.button("Sign in", on_click=st.logout, key="deploy_sign_in_again", icon=":material/login:")

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import audit, confirmations
+from core import confirmations
 from core.evaluation import charts
 from core.evaluation import operating_point as op
 from core.evaluation.metrics import OperatingCurve
@@ -75,10 +75,7 @@ def _apply_for_everyone(task: str, model_id: str, name: str) -> None:
     """The site admin's choice of the profile every user scores this model with (checked again on the server)."""
     user = access.require("site_profiles")
     profiles.apply_for_everyone(None if name == NONE else name, task, model_id, by=user.label)
-    try:
-        audit.event("profile_applied", user, f"{task}/{model_id} '{name}' applied for everyone")
-    except (audit.AuditError, ValueError):
-        pass
+    access.note("profile_applied", user, f"{task}/{model_id} '{name}' applied for everyone")
 
 
 def _follow_applied(task: str, model_id: str, ok: list[profiles.SiteProfile]) -> profiles.SiteProfile | None:
@@ -237,11 +234,8 @@ def delete(prof: profiles.SiteProfile) -> None:
 
 
 def _audit(kind: str, user, prof: profiles.SiteProfile) -> None:
-    try:
-        audit.event(kind, user, f"{prof.task}/{prof.model_id} '{prof.name}' (threshold {prof.threshold:.4f}, "
-                                f"{prof.n} cases, labels {build.labels_of(prof)})")
-    except (audit.AuditError, ValueError):
-        pass  # the profile is saved either way; a failing audit log is shown on the pages that score
+    access.note(kind, user, f"{prof.task}/{prof.model_id} '{prof.name}' (threshold {prof.threshold:.4f}, "
+                            f"{prof.n} cases, labels {build.labels_of(prof)})")
 
 
 def rates_table(prof: profiles.SiteProfile) -> pd.DataFrame:

@@ -6,7 +6,6 @@ One row per tag event; the latest tag of a case is what the app shows, the full 
 """
 from __future__ import annotations
 
-import contextlib
 import io
 import sqlite3
 from contextlib import closing
@@ -16,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core import sqlfilters
+from core import sqlfilters, sqlwal
 from core.config import data_file, private_db
 
 TAGS: dict[str, str] = {
@@ -47,7 +46,7 @@ CREATE INDEX IF NOT EXISTS reviews_case ON reviews (task, path);
 """
 COLUMNS = ["id", "created_at", "task", "model_id", "path", "true_label", "error_type", "probability", "threshold",
            "tag", "note", "reviewer", "reviewer_sub", "reviewer_role"]
-_ADDED = ("reviewer_sub", "reviewer_role")  # since sign-in: an older file gains them
+_ADDED = {c: "TEXT NOT NULL DEFAULT ''" for c in ("reviewer_sub", "reviewer_role")}  # since sign-in
 
 
 def db_path() -> Path:
@@ -58,11 +57,7 @@ def _connect(path: str | Path | None = None) -> sqlite3.Connection:
     p = private_db(Path(path) if path is not None else db_path())
     con = sqlite3.connect(p, timeout=10)
     con.executescript(_SCHEMA)
-    have = {r[1] for r in con.execute("PRAGMA table_info(reviews)")}
-    for col in _ADDED:
-        if col not in have:
-            with contextlib.suppress(sqlite3.OperationalError):  # another process added it first
-                con.execute(f"ALTER TABLE reviews ADD COLUMN {col} TEXT NOT NULL DEFAULT ''")
+    sqlwal.add_columns(con, "reviews", _ADDED)  # a file from before sign-in gains the columns
     return con
 
 

@@ -38,11 +38,11 @@ from core.fields.records import (TASK, TEST_SESSIONS, ScoredField, current_finde
                                  is_current, per_field, score_annotated, with_intervals)
 from core.fields.screen import FieldScreen, parasitemia
 from core.models.store import load_model, model_dir, read_card, write_card_file
-from core.registry import get_model_spec
+from core.registry import get_model_spec, get_task
 
 QUEUE_SHARE = 0.95  # share of the validation fields' found infected cells that reach the queue
 RECORD = "review.json"
-POSITIVE = "Parasitized"  # the malaria task's positive label: a technician's "infected"
+POSITIVE = get_task(TASK).positive  # "Parasitized": a technician's "infected"
 NOT_REVIEWED, PARTIAL, COMPLETE, NOTHING_QUEUED = "not reviewed", "partly reviewed", "reviewed", "nothing queued"
 INTERVAL_NOTE = ("The 95% interval treats every counted cell as independent; the cells of one field are not, so the "
                  "true uncertainty is somewhat wider. A laboratory reports the confirmed result; the automatic count is "

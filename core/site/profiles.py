@@ -7,7 +7,6 @@ and import from JSON. Saving is one transaction: a profile is stored whole or no
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import sqlite3
@@ -16,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from core import sqlfilters
+from core import sqlfilters, sqlwal
 from core.config import data_file, private_db
 
 FORMAT = "secondlook-site-profile/1"
@@ -89,11 +88,7 @@ def _connect(db: str | Path | None = None) -> sqlite3.Connection:
     p = private_db(Path(db) if db is not None else db_path())
     con = sqlite3.connect(p, timeout=10)
     con.executescript(_SCHEMA)
-    have = {r[1] for r in con.execute("PRAGMA table_info(site_profiles)")}
-    for col, decl in _ADDED.items():  # a file from before sign-in gains the columns
-        if col not in have:
-            with contextlib.suppress(sqlite3.OperationalError):  # another process added it first
-                con.execute(f"ALTER TABLE site_profiles ADD COLUMN {col} {decl}")
+    sqlwal.add_columns(con, "site_profiles", _ADDED)  # a file from before sign-in gains the columns
     return con
 
 
