@@ -171,8 +171,8 @@ def _key(who: str) -> str:
 
 def table_roles(who: Iterable[str], db: str | Path | None = None) -> tuple[str, ...]:
     keys = [_key(w) for w in who if w and w.strip()]
-    if not keys:
-        return ()
+    if not keys or not (Path(db).expanduser() if db is not None else db_path()).is_file():
+        return ()  # no table yet: looking creates none
     with closing(_connect(db)) as con:
         got = con.execute(f"SELECT DISTINCT role FROM roles WHERE who IN ({','.join('?' * len(keys))}) ORDER BY role",
                           keys).fetchall()

@@ -53,7 +53,8 @@ def _audit_log_outside_repo(tmp_path_factory):
     """Scoring appends audit rows (core.audit), tagging and site validation write their databases: a test run writes
     them to temp files, never the user's data folder (SECONDLOOK_HOME) or the repository."""
     home = tmp_path_factory.mktemp("secondlook_home")
-    names = {"SECONDLOOK_AUDIT": "audit.sqlite", "SECONDLOOK_REVIEWS": "reviews.sqlite", "SECONDLOOK_SITES": "sites.sqlite"}
+    names = {"SECONDLOOK_AUDIT": "audit.sqlite", "SECONDLOOK_REVIEWS": "reviews.sqlite", "SECONDLOOK_SITES": "sites.sqlite",
+             "SECONDLOOK_CONFIRMATIONS": "confirmations.sqlite", "SECONDLOOK_USERS": "users.sqlite"}
     old = {k: os.environ.get(k) for k in names}
     os.environ.update({k: str(home / name) for k, name in names.items()})
     yield

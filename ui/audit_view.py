@@ -6,7 +6,7 @@ from datetime import date, datetime, time, timedelta, timezone
 import pandas as pd
 import streamlit as st
 
-from core import audit
+from core import audit, users
 from core.registry import TASKS
 from ui import access
 
@@ -74,14 +74,18 @@ def audit_browser() -> None:
         "user_role": st.column_config.TextColumn("Role", width="small"),
         "user_sub": st.column_config.TextColumn("User subject", width="small"),
     })
-    st.download_button("Export CSV", data=lambda: _export(f), on_click="ignore", mime="text/csv",
+    who = access.current_user()  # read now: the CSV is made on click, outside this run, where st.user is not known
+    st.download_button("Export CSV", data=lambda: _export(f, who), on_click="ignore", mime="text/csv",
                        file_name="secondlook_audit.csv", key="audit_csv", icon=":material/download:")
     _events(f)
 
 
-def _export(f: dict) -> bytes:
-    """The CSV, after checking (again, on the server) that this user may export it; the export itself is audited."""
-    user = access.require("audit")
+def _export(f: dict, user: users.User | None = None) -> bytes:
+    """The CSV, after checking (again, on the server) that `user` may export it; the export itself is audited under
+    them. `user`: the page's user, read while the page was drawn (a deferred download runs outside the session's
+    script, where the signed-in user cannot be read); by default this session's."""
+    user = user if user is not None else access.current_user()
+    users.require(user, "audit")  # PermissionDenied: no CSV is made
     data = audit.export_csv(**f)
     rows = data.count(b"\n") - 1
     audit.event("audit_export", user, f"{rows} row(s); filters: " + ", ".join(f"{k}={v}" for k, v in f.items() if v))

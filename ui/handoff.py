@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import audit
+from core import audit, users
 from core.handoff import case as C
 from core.handoff import pacs
 from ui import access, common
@@ -74,29 +74,29 @@ def audit_results(ctx, results: list[dict], surface: str = "app") -> None:
             return
 
 
-def produced_by() -> str:
-    """Who makes this session's reports, as the PDF names them: "<label> (<role>)"."""
-    return C.produced_by(access.current_user())
-
-
-def build_case(ctx, results: list[dict], fields: C.FieldCase | None = None, produced_by: str | None = None) -> C.Case:
-    """The hand-off case: scored images and/or a case of whole smear fields (`ui.cell_review`)."""
+def build_case(ctx, results: list[dict], fields: C.FieldCase | None = None, user: users.User | None = None) -> C.Case:
+    """The hand-off case: scored images and/or a case of whole smear fields (`ui.cell_review`), naming `user` (by
+    default this session's) as who produced it."""
     info = _info(ctx)
     images = [C.from_scored(info, r["scored"], r["data"]) for r in results]
     for img, r in zip(images, results):
         img.name = r["name"]
-    return C.Case(info, images, _site(ctx), fields=fields, produced_by=produced_by)
+    who = user if user is not None else access.current_user()
+    return C.Case(info, images, _site(ctx), fields=fields, produced_by=C.produced_by(who))
 
 
 def pdf_bytes(ctx, results: list[dict], include_patient: bool = False, fields: C.FieldCase | None = None,
-              produced_by: str | None = None) -> bytes:
+              user: users.User | None = None) -> bytes:
+    """The PDF for `user` (by default this session's; the download button passes the user read while the page was
+    drawn, because it makes the PDF on click, outside the session's script, where st.user cannot be read)."""
     from core.handoff.report import build_pdf
 
-    access.require("report")  # checked when the PDF is made, on the server, whatever the page showed
-    return build_pdf(build_case(ctx, results, fields, produced_by), include_patient=include_patient)
+    user = user if user is not None else access.current_user()
+    users.require(user, "report")  # checked when the PDF is made, on the server, whatever the page showed
+    return build_pdf(build_case(ctx, results, fields, user), include_patient=include_patient)
 
 
-def send_results(ctx, results: list[dict], fields: C.FieldCase | None = None, produced_by: str | None = None) -> str:
+def send_results(ctx, results: list[dict], fields: C.FieldCase | None = None) -> str:
     """SC + SR of every scored image to the PACS; returns the message to show (success or the PacsError)."""
     from core.handoff.dicom_out import build_case as dicom_case
 
@@ -106,7 +106,7 @@ def send_results(ctx, results: list[dict], fields: C.FieldCase | None = None, pr
     if node is None:
         return "error:No PACS is configured (SECONDLOOK_PACS)."
     try:
-        objs = [ds for res in dicom_case(build_case(ctx, results, fields, produced_by), include_patient=True)
+        objs = [ds for res in dicom_case(build_case(ctx, results, fields), include_patient=True)
                 for ds in res.datasets]
         sent = pacs.Pacs(node).store(objs)
     except pacs.PacsError as exc:
@@ -116,8 +116,8 @@ def send_results(ctx, results: list[dict], fields: C.FieldCase | None = None, pr
     return f"ok:Sent {len(sent)} object(s) ({what}) to {node}."
 
 
-def _on_send(ctx, results: list[dict], fields: C.FieldCase | None = None, produced_by: str | None = None) -> None:
-    st.session_state[SEND_MSG_KEY] = send_results(ctx, results, fields, produced_by)
+def _on_send(ctx, results: list[dict], fields: C.FieldCase | None = None) -> None:
+    st.session_state[SEND_MSG_KEY] = send_results(ctx, results, fields)
 
 
 def panel(ctx, results: list[dict], key: str = "predict", fields: C.FieldCase | None = None) -> None:
@@ -126,7 +126,7 @@ def panel(ctx, results: list[dict], key: str = "predict", fields: C.FieldCase | 
     results = [r for r in results if r["scored"].ok]
     if (not results and fields is None) or not access.can("report"):
         return
-    by = produced_by()  # the report names who produced it ("<label> (<role>)")
+    who = access.current_user()  # read now: the PDF is made on click, outside this run
     what = ("this case" if fields is not None else "this image" if len(results) == 1
             else f"these {len(results)} images")
     with st.container(border=True):
@@ -135,7 +135,7 @@ def panel(ctx, results: list[dict], key: str = "predict", fields: C.FieldCase | 
         include = c3.checkbox("Patient name and id in the PDF", value=False, key=f"{key}_pdf_patient",
                               help="Off by default: the PDF shows no patient identifiers unless you ask for them.")
         name = f"case_{fields.case_id}" if fields is not None else ctx.model_id
-        c1.download_button("Download PDF report", data=lambda: pdf_bytes(ctx, results, include, fields, by),
+        c1.download_button("Download PDF report", data=lambda: pdf_bytes(ctx, results, include, fields, who),
                            on_click="ignore", file_name=f"secondlook_{ctx.task.name}_{name}_report.pdf", mime="application/pdf",
                            key=f"{key}_pdf", icon=":material/picture_as_pdf:",
                            help=("Case report: the confirmed result beside the automatic count, the fields outlined, "
@@ -146,7 +146,7 @@ def panel(ctx, results: list[dict], key: str = "predict", fields: C.FieldCase | 
         if bad:
             st.caption(f":material/cloud_off: PACS features are off: {bad}.")
         if node is not None and not bad:
-            c2.button("Send to PACS", key=f"{key}_send", on_click=_on_send, args=(ctx, results, fields, by),
+            c2.button("Send to PACS", key=f"{key}_send", on_click=_on_send, args=(ctx, results, fields),
                       icon=":material/cloud_upload:",
                       help=f"Stores a labelled overlay image and a structured report per image in {node}, in the "
                            "source study (patient details copied from it so the PACS files them with the study).")

@@ -207,3 +207,32 @@ def test_a_provider_that_is_down_is_said_once(tmp_path, browser):
         assert message.count() == 1
         assert page.get_by_role("button", name="Sign in").count() == 0
         assert nav_links(page) == []
+
+
+def test_a_signed_in_auditor_exports_the_log_and_the_export_names_them(tmp_path, browser):
+    """A download's data is made on click, outside the page's run (Streamlit's deferred download): it must still know
+    who asked, so a signed-in export works and is audited under the signed-in user."""
+    import hashlib
+
+    from core import audit, users
+
+    home = tmp_path / "home"
+    db = home / "audit.sqlite"
+    audit.record(image_sha256=hashlib.sha256(b"x").hexdigest(), task="malaria", model_id="m", model_sha256=None,
+                 threshold=0.5, probability=0.2, decision="Uninfected", surface="cli",
+                 user=users.User("u-t", "t@example.org", roles=("technician",), source="token"), db=db)
+    audit.close_all()
+    with signin_stack(tmp_path, env={"SECONDLOOK_HOME": str(home), "SECONDLOOK_AUDIT": str(db)}) as stack, _page(browser) as page:
+        page.goto(stack.url + "/audit")
+        sign_in(page, stack, AUDITOR)
+        signed_in_caption(page)
+        page.goto(stack.url + "/audit")
+        page.get_by_role("button", name="Export CSV").wait_for(timeout=TIMEOUT_MS)
+        settle(page)
+        with page.expect_download(timeout=TIMEOUT_MS) as dl:
+            page.get_by_role("button", name="Export CSV").click()
+        body = open(dl.value.path(), "rb").read()
+    assert body.count(b"\n") == 2 and b"t@example.org" in body  # header + the one row
+    ev = audit.events(kind="audit_export", db=db)
+    audit.close_all()
+    assert ev and ev[0]["user_email"] == AUDITOR.email
