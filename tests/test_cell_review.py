@@ -57,6 +57,21 @@ def test_a_local_account_is_named_as_its_user_label():
     assert review.confirmed_case([local], QUEUE, COUNTED)["confirmed_by"] == ["ana"]
 
 
+def test_an_infected_cell_cut_by_the_edge_is_reported_but_not_counted():
+    """Queued and confirmed at the field's edge: the case has parasites, but the count (numerator and denominator)
+    is the cells wholly inside the fields."""
+    queue = QUEUE + [(A, 120)]
+    rows = [row(1, A, 0, "Parasitized"), row(2, A, 1, "Uninfected"), row(3, B, 5, "Uninfected"), row(4, A, 120, "Parasitized")]
+    c = review.confirmed_case(rows, queue, COUNTED, model_sha256=MODEL_SHA, threshold=THR, edge=[(A, 120)])
+    assert (c["n_infected"], c["n_edge_infected"], c["n_confirmed"], c["n_rejected"], c["n_reviewed"]) == (1, 1, 1, 2, 4)
+    assert c["n_cells"] == 250 and c["parasitemia"] == pytest.approx(0.4) and c["per_field"] == {A: 1, B: 0}
+    lines = review.case_lines(c)
+    assert lines[0].endswith("confirmed by tech@lab.org. Also 1 infected cell cut by the field's edge: seen, not counted.")
+    assert lines[1] == "All 4 queued cells reviewed (1 confirmed infected, 1 infected at the edge, 2 not infected)."
+    plain = review.confirmed_case(rows, queue, COUNTED, model_sha256=MODEL_SHA, threshold=THR)
+    assert plain["n_infected"] == 2 and plain["n_edge_infected"] == 0  # without edge flags every cell counts
+
+
 def test_the_words_say_who_confirmed_how_far_the_review_got_and_label_the_automatic_count():
     auto = {"n_cells": 250, "n_infected": 3, "parasitemia": 1.2, "parasitemia_ci": [0.41, 3.47], "threshold": 0.95}
     none = review.case_lines(review.confirmed_case([], QUEUE, COUNTED), auto)
@@ -313,7 +328,7 @@ def test_a_call_on_a_cell_shown_under_another_model_or_threshold_is_refused(stor
     _press(at, "confirm")
     assert confirmations.rows(db=stores) == []
     [w] = [w.value for w in at.warning if w.value.startswith("Not kept:")]
-    assert ("threshold 0.9001" in w and "now 0.8500" in w) if change == "threshold" else "another version" in w
+    assert (f"threshold {thr:.4f}" in w and "now 0.8500" in w) if change == "threshold" else "another version" in w
     assert _label(at)[0] == 1  # the same cell, shown again under what is in force
 
 

@@ -197,7 +197,7 @@ def test_cli_contract(tmp_path):
     field, empty, bad, summary = lines
     assert field["ok"] and field["n_cells"] == 24 and len(field["cells"]) == 24 and field["threshold"] == 0.5
     assert set(field) >= {"file", "ok", "width", "height", "n_cells", "n_infected", "parasitemia", "parasitemia_ci", "threshold", "model", "cells"}
-    assert set(field["cells"][0]) == {"x", "y", "w", "h", "probability", "infected", "review"}
+    assert set(field["cells"][0]) == {"x", "y", "w", "h", "probability", "infected", "counted", "review"}
     assert not empty["ok"] and "no red blood cells" in empty["error"]
     assert not bad["ok"] and "not an image format" in bad["error"]
     assert summary["summary"]["n_cells"] == 24 and summary["summary"]["n_files"] == 3
@@ -368,3 +368,31 @@ def test_hard_negatives_from_real_training_fields():
         truth = cells[cells["path"] == path][["x", "y", "w", "h"]].to_numpy()
         assert iou_matrix(truth, g[["x", "y", "w", "h"]].to_numpy()).max() < 0.1
     assert set(cells[cells["path"].isin(boxes["path"])]["session"]) <= set(TRAIN_SESSIONS)  # never a test field
+
+
+def test_cells_cut_by_the_edge_are_scored_for_review_but_not_counted(model):
+    """A cell cut by the picture's edge is found, scored and flagged (`edge`), after the counted ones; the count, its
+    parasitemia and the case use only the cells wholly inside the field."""
+    from tests.test_fields_finder import R
+
+    img = _field()
+    for cx, cy in _grid_centres():
+        _cell(img, cx, cy)
+    _cell(img, R // 3, 240)  # two thirds of a cell inside the left edge
+    _cell(img, 640 - R // 3, 420)  # and one at the right edge
+    s = screen.screen_field(_finish(img), model, SPEC, "edge.png", keep_crops=True)
+    cut = ~s.in_count
+    assert s.n_counted == 24 and cut.sum() == 2 and len(s.boxes) == len(s.probabilities) == len(s.crops) == 26
+    assert not cut[:24].any() and cut[24:].all()  # counted cells first
+    b = s.boxes[cut]
+    assert ((b[:, 0] <= 1) | (b[:, 0] + b[:, 2] >= 639)).all()
+    r = s.result(0.0, "tiny")
+    assert r["n_cells"] == 24 and r["n_infected"] == 24 and r["parasitemia"] == 100.0
+    assert [c["counted"] for c in r["cells"]] == [True] * 24 + [False] * 2 and len(r["cells"]) == 26
+    case = screen.case_result([s, s], 0.0)
+    assert case["n_cells"] == 48 and case["n_infected"] == 48
+
+
+def test_a_screen_without_edge_flags_counts_every_cell():
+    s = screen.FieldScreen("f", 640, 480, np.zeros((3, 4), np.int64), np.array([0.1, 0.6, 0.9]))
+    assert s.n_counted == 3 and s.in_count.all() and s.result(0.5)["n_infected"] == 2

@@ -239,6 +239,9 @@ def _cell(task: str, model_id: str, screens: list[FieldScreen], shas: list[str],
     call = calls.get((shas[f], i))
     c.caption(f"Exact model output: {p:.6f}; queued at {rthr:.4f} or more."
               + (f" Your call so far: **{'infected' if call == get_task(task).positive else 'not infected'}**." if call else ""))
+    if not s.in_count[i]:
+        c.caption(":material/crop_free: Cut by the picture's edge: shown so that no parasite goes unseen, not counted in "
+                  "the parasitemia (the count uses the cells wholly inside each field).")
     c.caption("Keys: **I** confirm infected · **N** not infected · **B** back · **S** skip.")
 
 
@@ -266,7 +269,8 @@ def _mark(task: str, model_id: str, screens: list[FieldScreen], shas: list[str],
             b.caption(f"Cell {n} is in the review queue ({op.fmt_prob(p)}): confirm or reject it there.")
         else:
             is_marked = calls.get((shas[f], i)) == positive
-            b.caption(f"Cell {n}: {op.fmt_prob(p)}, not queued." + (" Marked infected by you." if is_marked else ""))
+            b.caption(f"Cell {n}: {op.fmt_prob(p)}, not queued." + ("" if s.in_count[i] else " Cut by the picture's edge: "
+                      "seen, not counted.") + (" Marked infected by you." if is_marked else ""))
             action = "unmark" if is_marked else "mark"
             b.button("Take the mark back" if is_marked else "Mark infected", key=f"cr_{action}_{cid}_{shas[f][:12]}_{i}",
                      disabled=not may, on_click=_on_press, args=(cid, Press(action, shas[f], i, p, rthr, model_sha, False)))

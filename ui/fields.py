@@ -16,6 +16,7 @@ from ui import cell_review, common
 
 GALLERY = 12
 OUTLINE = (60, 170, 90)  # uncalled cells: green
+EDGE = (70, 130, 220)  # cells cut by the picture's edge (reviewable, not counted): blue
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -47,13 +48,14 @@ def colour(p: float, thr: float) -> tuple[int, int, int]:
 
 
 @st.cache_data(show_spinner=False, max_entries=128)
-def _outlined(digest: str, name: str, thr: float, boxes: bytes, probs: bytes, _data: bytes) -> bytes:
+def _outlined(digest: str, name: str, thr: float, boxes: bytes, probs: bytes, edge: bytes, _data: bytes) -> bytes:
     img = _pixels(digest, name, _data).copy()
     b = np.frombuffer(boxes, np.int64).reshape(-1, 4)
     pr = np.frombuffer(probs, np.float64)
+    cut = np.frombuffer(edge, np.bool_)
     width = max(2, round(max(img.shape[:2]) / 500))
-    for (x, y, w, h), p in sorted(zip(b.tolist(), pr.tolist()), key=lambda t: t[1]):  # called cells drawn last, on top
-        cv2.rectangle(img, (x, y), (x + w, y + h), colour(p, thr), width * (2 if p >= thr else 1))
+    for (x, y, w, h), p, e in sorted(zip(b.tolist(), pr.tolist(), cut.tolist()), key=lambda t: t[1]):  # called last, on top
+        cv2.rectangle(img, (x, y), (x + w, y + h), EDGE if e else colour(p, thr), width * (2 if p >= thr and not e else 1))
     scale = max(img.shape[:2]) / 2100  # cell numbers (as in the review and the cells CSV), legible at display size
     for k, (x, y, _, _) in enumerate(b.tolist()):
         for ink, t in (((255, 255, 255), 3), ((20, 20, 20), 1)):
@@ -63,14 +65,14 @@ def _outlined(digest: str, name: str, thr: float, boxes: bytes, probs: bytes, _d
 
 def outlined(s: screen.FieldScreen, data: bytes, thr: float) -> bytes:
     return _outlined(scoring.digest(data), s.name, round(thr, 6), s.boxes.astype(np.int64).tobytes(),
-                     s.probabilities.astype(np.float64).tobytes(), data)
+                     s.probabilities.astype(np.float64).tobytes(), (~s.in_count).tobytes(), data)
 
 
 def cell_rows(screens: list[screen.FieldScreen], thr: float) -> pd.DataFrame:
     rows = [{"field": s.name, "cell": i + 1, "x": int(b[0]), "y": int(b[1]), "w": int(b[2]), "h": int(b[3]),
-             "probability": float(p), "decision": "infected" if p >= thr else "uninfected"}
-            for s in screens for i, (b, p) in enumerate(zip(s.boxes, s.probabilities))]
-    return pd.DataFrame(rows, columns=["field", "cell", "x", "y", "w", "h", "probability", "decision"])
+             "probability": float(p), "decision": "infected" if p >= thr else "uninfected", "counted": bool(c)}
+            for s in screens for i, (b, p, c) in enumerate(zip(s.boxes, s.probabilities, s.in_count))]
+    return pd.DataFrame(rows, columns=["field", "cell", "x", "y", "w", "h", "probability", "decision", "counted"])
 
 
 def field_rows(screens: list[screen.FieldScreen], thr: float, model_id: str) -> pd.DataFrame:
@@ -141,7 +143,8 @@ def render(task_name: str, model_id: str, thr: float, fields: list[dict]) -> Non
                 st.warning(s.message, icon=":material/report:")
             st.image(picture, width="stretch",
                      caption="Every found red cell outlined and numbered: green below half the operating point, orange "
-                             "to red as the probability reaches it; thick red = called infected.")
+                             "to red as the probability reaches it; thick red = called infected; blue = cut by the "
+                             "picture's edge (can be reviewed, not counted).")
     _gallery(task_name, model_id, thr, screens)
     cells = cell_rows(screens, thr)
     d1, d2 = st.columns(2)

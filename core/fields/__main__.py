@@ -4,7 +4,8 @@
 
 Each field line: {"file", "ok", "width", "height", "n_cells", "n_infected", "parasitemia", "parasitemia_ci",
 "threshold", "model", "review_threshold", "n_review", "cells": [{"x", "y", "w", "h", "probability", "infected",
-"review"}]} (boxes in the original image's pixels, x/y top-left; parasitemia in percent with its 95% Wilson interval).
+"counted", "review"}]} (boxes in the original image's pixels, x/y top-left; parasitemia in percent with its 95% Wilson
+interval). "counted": false marks a cell cut by the picture's edge: scored and reviewable, not in the count.
 "review" marks the cells of the review queue (score >= the model's review threshold, chosen on the validation fields:
 `python -m core.fields.review`); without a current review record "review_threshold" is null, no cell is queued and
 "review_note" says why. A file that cannot be read or holds no countable red cells gets "ok": false and a readable

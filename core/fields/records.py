@@ -52,11 +52,24 @@ class ScoredField:
     # debris, clump or an unannotated red cell)
 
 
+def _match(s: FieldScreen, annotated: np.ndarray) -> list[tuple[int, int]]:
+    """(found, annotated) pairs at IoU >= 0.5: the counted cells first (so the automatic figures are those of the
+    counted cells alone), then the cells cut by the edge against the annotated boxes left."""
+    idx_c, idx_e = np.flatnonzero(s.in_count), np.flatnonzero(~s.in_count)
+    if not len(s.boxes) or not len(annotated):
+        return []
+    out = [(int(idx_c[i]), int(j)) for i, j in match_greedy(iou_matrix(s.boxes[idx_c], annotated))] if len(idx_c) else []
+    left = np.setdiff1d(np.arange(len(annotated)), [j for _, j in out])
+    if len(idx_e) and len(left):
+        out += [(int(idx_e[i]), int(left[j])) for i, j in match_greedy(iou_matrix(s.boxes[idx_e], annotated[left]))]
+    return out
+
+
 def score_annotated(model, spec, fields) -> list[ScoredField]:
     out = []
     for f in fields:
         s = screen_field(read_image(f.image_path), model, spec, f.path)
-        matches = match_greedy(iou_matrix(s.boxes, f.boxes)) if len(s.boxes) and len(f.boxes) else []
+        matches = _match(s, f.boxes)
         truth = np.zeros(len(s.boxes), np.int8)
         box_to_found = np.full(len(f.boxes), -1)
         for i, j in matches:
@@ -68,27 +81,36 @@ def score_annotated(model, spec, fields) -> list[ScoredField]:
             truth[c[truth[c] == 0]] = -1
         annotated = np.zeros(len(s.boxes), bool)
         annotated[[i for i, _ in matches]] = True
+        matched_counted = sum(1 for i, j in matches if s.in_count[i] and not f.difficult[j])
         out.append(ScoredField(s, truth, int((~f.difficult).sum()), int(len(inf)), box_to_found[inf],
-                               int(((box_to_found >= 0) & ~f.difficult).sum()), covering, annotated))
+                               int(matched_counted), covering, annotated))
     return out
 
 
-def per_field(scored: list[ScoredField], threshold: float) -> dict[str, np.ndarray]:
-    """Per-field counts at a threshold (arrays over fields)."""
-    rows = {k: [] for k in ("fp", "tp_boxes", "tp_centre", "inf_boxes", "found_inf_boxes", "boxes", "matched", "cells", "called", "err")}
+def per_field(scored: list[ScoredField], threshold: float, review: bool = False) -> dict[str, np.ndarray]:
+    """Per-field counts at a threshold (arrays over fields). The automatic count calls only the counted cells; with
+    `review` the cells cut by the field's edge are queued too (`called`, `tp_boxes`, `tp_centre`, `fp`); the
+    denominator (`cells`) and `tp_counted` (found infected cells called and in the count) are the counted cells'."""
+    rows = {k: [] for k in ("fp", "tp_boxes", "tp_counted", "tp_centre", "inf_boxes", "found_inf_boxes", "boxes", "matched",
+                            "cells", "called", "err")}
     for f in scored:
-        called = f.screen.probabilities >= threshold
+        in_count = f.screen.in_count
+        above = f.screen.probabilities >= threshold
+        called = above if review else above & in_count
         rows["fp"].append(int((called & (f.truth == 0)).sum()))
-        hit = f.infected_found[f.infected_found >= 0]
+        found = f.infected_found[f.infected_found >= 0]
+        hit = found if review else found[in_count[found]]
         rows["tp_boxes"].append(int(called[hit].sum()) if len(hit) else 0)
+        rows["tp_counted"].append(int((called & in_count)[found].sum()) if len(found) else 0)  # in the count
         rows["found_inf_boxes"].append(len(hit))
         rows["tp_centre"].append(sum(bool(called[c].any()) for c in f.infected_covering if len(c)))
         rows["inf_boxes"].append(f.n_infected_boxes)
         rows["boxes"].append(f.n_boxes)
         rows["matched"].append(f.n_matched_boxes)
-        rows["cells"].append(len(called))
+        n = int(in_count.sum())
+        rows["cells"].append(n)
         rows["called"].append(int(called.sum()))
-        pred = 100.0 * called.sum() / len(called) if len(called) else 0.0
+        pred = 100.0 * (above & in_count).sum() / n if n else 0.0
         true = 100.0 * f.n_infected_boxes / f.n_boxes if f.n_boxes else 0.0
         rows["err"].append(abs(pred - true))
     return {k: np.asarray(v, np.float64) for k, v in rows.items()}
@@ -142,18 +164,19 @@ def false_alarm_sources(scored: list[ScoredField], threshold: float) -> dict:
     """Where the false "infected" cells at `threshold` come from, per field: found cells matched to an annotated
     uninfected cell (the cell model's call) vs found boxes matching no annotation (white cells, platelets, debris,
     clumps, unannotated red cells: what hard negatives would teach it). Issue #10's next step is chosen by this."""
-    false = [(f.screen.probabilities >= threshold) & (f.truth == 0) for f in scored]
+    false = [(f.screen.probabilities >= threshold) & (f.truth == 0) & f.screen.in_count for f in scored]
     on_cells = sum(int((fa & f.annotated).sum()) for fa, f in zip(false, scored))
     off_cells = sum(int((fa & ~f.annotated).sum()) for fa, f in zip(false, scored))
     n = max(len(scored), 1)
     return {"n_fields": len(scored), "threshold": float(threshold), "on_annotated_cells_per_field": on_cells / n,
             "on_unannotated_boxes_per_field": off_cells / n,
-            "unannotated_share_of_found": float(np.mean(np.concatenate([~f.annotated for f in scored]))) if scored else 0.0}
+            "unannotated_share_of_found": float(np.mean(np.concatenate([~f.annotated[f.screen.in_count] for f in scored])))
+            if scored else 0.0}
 
 
 def choose_field_threshold(scored: list[ScoredField], target: float = FP_PER_FIELD_TARGET) -> float:
     """Lowest threshold (most sensitive) whose mean false "infected" cells per field is at most `target`."""
-    probs = np.concatenate([f.screen.probabilities[f.truth == 0] for f in scored] or [np.zeros(0)])
+    probs = np.concatenate([f.screen.probabilities[(f.truth == 0) & f.screen.in_count] for f in scored] or [np.zeros(0)])
     budget = int(np.floor(target * len(scored)))  # total false alarms allowed over the validation fields
     if len(probs) <= budget:
         return float(np.nextafter(0.0, 1.0))

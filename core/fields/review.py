@@ -1,13 +1,20 @@
 """The cell review queue (malaria fields): the cells a technician looks at and confirms, most suspicious first.
 
 Whole-field screening cannot call every infected cell at an acceptable false-alarm rate, but it ranks a field's cells
-well. Each field's cells scoring at or above the *review threshold* are queued for a technician; the confirmed ones
-give the case's parasitemia over the counted cells. The threshold is chosen on the validation fields (capture session
-S3 of `train`) with the field model as screening scores them (`core.fields.records.score_annotated`): the highest
-threshold at which at least `QUEUE_SHARE` of the infected cells the finder found (matched one-to-one at IoU >= 0.5
-among the counted cells) reach the queue. A cell the finder never boxed can never reach the queue, so every figure is
-given over all annotated infected cells (`infected_reaching_queue`) and over the found ones
-(`found_infected_reaching_queue`). The test fields (session S1) are scored once, on request, as a disclosed test look.
+well. Each field's cells scoring at or above the *review threshold* are queued for a technician, those cut by the
+picture's edge included (seen, not counted); the confirmed ones give the case's parasitemia over the counted cells.
+The threshold is chosen on the validation fields (capture session S3 of `train`) with the field model as screening
+scores them (`core.fields.records.score_annotated`), by two rules, the lower threshold winning:
+- share: the highest threshold at which at least `QUEUE_SHARE` of the infected cells the finder found (matched
+  one-to-one at IoU >= 0.5) reach the queue (the issue's rule);
+- workload: the lowest threshold at which the queue holds at most `CELLS_PER_FIELD_AIM` cells a field.
+Why both: the share rule rests on ~190 infected cells of one session, on which the field model also stopped
+training, and it lands at the top of a plateau (every threshold from 0.76 down to 0.14 queued the same share of S3's
+found infected cells), so a session whose infected cells score lower loses them. Where to stand on that plateau is a
+workload question, answered by the ~13,000 uninfected cells: as low as a technician's aim of 5 cells a field allows.
+A cell the finder never boxed can never reach the queue, so every figure is given over all annotated infected cells
+(`infected_reaching_queue`) and over the found ones (`found_infected_reaching_queue`). The test fields (session S1)
+are scored on request, as a disclosed test look.
 
     python -m core.fields.review --model secondlook_fields          # writes models/malaria/<id>/review.json
     python -m core.fields.review --model secondlook_fields --test   # + the test fields (a disclosed test look)
@@ -41,7 +48,9 @@ from core.models.store import load_model, model_dir, read_card, write_card_file
 from core.registry import get_model_spec, get_task
 
 QUEUE_SHARE = 0.95  # share of the validation fields' found infected cells that reach the queue
+CELLS_PER_FIELD_AIM = 5.0  # the issue's aim for cells a technician reviews per field (floor 8)
 RECORD = "review.json"
+QUEUE_VERSION = "edge cells queued, not counted"  # what the queue holds; a record of another queue is not current
 POSITIVE = get_task(TASK).positive  # "Parasitized": a technician's "infected"
 NOT_REVIEWED, PARTIAL, COMPLETE, NOTHING_QUEUED = "not reviewed", "partly reviewed", "reviewed", "nothing queued"
 INTERVAL_NOTE = ("The 95% interval treats every counted cell as independent; the cells of one field are not, so the "
@@ -67,6 +76,15 @@ def choose_review_threshold(found_infected_scores: np.ndarray, share: float = QU
     return float(s[k - 1])
 
 
+def workload_threshold(scored: list[ScoredField], per_field: float = CELLS_PER_FIELD_AIM) -> float:
+    """Lowest threshold at which these fields queue at most `per_field` cells each on average (edge cells included)."""
+    p = np.sort(np.concatenate([f.screen.probabilities for f in scored] or [np.zeros(0)]))[::-1]
+    budget = int(np.floor(per_field * len(scored)))
+    if len(p) <= budget:
+        return float(np.nextafter(0.0, 1.0))
+    return float(np.nextafter(p[budget], 1.0))  # just above the (budget+1)-th highest score
+
+
 def found_infected_scores(scored: list[ScoredField]) -> np.ndarray:
     """Score of each found cell matched to an annotated infected cell, over all fields."""
     return np.concatenate([f.screen.probabilities[f.infected_found[f.infected_found >= 0]] for f in scored] or [np.zeros(0)])
@@ -76,7 +94,7 @@ def _queue_stats(r: dict[str, np.ndarray]) -> dict[str, float]:
     def ratio(a, b):
         return float(a.sum() / b.sum()) if b.sum() else float("nan")
 
-    confirmed, annotated = 100 * ratio(r["tp_boxes"], r["cells"]), 100 * ratio(r["inf_boxes"], r["boxes"])
+    confirmed, annotated = 100 * ratio(r["tp_counted"], r["cells"]), 100 * ratio(r["inf_boxes"], r["boxes"])
     return {
         "infected_reaching_queue": ratio(r["tp_boxes"], r["inf_boxes"]),
         "found_infected_reaching_queue": ratio(r["tp_boxes"], r["found_inf_boxes"]),
@@ -100,10 +118,11 @@ def measure(scored: list[ScoredField], threshold: float, field_point: float) -> 
     """The queue at `threshold` on these fields, all of them read as one case (the annotation plays the technician:
     a queued cell is confirmed when it matches an annotated infected cell), with 95% intervals resampling fields;
     and, for contrast, the unconfirmed automatic count at the field operating point `field_point`."""
-    r = per_field(scored, threshold)
+    r = per_field(scored, threshold, review=True)
     out = {"n_fields": len(scored), "n_annotated_cells": int(r["boxes"].sum()), "n_infected_cells": int(r["inf_boxes"].sum()),
            "n_found_infected_cells": int(r["found_inf_boxes"].sum()), "n_counted_cells": int(r["cells"].sum()),
            "n_reviewed_cells": int(r["called"].sum()), "n_confirmed_cells": int(r["tp_boxes"].sum()),
+           "n_confirmed_counted_cells": int(r["tp_counted"].sum()),
            "review_threshold": float(threshold)}
     out |= with_intervals(r, _queue_stats)
     return out | {"field_threshold": float(field_point)} | with_intervals(per_field(scored, field_point), _automatic_stats)
@@ -124,7 +143,8 @@ def reviewer(row: Mapping) -> str:
 
 
 def confirmed_case(confirmations: Iterable[Mapping], queued: Iterable[tuple[str, int]], counted: Mapping[str, int], *,
-                   model_sha256: str | None = None, threshold: float | None = None, positive: str = POSITIVE) -> dict:
+                   model_sha256: str | None = None, threshold: float | None = None, positive: str = POSITIVE,
+                   edge: Iterable[tuple[str, int]] = ()) -> dict:
     """The case result a laboratory reports: infected cells the technician confirmed among the queued ones, plus the
     unqueued cells they marked infected, over every counted red cell of the case, with a 95% Wilson interval.
 
@@ -133,7 +153,10 @@ def confirmed_case(confirmations: Iterable[Mapping], queued: Iterable[tuple[str,
     cells counted. Rows for another field, another model checksum or another review threshold than `model_sha256` /
     `threshold` (when given) describe another queue and are left out (`n_left_out`); a cell index only means this
     cell under the model and finder that numbered it. `calls`: the latest call kept on each (sha256, cell).
+    `edge`: (field sha256, cell index) of the cells cut by the picture's edge: an infected one confirmed there is
+    reported (`n_edge_infected`: the case has parasites) but, like every edge cell, left out of the count.
     """
+    edge_cells = {(str(sha), int(c)) for sha, c in edge}
     queue = {(str(sha), int(c)) for sha, c in queued}
     last: dict[tuple[str, int], Mapping] = {}
     left_out = 0
@@ -145,7 +168,8 @@ def confirmed_case(confirmations: Iterable[Mapping], queued: Iterable[tuple[str,
             left_out += 1
             continue
         last[key] = row
-    infected = {k for k, r in last.items() if r.get("reader_call") == positive}
+    seen = {k for k, r in last.items() if r.get("reader_call") == positive}
+    infected, edge_infected = seen - edge_cells, seen & edge_cells
     reviewed = queue & set(last)
     n_cells = int(sum(int(n) for n in counted.values()))
     k = len(infected)
@@ -156,8 +180,8 @@ def confirmed_case(confirmations: Iterable[Mapping], queued: Iterable[tuple[str,
     readers = list(dict.fromkeys(reviewer(last[key]) for key in sorted(last, key=lambda key: int(last[key].get("id") or 0))))
     return {
         "n_cells": n_cells, "n_queued": n_queued, "n_reviewed": n_reviewed,
-        "n_confirmed": len(infected & queue), "n_rejected": n_reviewed - len(infected & queue),
-        "n_marked": len(infected - queue), "n_infected": k, "parasitemia": p,
+        "n_confirmed": len(infected & queue), "n_rejected": n_reviewed - len(seen & queue),
+        "n_marked": len(infected - queue), "n_infected": k, "n_edge_infected": len(edge_infected), "parasitemia": p,
         "parasitemia_ci": [lo, hi] if n_cells else None, "status": status, "complete": status in (COMPLETE, NOTHING_QUEUED),
         "confirmed_by": readers, "per_field": {sha: sum(1 for s, _ in infected if s == sha) for sha in counted},
         "n_left_out": left_out, "calls": {key: str(r.get("reader_call")) for key, r in last.items()},
@@ -179,20 +203,23 @@ def case_lines(confirmed: dict, automatic: dict | None = None) -> list[str]:
     who = ", ".join(c["confirmed_by"]) or "nobody yet"
     cells = f"{c['n_cells']:,} red cells"
     extra = f" ({c['n_confirmed']} from the review queue, {c['n_marked']} marked by the technician)" if c["n_marked"] else ""
+    edge = (f" Also {c['n_edge_infected']} infected cell{'s' if c['n_edge_infected'] != 1 else ''} cut by the "
+            "field's edge: seen, not counted." if c.get("n_edge_infected") else "")
     if c["status"] == NOT_REVIEWED:
         lines = [f"Not yet reviewed: 0 of {c['n_queued']} queued cells reviewed, so there is no confirmed result."]
     elif c["status"] == NOTHING_QUEUED and not c["confirmed_by"]:
         lines = ["No cell of this case reached the review queue and none was marked infected: there is no confirmed result."]
     else:
         lines = [f"Confirmed: {c['n_infected']} infected of {cells}{extra}, {_pct(c['parasitemia'], c['parasitemia_ci'])}; "
-                 f"proposed by SecondLook, confirmed by {who}."]
+                 f"proposed by SecondLook, confirmed by {who}.{edge}"]
         if c["status"] == PARTIAL:
             lines.append(f"Not fully reviewed: {c['n_reviewed']} of {c['n_queued']} queued cells reviewed; the confirmed "
                          "count may still rise.")
         elif c["status"] == NOTHING_QUEUED:
             lines.append("No cell of this case reached the review queue.")
         else:
-            lines.append(f"All {c['n_queued']} queued cells reviewed ({c['n_confirmed']} confirmed infected, "
+            at_edge = f", {c['n_edge_infected']} infected at the edge" if c.get("n_edge_infected") else ""
+            lines.append(f"All {c['n_queued']} queued cells reviewed ({c['n_confirmed']} confirmed infected{at_edge}, "
                          f"{c['n_rejected']} not infected).")
     if automatic is not None and automatic.get("n_infected") is not None:
         lines.append(f"Automatic (unconfirmed): {automatic['n_infected']} infected of {automatic['n_cells']:,} red cells, "
@@ -212,9 +239,9 @@ def review_threshold(model_id: str, rec: dict | None = None) -> tuple[float | No
     rec = read_review(model_id) if rec is None else rec
     if not rec:
         return None, f"no review record for model {model_id!r} (python -m core.fields.review --model {model_id}): no cell is queued"
-    if not is_current(model_id, rec):
-        return None, (f"the review record of model {model_id!r} was made with another model file, cell finder or scoring "
-                      f"(python -m core.fields.review --model {model_id}): no cell is queued")
+    if not is_current(model_id, rec) or rec.get("queue") != QUEUE_VERSION:
+        return None, (f"the review record of model {model_id!r} was made with another model file, cell finder, scoring "
+                      f"or queue (python -m core.fields.review --model {model_id}): no cell is queued")
     return float(rec["review_threshold"]), "review threshold chosen on the validation fields"
 
 
@@ -247,12 +274,16 @@ def build_review(model_id: str, test: bool = False, why: str = "") -> dict:
     t0 = time.perf_counter()
     val = score_annotated(model, spec, load_fields(STOP_SESSIONS))
     scores = found_infected_scores(val)
-    threshold = choose_review_threshold(scores)
+    by_share, by_workload = choose_review_threshold(scores), workload_threshold(val)
+    threshold = min(by_share, by_workload)
     rec = {
         "task": TASK, "model_id": model_id, "model_sha256": card["sha256"], "finder": current_finder(),
         "scoring": current_scoring(), "review_threshold": threshold, "share": QUEUE_SHARE,
-        "rule": f"highest threshold at which at least {QUEUE_SHARE} of the validation fields' found infected cells "
-                "(matched at IoU >= 0.5 among the counted cells) score at or above it",
+        "cells_per_field_aim": CELLS_PER_FIELD_AIM, "queue": QUEUE_VERSION,
+        "by_share": by_share, "by_workload": by_workload,
+        "rule": f"the lower of: the highest threshold at which at least {QUEUE_SHARE} of the validation fields' found "
+                "infected cells (matched at IoU >= 0.5, cells cut by the edge included) score at or above it; the "
+                f"lowest threshold at which the validation fields queue at most {CELLS_PER_FIELD_AIM:g} cells a field",
         "chosen_on": f"validation fields: sessions {'+'.join(STOP_SESSIONS)} of train ({len(val)} fields)",
         "matching": "found box to annotated box one-to-one at IoU >= 0.5 (greedy, core.fields.records); difficult boxes left out",
         "technician": "the annotation plays the technician: a queued cell is confirmed when it matches an annotated infected cell",
@@ -263,9 +294,9 @@ def build_review(model_id: str, test: bool = False, why: str = "") -> dict:
         "earlier_test_looks": list(old.get("earlier_test_looks", [])),
     }
     same = old.get("model_sha256") == rec["model_sha256"] and old.get("review_threshold") == threshold \
-        and old.get("finder") == rec["finder"] and old.get("scoring") == rec["scoring"]
+        and old.get("finder") == rec["finder"] and old.get("scoring") == rec["scoring"] and old.get("queue") == QUEUE_VERSION
     if "test" in old and (test or not same):  # a look that no longer describes the queue is disclosed, not dropped
-        rec["earlier_test_looks"].append({k: old.get(k) for k in ("model_sha256", "finder", "scoring", "review_threshold")}
+        rec["earlier_test_looks"].append({k: old.get(k) for k in ("model_sha256", "finder", "scoring", "review_threshold", "rule")}
                                          | {k: old["test"].get(k) for k in ("infected_reaching_queue", "cells_reviewed_per_field",
                                                                              "confirmed_parasitemia_relative_error")})
     elif "test" in old:

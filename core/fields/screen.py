@@ -8,6 +8,10 @@ Every cell is cut by `core.fields.cuts.cut_cells` (the same cut the two-site mod
 by `core.inference.preprocess.prepare` and scored in one batch; the cells that batch calls more likely infected than
 not are scored again in three more orientations (`score_crops`). Thin-film parasitemia is read over at least
 `MIN_CELLS_FOR_CASE` red cells; a case with fewer says how many more fields to photograph.
+
+A cell cut by the picture's edge is scored and shown for review (an infected cell there is still a parasite the
+technician should see) but not counted: the count uses the cells wholly inside the field, numerator and denominator
+alike, so a confirmed parasitemia is read in one frame.
 """
 from __future__ import annotations
 
@@ -36,7 +40,8 @@ ROTATIONS = 4  # orientations averaged (logits) for those cells, the upright one
 
 @dataclass
 class FieldScreen:
-    """One field: found boxes (x, y, w, h, original pixels) and each cell's probability of being infected."""
+    """One field: found boxes (x, y, w, h, original pixels) and each cell's probability of being infected. The
+    counted cells come first; `edge` marks the cells cut by the picture's edge (scored and reviewable, not counted)."""
 
     name: str
     width: int
@@ -46,16 +51,29 @@ class FieldScreen:
     message: str = ""
     flags: tuple[str, ...] = ()
     crops: np.ndarray | None = field(default=None, repr=False)  # (N, 64, 64, 3) uint8, for the gallery
+    edge: np.ndarray | None = field(default=None, repr=False)  # (N,) bool: cut by the edge, not counted
+
+    @property
+    def in_count(self) -> np.ndarray:
+        """(N,) bool: the cells a thin-film count uses (every cell but those cut by the picture's edge)."""
+        n = len(self.probabilities)
+        return np.ones(n, bool) if self.edge is None else ~np.asarray(self.edge, bool).reshape(n)
+
+    @property
+    def n_counted(self) -> int:
+        return int(self.in_count.sum())
 
     @property
     def counted(self) -> bool:
         """False when the finder gave no countable cells (blank, wrong kind of picture, too many candidates)."""
-        return len(self.boxes) > 0
+        return self.n_counted > 0
 
     def result(self, threshold: float, model_id: str = "", task: str = "malaria") -> dict:
-        """The field's counts at `threshold` in the `python -m core.fields` JSON shape."""
+        """The field's counts at `threshold` in the `python -m core.fields` JSON shape ("counted": false on a cell cut
+        by the edge: scored, not in the count)."""
         infected = self.probabilities >= threshold
-        n, k = int(len(self.boxes)), int(infected.sum())
+        inside = self.in_count
+        n, k = self.n_counted, int((infected & inside).sum())
         p, lo, hi = parasitemia(k, n)
         out = {
             "file": self.name, "ok": self.counted, "width": self.width, "height": self.height,
@@ -63,8 +81,8 @@ class FieldScreen:
             "parasitemia": p, "parasitemia_ci": [lo, hi] if n else None,
             "threshold": float(threshold), "model": model_id, "task": task,
             "cells": [{"x": int(b[0]), "y": int(b[1]), "w": int(b[2]), "h": int(b[3]),
-                       "probability": round(float(q), 6), "infected": bool(i)}
-                      for b, q, i in zip(self.boxes, self.probabilities, infected)],
+                       "probability": round(float(q), 6), "infected": bool(i), "counted": bool(c)}
+                      for b, q, i, c in zip(self.boxes, self.probabilities, infected, inside)],
         }
         if self.message:
             out["warning" if self.counted else "error"] = self.message
@@ -124,6 +142,20 @@ def score_crops(model, spec: ModelSpec, crops: np.ndarray) -> np.ndarray:
     return np.asarray(calibrated(spec.task, spec.id, p), np.float64)
 
 
+def red_cell_sized(boxes: np.ndarray) -> np.ndarray:
+    """Boxes of a red cell's size: not a clump or a white cell (a box this much larger than the field's median)."""
+    b = np.asarray(boxes).reshape(-1, 4)
+    if not len(b):
+        return np.zeros(0, bool)
+    side = np.maximum(b[:, 2], b[:, 3])
+    return side <= MAX_SIDE_RATIO * np.median(side)
+
+
+def cut_by_edge(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
+    b = np.asarray(boxes).reshape(-1, 4)
+    return ~((b[:, 0] > 1) & (b[:, 1] > 1) & (b[:, 0] + b[:, 2] < width - 1) & (b[:, 1] + b[:, 3] < height - 1))
+
+
 def countable(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
     """Cells a thin-film count uses: not cut by the picture's edge, not a clump or white cell (oversized box).
 
@@ -131,11 +163,7 @@ def countable(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
     (median 1.28x the field's median cell, against 1.14x for infected cells, which P. vivax enlarges) or cut by
     the edge (26% of them, against 3% of infected cells)."""
     b = np.asarray(boxes).reshape(-1, 4)
-    if not len(b):
-        return np.zeros(0, bool)
-    side = np.maximum(b[:, 2], b[:, 3])
-    inside = (b[:, 0] > 1) & (b[:, 1] > 1) & (b[:, 0] + b[:, 2] < width - 1) & (b[:, 1] + b[:, 3] < height - 1)
-    return inside & (side <= MAX_SIDE_RATIO * np.median(side))
+    return red_cell_sized(b) & ~cut_by_edge(b, width, height) if len(b) else np.zeros(0, bool)
 
 
 FINDERS = ("learned", "classical")
@@ -165,20 +193,25 @@ def locate_cells(rgb: np.ndarray, finder: str = "learned") -> tuple[np.ndarray, 
 
 
 def screening_boxes(rgb: np.ndarray, finder: str = "learned") -> tuple[np.ndarray, FieldCells]:
-    """The boxes screening scores: found, then only the countable ones (also the cells hard negatives are cut from)."""
+    """The boxes screening counts: found, then only the countable ones (also the cells hard negatives are cut from)."""
     boxes, found = locate_cells(rgb, finder)
     return boxes[countable(boxes, rgb.shape[1], rgb.shape[0])], found
 
 
 def screen_field(rgb: np.ndarray, model, spec: ModelSpec, name: str = "field", keep_crops: bool = False,
                  finder: str = "learned") -> FieldScreen:
-    """Find, cut and score every countable red cell of one field (RGB uint8)."""
-    boxes, found = screening_boxes(rgb, finder)
+    """Find, cut and score every red cell of one field (RGB uint8): the countable ones first, then those cut by the
+    picture's edge (`FieldScreen.edge`; reviewable, not counted). A field with no countable cell scores none."""
+    found_boxes, found = locate_cells(rgb, finder)
+    w, h = int(rgb.shape[1]), int(rgb.shape[0])
+    sized = found_boxes[red_cell_sized(found_boxes)] if len(found_boxes) else found_boxes.reshape(-1, 4)
+    cut = cut_by_edge(sized, w, h) if len(sized) else np.zeros(0, bool)
+    boxes = np.concatenate([sized[~cut], sized[cut]]) if (~cut).any() else sized[:0]
+    edge = np.arange(len(boxes)) >= int((~cut).sum())
     crops = cut_cells(rgb, boxes, spec.input.size, cut=spec.input.field_cut, stain=spec.input.field_stain) if len(boxes) else np.zeros((0, spec.input.size, spec.input.size, 3), np.uint8)
     probs = score_crops(model, spec, crops)
     message = found.message or ("" if len(boxes) else NO_CELLS_MESSAGE)
-    return FieldScreen(name, int(rgb.shape[1]), int(rgb.shape[0]), boxes, probs,
-                       message, tuple(found.flags), crops if keep_crops else None)
+    return FieldScreen(name, w, h, boxes, probs, message, tuple(found.flags), crops if keep_crops else None, edge)
 
 
 def looks_like_field(pixels: np.ndarray) -> bool:
@@ -189,8 +222,8 @@ def looks_like_field(pixels: np.ndarray) -> bool:
 def case_result(screens: list[FieldScreen], threshold: float, model_id: str = "") -> dict:
     """All fields of one case counted together (only fields whose cells could be counted)."""
     counted = [s for s in screens if s.counted]
-    n = int(sum(len(s.boxes) for s in counted))
-    k = int(sum(int((s.probabilities >= threshold).sum()) for s in counted))
+    n = int(sum(s.n_counted for s in counted))
+    k = int(sum(int(((s.probabilities >= threshold) & s.in_count).sum()) for s in counted))
     p, lo, hi = parasitemia(k, n)
     per_field = n / len(counted) if counted else 0.0
     more = max(0, math.ceil((MIN_CELLS_FOR_CASE - n) / per_field)) if n < MIN_CELLS_FOR_CASE and per_field else None

@@ -206,9 +206,10 @@ def field_case(screens: list, shas: list[str], confirmations: list[dict], *, cas
     from core.fields.screen import case_result
 
     queue = case_queue(screens, review_threshold)
-    counted = {sha: len(s.boxes) for s, sha in zip(screens, shas) if s.counted}
+    counted = {sha: s.n_counted for s, sha in zip(screens, shas) if s.counted}
+    edge = [(sha, int(i)) for s, sha in zip(screens, shas) for i in np.flatnonzero(~s.in_count)]
     confirmed = confirmed_case(confirmations, [(shas[k], i) for k, i, _ in queue], counted, model_sha256=model_sha256,
-                               threshold=review_threshold)
+                               threshold=review_threshold, edge=edge)
     pictures = pictures or [None] * len(screens)
     images = []
     for k, (s, sha, pic) in enumerate(zip(screens, shas, pictures)):
