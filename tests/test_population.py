@@ -249,3 +249,29 @@ def test_the_stored_predictions_give_the_cards_figures():
         df = pd.read_csv(pop.AGE_CHECK_DIR / f"{which}_predictions.csv")
         got = _rates(df.score.to_numpy(), (df.label == "child").to_numpy().astype(int), card["thresholds"])
         assert got == pytest.approx({k: card[block][k] for k in got}, abs=1e-12), which
+
+
+def test_the_check_is_chosen_safe_first_then_by_children_answered_under_perturbation():
+    from core.training.age_check import MAX_ADULTS_CALLED_CHILD, PERTURBATIONS, pick
+
+    def cand(children, adults_child):
+        return {"robustness": {"mean_children_called_child": children, "worst_adults_called_child": adults_child}}
+
+    assert pick({"a": cand(0.98, 0.0), "b": cand(0.99, 0.0)}) == "b"
+    assert pick({"a": cand(0.98, 0.0), "b": cand(0.995, MAX_ADULTS_CALLED_CHILD + 0.001)}) == "a"  # unsafe loses
+    assert pick({"a": cand(0.98, 0.5), "b": cand(0.99, 0.2)}) == "b"
+    film = (np.random.default_rng(0).random((224, 200)) * 255).astype(np.uint8)
+    for name, fn in PERTURBATIONS.items():
+        out = fn(film)
+        assert out.dtype == np.uint8 and out.ndim == 2, name
+    assert np.array_equal(PERTURBATIONS["as stored"](film), film)
+
+
+def test_the_installed_check_records_how_it_was_chosen_on_validation():
+    card = pop.age_check_card()
+    sel = card["selection"]
+    assert sel["chosen"] in sel["candidates"] and "validation only" in sel["rule"]
+    from core.training.age_check import pick
+    assert pick(sel["candidates"]) == sel["chosen"]
+    chosen = sel["candidates"][sel["chosen"]]
+    assert chosen["validation"]["auc"] == pytest.approx(card["validation"]["auc"], abs=1e-3)
