@@ -353,3 +353,43 @@ def test_a_role_that_may_not_confirm_sees_no_live_buttons_and_a_crafted_call_is_
     at.run()
     assert any("Not allowed" in e.value and "may not confirm" in e.value for e in at.error)
     assert confirmations.rows(db=stores) == []
+
+
+def test_a_queued_cell_cut_by_the_edge_says_it_is_not_counted_and_its_confirmation_does_not_count(stores):
+    """A training field whose queue holds a cell cut by the picture's edge: shown with its note; confirmed infected,
+    the case reports it as seen at the edge and leaves it out of the count."""
+    from pathlib import Path
+
+    from core.fields.cuts import read_fields
+    from core.fields.screen import screen_field
+    from core.io.images import read_image
+    from core.models.store import load_model
+    from core.registry import get_model_spec
+    from tests.app_support import start
+    from tests.conftest import require_dataset
+
+    require_dataset("malaria_fields")
+    thr, _ = review.review_threshold("secondlook_fields")
+    model, spec = load_model("malaria", "secondlook_fields"), get_model_spec("malaria", "secondlook_fields")
+    fields, _ = read_fields()
+    for path in fields[(fields["split"] == "train") & (fields["n_infected"] >= 2)].sort_values("path")["file"]:
+        s = screen_field(read_image(path), model, spec, "f")
+        queue = review.review_queue(s.probabilities, thr).tolist()
+        edge = [k for k, i in enumerate(queue) if not s.in_count[i]]
+        if edge:
+            break
+    else:
+        pytest.fail("no training field queues a cell cut by the edge")
+    data = Path(path).read_bytes()
+    at = start(page="screen", research=False)
+    at.file_uploader(key="screen_files_0").set_value([(Path(path).name, data, "image/jpeg")]).run()
+    for _ in range(edge[0]):
+        _press(at, "skip")
+    assert _label(at) == (edge[0] + 1, len(queue))
+    assert any("Cut by the picture's edge" in c.value for c in at.caption)
+    _press(at, "confirm")
+    [r] = confirmations.rows(db=stores)
+    assert r["cell"] == queue[edge[0]] and r["reader_call"] == "Parasitized"
+    text = " ".join(x.value for x in at.markdown)
+    assert "Also 1 infected cell cut by the field's edge: seen, not counted." in text
+    assert dict((m.label, m.value) for m in at.metric)["Confirmed result"] != "not yet reviewed"
