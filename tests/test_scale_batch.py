@@ -89,12 +89,12 @@ def grey(path: Path, seed: int, size: int = 96) -> Path:
 
 def test_ledger_skips_known_pairs_and_marks_duplicates():
     led = Ledger([{"file": "a", "sha256": "h1", "probability": 0.5, "error": None, "withheld": None,
-                   "score_out_of_scope": None},
+                   "score_out_of_scope": None, "population": "child (DICOM age 3 years)"},
                   {"file": "w", "sha256": "h3", "probability": None, "error": None, "withheld": "greyscale",
-                   "score_out_of_scope": 0.25}])
+                   "score_out_of_scope": 0.25, "population": None}])
     assert led.triage("a", "h1") == "skip"
-    assert led.triage("b", "h1") == "duplicate" and led.result("h1") == (0.5, None, None)
-    assert led.result("h3") == (0.25, None, "greyscale")  # a withheld file keeps its score and its reason
+    assert led.triage("b", "h1") == "duplicate" and led.result("h1") == (0.5, None, None, "child (DICOM age 3 years)")
+    assert led.result("h3") == (0.25, None, "greyscale", None)  # a withheld file keeps its score and its reason
     assert led.triage("c", "h2") == "new" and led.triage("d", "h2") == "duplicate" and led.result("h2") is None
     assert led.triage("e", None) == "new" and led.triage("e", None) == "skip"
 

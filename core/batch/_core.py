@@ -13,7 +13,7 @@ import numpy as np
 from core.config import REPO_ROOT
 from core.io.base import MAX_UPLOAD_BYTES, InputError
 from core.io.images import _SUFFIX_FORMAT, read_image, read_image_with_info
-from core.inference.decision import input_verdict
+from core.inference.decision import input_checks
 from core.inference.forward import predict_tensors
 from core.inference.preprocess import prepare
 from core.inference.rows import COLUMNS, PROVENANCE, RowContext, row_context
@@ -79,8 +79,11 @@ def read_hashed(path: str) -> tuple[str | None, bytes | None, str | None]:
     return sha, None, "the file could not be read."
 
 
-def prepare_bytes(data: bytes, path: str, spec: InputSpec, task: str) -> tuple[np.ndarray, str | None]:
+def prepare_bytes(data: bytes, path: str, spec: InputSpec, task: str) -> tuple[np.ndarray, str | None, str | None]:
     """Encoded bytes -> (model tensor, the input checks' reason to withhold or None: wrong kind of picture, or a film
-    of another population), decoded exactly as core.predict decodes the same file; raises InputError."""
+    of another population, a chest film's population as `Population.describe()` gives it or None), decoded and
+    checked exactly as core.predict decodes and checks the same file; raises InputError."""
     dec = read_image_with_info(bytes(data), Path(path).name)
-    return prepare(dec.pixels, spec), input_verdict(dec.pixels, task, dec.phi)
+    x = prepare(dec.pixels, spec)
+    verdict, film = input_checks(dec.pixels, task, dec.phi)
+    return x, verdict, film.describe() if film is not None else None

@@ -5,8 +5,9 @@ import threading
 from dataclasses import dataclass
 from typing import Literal
 
-# (probability shown, error, withheld): probability or error is None; a withheld file keeps its out-of-scope score
-Outcome = tuple[float | None, str | None, str | None]
+# (probability shown, error, withheld, population): probability or error is None; a withheld file keeps its
+# out-of-scope score; population is a chest film's `Population.describe()` (None for other tasks and for errors)
+Outcome = tuple[float | None, str | None, str | None, str | None]
 Triage = Literal["skip", "duplicate", "new"]
 
 
@@ -19,6 +20,7 @@ class Scored:
     probability: float | None  # the network's raw output (the row shows it calibrated)
     error: str | None
     withheld: str | None = None  # the modality check's reason: no decision for this file
+    population: str | None = None  # a chest film's population and how it was told (the row's `population`)
 
 
 class Ledger:
@@ -34,7 +36,7 @@ class Ledger:
         self._done = {(r["file"], r["sha256"]) for r in existing_rows}
         self._results: dict[str, Outcome] = {
             r["sha256"]: (r["probability"] if r["probability"] is not None else r["score_out_of_scope"], r["error"],
-                          r["withheld"])
+                          r["withheld"], r.get("population"))
             for r in existing_rows if r["sha256"]
         }
         self._claimed: set[str] = set()

@@ -15,19 +15,19 @@ from core.batch.ledger import Ledger, Scored
 
 
 def load_one(path: str, ledger: Ledger, spec, task: str) -> tuple:
-    """(triage, file, sha256, tensor, error, withheld) for one path; never raises."""
+    """(triage, file, sha256, tensor, error, withheld, population) for one path; never raises."""
     try:
         sha, data, err = read_hashed(path)
         kind = ledger.triage(path, sha)
         if kind != "new" or err is not None:
-            return kind, path, sha, None, err, None
+            return kind, path, sha, None, err, None, None
         try:
-            x, withheld = prepare_bytes(data, path, spec, task)
-            return kind, path, sha, x, None, withheld
+            x, withheld, population = prepare_bytes(data, path, spec, task)
+            return kind, path, sha, x, None, withheld, population
         except InputError as exc:
-            return kind, path, sha, None, str(exc), None
+            return kind, path, sha, None, str(exc), None, None
     except Exception as exc:  # one file must never stop the run
-        return "new", path, None, None, UNEXPECTED.format(exc), None
+        return "new", path, None, None, UNEXPECTED.format(exc), None, None
 
 
 def score_chunk(get_model, loaded: list, batch_size: int) -> list[Scored]:
@@ -41,7 +41,7 @@ def score_chunk(get_model, loaded: list, batch_size: int) -> list[Scored]:
             probs = {id(t): float(v) for t, v in zip(good, p)}
         except Exception as exc:  # e.g. a tensor of the wrong shape: the chunk's files get the error, the run goes on
             return [Scored(t[1], t[2], None, t[4] or UNEXPECTED.format(exc)) for t in new]
-    return [Scored(t[1], t[2], probs.get(id(t)), t[4], t[5]) for t in new]
+    return [Scored(t[1], t[2], probs.get(id(t)), t[4], t[5], t[6]) for t in new]
 
 
 def run_local(files: list[str], ledger: Ledger, sink: RowSink, *, ctx, timings: dict, model=None,

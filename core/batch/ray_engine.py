@@ -126,12 +126,12 @@ def read_prepare_batch(batch: dict, task: str, model_id: str, ledger) -> dict:
             reads.append((None, None, UNEXPECTED.format(exc)))
     kinds = ray.get(ledger.triage_many.remote(files, [r[0] for r in reads]))
     blank = np.zeros((1, 1, spec.channels), np.float32)
-    xs, errs, held = [], [], []
+    xs, errs, held, pops = [], [], [], []
     for f, (sha, data, err), kind in zip(files, reads, kinds):
-        x, withheld = blank, None
+        x, withheld, population = blank, None, None
         if kind == "new" and err is None:
             try:
-                x, withheld = prepare_bytes(data, f, spec, task)
+                x, withheld, population = prepare_bytes(data, f, spec, task)
             except InputError as exc:
                 err = str(exc)
             except Exception as exc:
@@ -139,11 +139,12 @@ def read_prepare_batch(batch: dict, task: str, model_id: str, ledger) -> dict:
         xs.append(x)
         errs.append(_text(err))
         held.append(_text(withheld))
+        pops.append(_text(population))
     column = np.empty(len(xs), dtype=object)
     column[:] = xs
     return {"file": np.array(files, dtype=object), "sha256": np.array([_text(r[0]) for r in reads], dtype=object),
             "kind": np.array(kinds, dtype=object), "error": np.array(errs, dtype=object),
-            "withheld": np.array(held, dtype=object), "x": column}
+            "withheld": np.array(held, dtype=object), "population": np.array(pops, dtype=object), "x": column}
 
 
 class Scorer:
@@ -171,7 +172,7 @@ class Scorer:
             except Exception as exc:
                 errs = np.array([e or (UNEXPECTED.format(exc) if g else e) for e, g in zip(errs, good)], dtype=object)
         return {"file": batch["file"], "sha256": batch["sha256"], "kind": batch["kind"], "error": errs,
-                "withheld": batch["withheld"], "probability": p}
+                "withheld": batch["withheld"], "population": batch["population"], "probability": p}
 
 
 def _blocks(n: int, batch_size: int) -> int:
@@ -209,15 +210,16 @@ def run_ray(files: list[str], ledger: Ledger, sink: RowSink, *, ctx, timings: di
             first_n, first_t, n_new = 0, None, 0
             for b in ds.iter_batches(batch_size=None, batch_format="numpy"):
                 outcomes = []
-                for f, sha, kind, e, w, p in zip(b["file"], b["sha256"], b["kind"], b["error"], b["withheld"],
-                                                 b["probability"]):
+                for f, sha, kind, e, w, pop, p in zip(b["file"], b["sha256"], b["kind"], b["error"], b["withheld"],
+                                                      b["population"], b["probability"]):
                     f, sha = str(f), (str(sha) or None)
                     if kind == "skip":
                         sink.skipped()
                     elif kind == "duplicate":
                         sink.duplicate(f, sha)
                     else:
-                        outcomes.append(Scored(f, sha, None if e else float(p), str(e) or None, str(w) or None))
+                        outcomes.append(Scored(f, sha, None if e else float(p), str(e) or None, str(w) or None,
+                                               str(pop) or None))
                 sink.scored(outcomes)
                 n_new += len(outcomes)
                 if first_t is None and outcomes:  # actors started, model loaded, graph traced: the fixed cost ends here

@@ -45,11 +45,12 @@ class RowSink:
         self.ctx, self.ledger, self.writer, self.summary, self.bar = ctx, ledger, writer, summary, bar
         self._waiting: dict[str, list[str]] = defaultdict(list)  # sha256 -> duplicate files waiting for its result
 
-    def _row(self, file: str, sha: str | None, p: float | None, err: str | None, withheld: str | None) -> dict:
+    def _row(self, file: str, sha: str | None, p: float | None, err: str | None, withheld: str | None,
+             population: str | None = None) -> dict:
         """`p` is the calibrated probability (the ledger keeps those, so a resumed run's duplicates match)."""
         if err is not None:
             return self.ctx.row(file, sha, error=err)
-        return self.ctx.row(file, sha, probability=p, decision=self.ctx.decision(p, withheld))
+        return self.ctx.row(file, sha, probability=p, decision=self.ctx.decision(p, withheld), population=population)
 
     def skipped(self, n: int = 1) -> None:
         self.summary.skipped += n
@@ -68,7 +69,8 @@ class RowSink:
         shown = iter(self.ctx.calibrate_many([o.probability for o in outcomes if o.error is None]))
         rows, dups = [], 0
         for o in outcomes:
-            outcome = (None if o.error is not None else next(shown), o.error, o.withheld)
+            outcome = (None if o.error is not None else next(shown), o.error, o.withheld,
+                       None if o.error is not None else o.population)
             self.ledger.record(o.sha256, outcome)
             rows.append(self._row(o.file, o.sha256, *outcome))
             self.summary.errors += o.error is not None
