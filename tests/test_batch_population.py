@@ -1,7 +1,8 @@
 """core.batch rows carry a chest film's `population` exactly as core.predict reports it (every surface tells the same
 story for the same file): on first scoring, for duplicates, on resume, through `--task auto` and on the Ray engine;
 and no population for the cell task. Chest films are made in code (a grey ramp the image check calls an adult's,
-DICOMs with a child's age or an impossible one) plus the demo films in sample_images/."""
+DICOMs with a child's age or an impossible one) plus a child's and an adult's film from the datasets' training
+splits (the bundled demo set is never read as data)."""
 from __future__ import annotations
 
 import json
@@ -20,9 +21,6 @@ from core.batch.output import read_rows
 from tests.imagegen import gradient, make_dicom
 
 REPO = Path(__file__).resolve().parent.parent
-SAMPLE_PNEUMONIA = REPO / "sample_images" / "pneumonia" / "NORMAL" / "NORMAL2-IM-0041-0001.jpg"  # a child's film
-SAMPLE_EFFUSION = REPO / "sample_images" / "effusion" / "EFFUSION" / "00005653_003.png"  # an adult's film
-SAMPLE_CELL = REPO / "sample_images" / "malaria" / "Parasitized" / "C59P20thinF_IMG_20150803_112802_cell_188.jpg"
 # the smallest bundled model of each task: the population check does not depend on the model
 SMALL = {"pneumonia": "seed_reduced_nodes", "effusion": "seed_lenet", "malaria": "seed_model3"}
 
@@ -34,15 +32,33 @@ def models():
     return {t: load_model(t, m) for t, m in SMALL.items()}
 
 
-def chest_films(folder: Path) -> list[Path]:
+@pytest.fixture(scope="module")
+def films() -> dict[str, Path]:
+    """A child's and an adult's film from the pneumonia and effusion training splits: the first the image check
+    itself calls child / adult."""
+    from core.data import load_task_manifest
+    from core.inference import population as pop
+    from core.io.images import read_image
+    from tests.conftest import require_dataset
+
+    out = {}
+    for task, group in (("pneumonia", "child"), ("effusion", "adult")):
+        require_dataset(task)
+        files = load_task_manifest(task).query("split == 'train'").file
+        out[group] = Path(next(f for f in files if pop.checked(read_image(f)).group == group))
+    return out
+
+
+def chest_films(folder: Path, films: dict[str, Path] | None = None) -> list[Path]:
     """A ramp PNG (the image check: an adult's), a DICOM of a 4-year-old (tests.imagegen.PATIENT), a DICOM with an
-    impossible age (ignored, with a note: the image check decides), and two demo films."""
+    impossible age (ignored, with a note: the image check decides), and with `films` a child's and an adult's."""
     folder.mkdir(parents=True, exist_ok=True)
     ramp = gradient(256, 256)
     Image.fromarray(ramp).save(folder / "ramp.png")
     (folder / "child.dcm").write_bytes(make_dicom(ramp))
     (folder / "odd.dcm").write_bytes(make_dicom(ramp, extra={"PatientAge": "200Y"}))
-    return [folder / "ramp.png", folder / "child.dcm", folder / "odd.dcm", SAMPLE_PNEUMONIA, SAMPLE_EFFUSION]
+    made = [folder / "ramp.png", folder / "child.dcm", folder / "odd.dcm"]
+    return made + ([films["child"], films["adult"]] if films else [])
 
 
 def cell(path: Path, seed: int) -> Path:
@@ -61,10 +77,10 @@ def by_name(rows: list[dict]) -> dict[str, dict]:
 
 
 @pytest.mark.parametrize("task", ["pneumonia", "effusion"])
-def test_chest_rows_carry_the_population_core_predict_reports(tmp_path, models, task):
+def test_chest_rows_carry_the_population_core_predict_reports(tmp_path, models, films, task):
     from core import predict
 
-    files = chest_films(tmp_path / "in")
+    files = chest_films(tmp_path / "in", films)
     out = tmp_path / "out.csv"
     batch(models, task, files, out)
     rows = by_name(read_rows(out))
@@ -80,8 +96,8 @@ def test_chest_rows_carry_the_population_core_predict_reports(tmp_path, models, 
     assert rows["child.dcm"]["population"] == "child (DICOM age 4 years)"
     assert rows["ramp.png"]["population"].startswith("adult (image check, P(child) ")
     assert "200.0 years is impossible" in rows["odd.dcm"]["population"]
-    assert rows[SAMPLE_PNEUMONIA.name]["population"].startswith("child (image check")
-    assert rows[SAMPLE_EFFUSION.name]["population"].startswith("adult (image check")
+    assert rows[films["child"].name]["population"].startswith("child (image check")
+    assert rows[films["adult"].name]["population"].startswith("adult (image check")
     # the withheld reason and the population tell the same story
     own = "child" if task == "pneumonia" else "adult"
     for r in rows.values():
@@ -93,7 +109,8 @@ def test_cell_rows_have_no_population(tmp_path, models):
     and for an unreadable file, as core.predict says."""
     from core import predict
 
-    files = [cell(tmp_path / "c0.png", 0), cell(tmp_path / "c1.png", 1), SAMPLE_CELL, chest_films(tmp_path / "x")[1]]
+    files = [cell(tmp_path / "c0.png", 0), cell(tmp_path / "c1.png", 1), cell(tmp_path / "c2.jpg", 2),
+             chest_films(tmp_path / "x")[1]]
     (tmp_path / "broken.png").write_bytes(b"not an image")
     files.append(tmp_path / "broken.png")
     out = tmp_path / "out.csv"
@@ -141,12 +158,12 @@ def _run(module: str, *args: str) -> subprocess.CompletedProcess:
                           timeout=600, env=env)
 
 
-def test_batch_auto_cli_writes_the_population_core_predict_prints(tmp_path):
+def test_batch_auto_cli_writes_the_population_core_predict_prints(tmp_path, films):
     """The reported defect: `python -m core.batch --task auto` left `population` empty on every chest row."""
     import pandas as pd
 
     child = chest_films(tmp_path / "in")[1]
-    files = [str(SAMPLE_PNEUMONIA), str(SAMPLE_EFFUSION), str(child), str(SAMPLE_CELL)]
+    files = [str(films["child"]), str(films["adult"]), str(child), str(cell(tmp_path / "cell.png", 3))]
     r = _run("core.batch", "--task", "auto", "--out", str(tmp_path / "rows.csv"), *files)
     assert r.returncode == 0, r.stderr[-3000:]
     p = _run("core.predict", *files)
