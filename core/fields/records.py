@@ -174,14 +174,19 @@ def false_alarm_sources(scored: list[ScoredField], threshold: float) -> dict:
             if scored else 0.0}
 
 
+def lowest_within(scores: np.ndarray, per_field: float, n_fields: int) -> float:
+    """Lowest threshold at which at most `per_field` of `scores` per field (over `n_fields`) are at or above it: just
+    above the (budget+1)-th highest score, or the smallest positive number when every score fits the budget."""
+    budget = int(np.floor(per_field * n_fields))
+    if len(scores) <= budget:
+        return float(np.nextafter(0.0, 1.0))
+    return float(np.nextafter(np.sort(np.asarray(scores))[::-1][budget], 1.0))
+
+
 def choose_field_threshold(scored: list[ScoredField], target: float = FP_PER_FIELD_TARGET) -> float:
     """Lowest threshold (most sensitive) whose mean false "infected" cells per field is at most `target`."""
     probs = np.concatenate([f.screen.probabilities[(f.truth == 0) & f.screen.in_count] for f in scored] or [np.zeros(0)])
-    budget = int(np.floor(target * len(scored)))  # total false alarms allowed over the validation fields
-    if len(probs) <= budget:
-        return float(np.nextafter(0.0, 1.0))
-    neg = np.sort(probs)[::-1]
-    return float(np.nextafter(neg[budget], 1.0))  # just above the (budget+1)-th highest negative score
+    return lowest_within(probs, target, len(scored))
 
 
 def build_record(model_id: str, why: str = "") -> dict:

@@ -42,7 +42,7 @@ import numpy as np
 from core.fields.annotations import load_fields
 from core.fields.cuts import STOP_SESSIONS
 from core.fields.records import (TASK, TEST_SESSIONS, ScoredField, current_finder, current_scoring, field_threshold,
-                                 is_current, per_field, score_annotated, with_intervals)
+                                 is_current, lowest_within, per_field, score_annotated, with_intervals)
 from core.fields.screen import FieldScreen, parasitemia
 from core.models.store import load_model, model_dir, read_card, write_card_file
 from core.registry import get_model_spec, get_task
@@ -78,11 +78,7 @@ def choose_review_threshold(found_infected_scores: np.ndarray, share: float = QU
 
 def workload_threshold(scored: list[ScoredField], per_field: float = CELLS_PER_FIELD_AIM) -> float:
     """Lowest threshold at which these fields queue at most `per_field` cells each on average (edge cells included)."""
-    p = np.sort(np.concatenate([f.screen.probabilities for f in scored] or [np.zeros(0)]))[::-1]
-    budget = int(np.floor(per_field * len(scored)))
-    if len(p) <= budget:
-        return float(np.nextafter(0.0, 1.0))
-    return float(np.nextafter(p[budget], 1.0))  # just above the (budget+1)-th highest score
+    return lowest_within(np.concatenate([f.screen.probabilities for f in scored] or [np.zeros(0)]), per_field, len(scored))
 
 
 def found_infected_scores(scored: list[ScoredField]) -> np.ndarray:

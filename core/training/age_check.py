@@ -63,6 +63,12 @@ def _frames() -> dict[str, dict]:
     return out
 
 
+def _films(fr: dict, split: str) -> tuple[list[str], np.ndarray]:
+    """(files, y) of one split over both sources, children (y = 1) first, in manifest order."""
+    return ([f for t in SOURCES for f in fr[t][split]["file"]],
+            np.concatenate([fr[t][split]["child"].to_numpy() for t in SOURCES]))
+
+
 def _load(files: list[str]) -> np.ndarray:
     return np.stack([canonical(read_image(f)) for f in files])
 
@@ -175,17 +181,16 @@ def build_network(seed: int = SEED):
     return secondlook_cnn(spec, (16, 32, 48, 64, 96), dropout=0.3)
 
 
-def _data() -> tuple[dict, dict, dict]:
-    """(parts, x, y): the frames per split and source, and canonical train/validation films with y = 1 for children."""
+def _data() -> tuple[dict, dict]:
+    """(x, y): canonical train and validation films, y = 1 for children."""
     fr = _frames()
-    parts = {s: {t: fr[t][s] for t in fr} for s in ("train", "val", "test")}
     x, y = {}, {}
     for s in ("train", "val"):
-        files = [f for t in SOURCES for f in parts[s][t]["file"]]
-        y[s] = np.concatenate([parts[s][t]["child"].to_numpy() for t in SOURCES]).astype(np.float32)
+        files, labels = _films(fr, s)
+        y[s] = labels.astype(np.float32)
         x[s] = _load(files)
         log.info("%s: %d films (%d children)", s, len(files), int(y[s].sum()))
-    return parts, x, y
+    return x, y
 
 
 def _class_weight(y: np.ndarray) -> dict[int, float]:
@@ -202,7 +207,7 @@ def train_member(k: int, recipe: str = "strong", epochs: int | None = None, batc
     aug, epochs = RECIPES[recipe]["augment"], epochs or RECIPES[recipe]["epochs"]
     seed = SEED + 1000 * k
     rng = np.random.default_rng(seed)
-    _, x, y = _data()
+    x, y = _data()
     xv = _tensor(list(x["val"]))
     weight = _class_weight(y["train"])
     model = build_network(seed)
@@ -236,11 +241,11 @@ def train_member(k: int, recipe: str = "strong", epochs: int | None = None, batc
     return rec
 
 
-FIRST = MEMBER_DIR / "first.keras"  # the first check (one network, recipe "first"): --member 0 --recipe first
+FIRST = member_file(0, "first")  # the first check (one network, recipe "first"): --member 0 --recipe first
 
 
 def member_paths(members: int = MEMBERS) -> list[Path]:
-    paths = [MEMBER_DIR / f"member{k}.keras" for k in range(members)]
+    paths = [member_file(k, "strong") for k in range(members)]
     missing = [p.name for p in paths if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"age-group members {missing} are not trained: python -m core.training.age_check --member K")
@@ -279,18 +284,17 @@ def assemble(paths: list[Path] | None = None, selection: dict | None = None) -> 
     AGE_CHECK_DIR.mkdir(parents=True, exist_ok=True)
     path = AGE_CHECK_DIR / "model.keras"
     save_for_inference(_combined(paths), path)
-    parts = {s: {t: f[s] for t, f in _frames().items()} for s in ("train", "val", "test")}
-    val_files = [f for t in SOURCES for f in parts["val"][t]["file"]]
-    y = {"val": np.concatenate([parts["val"][t]["child"].to_numpy() for t in SOURCES])}
+    fr = _frames()
+    val_files, y_val = _films(fr, "val")
     model = load_age_check(verify=False)  # score through the same path an upload takes, from the saved file
     pv = np.array([child_probability(model, read_image(f)) for f in val_files])
-    thr = band(pv, y["val"])
+    thr = band(pv, y_val)
     card = {
         "model_id": "age_group", "title": "Age-group check (child vs adult chest film)",
         "purpose": "routes a radiograph without a usable DICOM age: pneumonia is answered only for children, effusion only for adults",
         "input": INPUT.as_dict(), "parameters": int(model.count_params()), "sha256": sha256_file(path),
         "file_bytes": path.stat().st_size,
-        "data": {t: {s: int(len(parts[s][t])) for s in ("train", "val", "test")} for t in SOURCES},
+        "data": {t: {s: int(len(fr[t][s])) for s in ("train", "val", "test")} for t in SOURCES},
         "populations": {CHILD_TASK: "children aged 1-5 (Guangzhou)", ADULT_TASK: "adults (NIH Clinical Center)"},
         "preparation": "both sources: grey, 224 px (INTER_AREA), JPEG q75 round trip; then each member's augmentation: "
                        + "; ".join(sorted({RECIPES[r.get("recipe", "first")]["what"] for r in recs})),
@@ -300,7 +304,7 @@ def assemble(paths: list[Path] | None = None, selection: dict | None = None) -> 
         "training": {"optimizer": "adam, cosine from 2e-3", "members": recs,
                      "wall_time_seconds": round(sum(r.get("wall_time_seconds", 0.0) for r in recs), 1)},
         "thresholds": thr, "threshold_chosen_on": "validation (patient-grouped, from train)",
-        "validation": {"auc": metrics.roc_auc(y["val"], pv), **_rates(pv, y["val"], thr)},
+        "validation": {"auc": metrics.roc_auc(y_val, pv), **_rates(pv, y_val, thr)},
     }
     old = AGE_CHECK_DIR / "card.json"
     if old.is_file():  # the test looks taken of earlier checks stay disclosed
@@ -380,13 +384,14 @@ PERTURBATIONS = {
 MAX_ADULTS_CALLED_CHILD = 0.01  # under any perturbation, of the validation adults
 
 
-def robustness(model, files: list[str], y: np.ndarray, thr: dict) -> dict:
+def perturbed_scores(model, grey: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """P(child) of each grey film under each of PERTURBATIONS ("as stored" included), through the upload path."""
+    return {name: np.array([child_probability(model, fn(g)) for g in grey]) for name, fn in PERTURBATIONS.items()}
+
+
+def robustness(scores: dict[str, np.ndarray], y: np.ndarray, thr: dict) -> dict:
     """The check's calls on the validation films as stored and under each of PERTURBATIONS, at its thresholds."""
-    out = {}
-    grey = [g if (g := read_image(f)).ndim == 2 else cv2.cvtColor(g, cv2.COLOR_RGB2GRAY) for f in files]
-    for name, fn in PERTURBATIONS.items():
-        p = np.array([child_probability(model, fn(g)) for g in grey])
-        out[name] = _rates(p, y, thr)
+    out = {name: _rates(p, y, thr) for name, p in scores.items()}
     calls = [r["children_called_child"] for r in out.values()]
     return {"mean_children_called_child": float(np.mean(calls)), "worst_children_called_child": float(np.min(calls)),
             "worst_adults_called_child": float(max(r["adults_called_child"] for r in out.values())), "per_perturbation": out}
@@ -407,16 +412,15 @@ def choose(candidates: dict[str, str]) -> dict:
     as training, so they cannot tell a check that holds at another site from one that does not."""
     import keras
 
-    fr = _frames()
-    files = [f for t in SOURCES for f in fr[t]["val"]["file"]]
-    y = np.concatenate([fr[t]["val"]["child"].to_numpy() for t in SOURCES])
+    files, y = _films(_frames(), "val")
+    grey = [g if (g := read_image(f)).ndim == 2 else cv2.cvtColor(g, cv2.COLOR_RGB2GRAY) for f in files]  # read once
     result = {}
     for name, path in candidates.items():
-        model = keras.saving.load_model(path, safe_mode=True, compile=False)
-        p = np.array([child_probability(model, read_image(f)) for f in files])
+        scores = perturbed_scores(keras.saving.load_model(path, safe_mode=True, compile=False), grey)
+        p = scores["as stored"]
         thr = band(p, y)
         result[name] = {"file": Path(path).name, "thresholds": thr, "validation": {"auc": metrics.roc_auc(y, p), **_rates(p, y, thr)},
-                        "robustness": robustness(model, files, y, thr)}
+                        "robustness": robustness(scores, y, thr)}
         log.info("%s: %s", name, json.dumps({k: v for k, v in result[name]["robustness"].items() if k != "per_perturbation"}))
     return {"chosen": pick(result), "rule": choose.__doc__.split("\n\n")[0].replace("\n    ", " "), "candidates": result}
 
@@ -467,8 +471,7 @@ def score_test_once(why: str = "") -> dict:
     if card.get("test"):
         card["test_looks"][-1]["figures"] = {k: v for k, v in card["test"].items() if k != "invariance"}
     fr = _frames()
-    files = [f for t in SOURCES for f in fr[t]["test"]["file"]]
-    y = np.concatenate([fr[t]["test"]["child"].to_numpy() for t in SOURCES])
+    files, y = _films(fr, "test")
     p = np.array([child_probability(model, read_image(f)) for f in files])
     thr = card["thresholds"]
     card["test"] = {"auc": metrics.roc_auc(y, p), **_rates(p, y, thr),
