@@ -47,6 +47,9 @@ class TrainConfig:
     hard_negatives: bool = False  # with second_site: also the finder's boxes there that are no annotated cell
     site_negatives: int = 0  # with second_site: uninfected training-session cells drawn (0: cuts.TRAIN_NEGATIVES)
     site_positive_repeat: int = 0  # with second_site: copies of each infected one per epoch (0: cuts.POSITIVE_REPEAT)
+    site_sessions: tuple[str, ...] = ()  # with second_site: the sessions trained on (empty: cuts.TRAIN_SESSIONS)
+    site_stop_sessions: tuple[str, ...] | None = None  # with second_site: the sessions stopped on (None:
+    # cuts.STOP_SESSIONS; empty: none, the task's validation patients alone stop training)
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -65,6 +68,8 @@ class ModelSpec:
     members: int = 1  # >1: an ensemble of this many independently seeded networks, logits averaged
     fold_ensemble_of: str = ""  # this recipe's k cross-validation fold models, logits averaged (core.training.fold_ensemble)
     not_a_candidate: str = ""  # why this SecondLook model is bundled for comparison but never chosen as the default
+    session_folds: tuple[str, ...] = ()  # a field model refitted on every training session: the cross-session fold
+    # models whose out-of-fold scores choose its field and review thresholds (core.fields.records.validation_fields)
 
 
 @dataclass(frozen=True)
@@ -263,6 +268,30 @@ def _malaria() -> TaskSpec:
             "does not show in the corners.",
             not_a_candidate="a whole-field cell model: chosen against secondlook_twosite on the validation fields "
                             "(core.fields.records.field_model), not a single-crop default",
+        ),
+        ModelSpec(
+            "secondlook_fields_s3", "malaria", "SecondLook CNN for whole fields, trained on session S3 (the other fold)",
+            False, InputSpec(64, 3, "unit", field_cut="ellipse"),
+            replace(fields_recipe, site_sessions=("S3",), site_stop_sessions=("S2",)),
+            "secondlook_fields' recipe with the two training sessions swapped: fine-tuned on the cells of IML session S3 "
+            "(the pale one), stopped on S2. With secondlook_fields it makes a two-fold cross-session validation: every "
+            "training field is scored by the model that neither trained nor stopped on its session, so the review "
+            "queue's threshold rests on two sessions and two stains, not one.",
+            not_a_candidate="a whole-field cell model's second cross-session fold, not a single-crop default",
+        ),
+        ModelSpec(
+            "secondlook_fields_all", "malaria", "SecondLook CNN for whole fields, both training sessions",
+            False, InputSpec(64, 3, "unit", field_cut="ellipse"),
+            replace(fields_recipe, site_sessions=("S2", "S3"), site_stop_sessions=()),
+            "secondlook_fields' recipe on the cells of both IML training sessions (S2, a dark stain, and S3, a pale "
+            "one), stopped on the NIH validation patients alone. No training field is left to validate it, so its "
+            "field and review thresholds are chosen on the out-of-fold scores of the recipe's two cross-session folds "
+            "(secondlook_fields: trained on S2, stopped on S3; secondlook_fields_s3: the reverse), which cover every "
+            "training field: cross-validate, then refit on all, as with any model whose data is too small to hold "
+            "a session out.",
+            not_a_candidate="a whole-field cell model: screening takes it by core.fields.records.field_model, not a "
+                            "single-crop default",
+            session_folds=("secondlook_fields", "secondlook_fields_s3"),
         ),
         ModelSpec(
             "secondlook_fields_stain", "malaria",

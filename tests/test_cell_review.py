@@ -11,7 +11,7 @@ import pytest
 
 from core import confirmations
 from core.evaluation.metrics import wilson_ci
-from core.fields import review
+from core.fields import records, review
 from core.fields.screen import FieldScreen
 from core.handoff import case as C
 from tests.test_handoff_report import pdf_text
@@ -101,7 +101,6 @@ def test_the_case_queue_runs_across_fields_most_suspicious_first():
 
 def _field_case(rows: list[dict], label: str = "Slide 7 Jones") -> C.Case:
     """Two synthetic fields (pictures made in code) of the bundled field model's case."""
-    from core.fields import records
     from core.inference import scoring
 
     rng = np.random.default_rng(0)
@@ -320,7 +319,7 @@ def test_a_call_on_a_cell_shown_under_another_model_or_threshold_is_refused(stor
     import ui.cell_review
 
     at, _ = _open(stores)
-    thr, note = review.review_threshold("secondlook_fields")
+    thr, note = review.review_threshold(records.field_model())
     if change == "threshold":  # the review record was made again while the cell was on screen
         monkeypatch.setattr(review, "review_threshold", lambda model_id, rec=None: (0.85, note))
     else:  # another model file is in force now
@@ -347,8 +346,9 @@ def test_a_role_that_may_not_confirm_sees_no_live_buttons_and_a_crafted_call_is_
     monkeypatch.setattr(access, "current_user", lambda: users.User(sub="t", email="tech@lab.org", roles=("technician",)))
     at.run()
     assert all(b.disabled for b in at.button if b.label in ("Confirm infected", "Not infected", "Mark infected"))
-    model_sha = store.read_card("malaria", "secondlook_fields")["sha256"]
-    press = Press("confirm", sha, cell, 0.99, review.review_threshold("secondlook_fields")[0], model_sha, True, (sha, cell))
+    fm = records.field_model()
+    model_sha = store.read_card("malaria", fm)["sha256"]
+    press = Press("confirm", sha, cell, 0.99, review.review_threshold(fm)[0], model_sha, True, (sha, cell))
     at.session_state[PENDING] = {cid: press}
     at.run()
     assert any("Not allowed" in e.value and "may not confirm" in e.value for e in at.error)
@@ -369,8 +369,9 @@ def test_a_queued_cell_cut_by_the_edge_says_it_is_not_counted_and_its_confirmati
     from tests.conftest import require_dataset
 
     require_dataset("malaria_fields")
-    thr, _ = review.review_threshold("secondlook_fields")
-    model, spec = load_model("malaria", "secondlook_fields"), get_model_spec("malaria", "secondlook_fields")
+    fm = records.field_model()
+    thr, _ = review.review_threshold(fm)
+    model, spec = load_model("malaria", fm), get_model_spec("malaria", fm)
     fields, _ = read_fields()
     for path in fields[(fields["split"] == "train") & (fields["n_infected"] >= 2)].sort_values("path")["file"]:
         s = screen_field(read_image(path), model, spec, "f")

@@ -306,18 +306,41 @@ def test_field_model_against_the_targets(metric, op_, bar):
     assert (v >= bar) if op_ == ">=" else (v <= bar), f"{metric} {v:.4f} vs {op_} {bar}"
 
 
-def test_field_model_is_the_most_sensitive_on_the_validation_fields_at_the_same_budget():
+def test_field_model_is_validated_on_the_most_sessions_then_the_most_sensitive_at_the_same_budget():
     from core.models.store import bundled_models
 
     recs = {m: records.read_record(m) for m in bundled_models("malaria") if records.is_current(m)}
-    chosen = recs[records.field_model()]["validation"]
-    assert len(recs) >= 2 and all(chosen["infected_sensitivity"] >= r["validation"]["infected_sensitivity"] for r in recs.values())
+    sessions = {m: len(r.get("validation_sessions", ["S3"])) for m, r in recs.items()}
+    chosen = records.field_model()
+    peers = [r for m, r in recs.items() if sessions[m] == sessions[chosen]]
+    assert len(recs) >= 2 and sessions[chosen] == max(sessions.values())
+    assert all(recs[chosen]["validation"]["infected_sensitivity"] >= r["validation"]["infected_sensitivity"] for r in peers)
     assert all(r["validation"]["false_positive_cells_per_field"] <= records.FP_PER_FIELD_TARGET for r in recs.values())
+
+
+def test_a_field_model_refitted_on_every_session_is_validated_out_of_fold(monkeypatch):
+    """Each fold scores only the session it neither trained nor stopped on; a model with neither is refused."""
+    from dataclasses import replace
+
+    from core.registry import get_model_spec
+
+    seen = []
+    monkeypatch.setattr(records, "load_fields", lambda sessions: [sessions])
+    monkeypatch.setattr(records, "load_model", lambda task, m: m)
+    monkeypatch.setattr(records, "score_annotated", lambda model, spec, fields: seen.append((model, fields[0])) or [model])
+    val, sessions, note = records.validation_fields("secondlook_fields_all")
+    assert seen == [("secondlook_fields", ("S3",)), ("secondlook_fields_s3", ("S2",))] and sessions == ["S3", "S2"]
+    assert "out-of-fold" in note and len(val) == 2
+    fold_a = get_model_spec("malaria", "secondlook_fields")
+    assert set(fold_a.train.site_sessions or ("S2",)).isdisjoint(records.stop_sessions(fold_a))
+    monkeypatch.setattr(records, "get_model_spec", lambda task, m: replace(get_model_spec(task, "secondlook_fields_all"),
+                                                                         session_folds=()))
+    with pytest.raises(ValueError, match="nothing validates it"):
+        records.validation_fields("secondlook_fields_all")
 
 
 def test_field_record_is_reproduced_on_the_annotated_fields():
     """Re-screen the validation and test fields: the threshold rule and every recorded test number come back."""
-    from core.fields.cuts import STOP_SESSIONS
     from core.fields.annotations import load_fields
     from core.registry import get_model_spec
     from core.models.store import load_model, read_card
@@ -328,7 +351,7 @@ def test_field_record_is_reproduced_on_the_annotated_fields():
     assert rec["model_sha256"] == read_card("malaria", model_id)["sha256"]
     assert rec.get("finder", {"kind": "classical"}) == records.current_finder(), "record made with another cell finder"
     spec, model = get_model_spec("malaria", model_id), load_model("malaria", model_id)
-    val = records.score_annotated(model, spec, load_fields(STOP_SESSIONS))
+    val, _, _ = records.validation_fields(model_id)
     assert records.choose_field_threshold(val) == pytest.approx(rec["threshold"], abs=SCORE_TOLERANCE)
     test = records.summarise(records.score_annotated(model, spec, load_fields(records.TEST_SESSIONS)), rec["threshold"])
     for k, v in rec["test"].items():

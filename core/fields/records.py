@@ -1,7 +1,9 @@
 """Whole-field screening measured on annotated fields, recorded beside the model card (`fields.json`).
 
-The field operating point is chosen on validation fields (capture session S3 of `train`) by one rule: the lowest
-threshold whose false "infected" cells average at most `FP_PER_FIELD_TARGET` per field. The test fields
+The field operating point is chosen on validation fields (`validation_fields`: the session a field model stopped on,
+S3 of `train`; for the model refitted on both training sessions, every training field scored out of fold by its two
+cross-session folds) by one rule: the lowest threshold whose false "infected" cells average at most
+`FP_PER_FIELD_TARGET` per field. The test fields
 (session S1) are scored once with it. Found cells are matched one-to-one to annotated boxes at IoU >= 0.5; a
 found cell matched to an infected box is infected, to a `difficult` box is left out, anything else is uninfected
 (so an unannotated real cell called infected counts as a false alarm: pessimistic), except a box that contains an
@@ -27,7 +29,7 @@ from core.fields.annotations import load_fields
 from core.fields.matching import covering_centres, iou_matrix, match_greedy
 from core.fields.screen import FieldScreen, screen_field
 from core.io.images import read_image
-from core.registry import get_model_spec
+from core.registry import ModelSpec, get_model_spec
 from core.models.store import load_model, model_dir, read_card, write_card_file
 
 TASK = "malaria"
@@ -189,11 +191,37 @@ def choose_field_threshold(scored: list[ScoredField], target: float = FP_PER_FIE
     return lowest_within(probs, target, len(scored))
 
 
+def stop_sessions(spec: ModelSpec) -> tuple[str, ...]:
+    """The field sessions a field model stopped on, which are its validation fields (none for a refit on all)."""
+    return STOP_SESSIONS if spec.train.site_stop_sessions is None else tuple(spec.train.site_stop_sessions)
+
+
+def validation_fields(model_id: str) -> tuple[list[ScoredField], list[str], str]:
+    """(scored fields, their sessions, a note) that a field model's thresholds are chosen on: its stop session's
+    fields as it screens them; for a model refitted on every training session, each of its cross-session folds'
+    stop session as that fold screens it (out of fold: every training field, by a model that neither trained nor
+    stopped on it)."""
+    spec = get_model_spec(TASK, model_id)
+    parts = [(m, get_model_spec(TASK, m)) for m in spec.session_folds] or [(model_id, spec)]
+    if not any(stop_sessions(p) for _, p in parts):
+        raise ValueError(f"{model_id} stopped on no field session and names no session folds: nothing validates it")
+    scored, sessions, said = [], [], []
+    for member, mspec in parts:
+        fields = load_fields(stop_sessions(mspec))
+        scored += score_annotated(load_model(TASK, member), mspec, fields)
+        sessions += list(stop_sessions(mspec))
+        said.append(f"{'+'.join(stop_sessions(mspec))} by {member}")
+    if spec.session_folds:
+        return scored, sessions, (f"out-of-fold validation fields of train ({len(scored)} fields): "
+                                  f"{'; '.join(said)} (each fold neither trained nor stopped on the session it scores)")
+    return scored, sessions, f"validation fields: sessions {'+'.join(sessions)} of train ({len(scored)} fields)"
+
+
 def build_record(model_id: str, why: str = "") -> dict:
     spec = get_model_spec(TASK, model_id)
     model = load_model(TASK, model_id)
     t0 = time.perf_counter()
-    val = score_annotated(model, spec, load_fields(STOP_SESSIONS))
+    val, sessions, chosen_on = validation_fields(model_id)
     threshold = choose_field_threshold(val)
     test_fields = load_fields(TEST_SESSIONS)
     test = score_annotated(model, spec, test_fields)
@@ -205,7 +233,7 @@ def build_record(model_id: str, why: str = "") -> dict:
         "scoring": current_scoring(),
         "threshold": threshold,
         "threshold_rule": f"lowest threshold with at most {FP_PER_FIELD_TARGET} false infected cells per validation field",
-        "threshold_chosen_on": f"validation fields: sessions {'+'.join(STOP_SESSIONS)} of train ({len(val)} fields)",
+        "threshold_chosen_on": chosen_on, "validation_sessions": sessions,
         "validation": summarise(val, threshold),
         "test": summarise(test, threshold),
         "test_at_card_threshold": summarise(test, shipped),
@@ -264,16 +292,22 @@ def read_record(model_id: str) -> dict:
 
 
 def field_model() -> str:
-    """The model whole-field screening uses by default: of the models with a current field record, the one with the
-    highest infected-cell sensitivity on the validation fields at its field point (the same false-alarm budget for
-    all; ties to the earlier registry entry); without any record, the task's default."""
+    """The model whole-field screening uses by default: of the models with a current field record, those validated on
+    the most capture sessions (a pair of session folds, out of fold on both: a figure over two sessions and two
+    stains says more about a new session than one over one, and figures over different fields do not compare), then
+    the one with the highest infected-cell sensitivity on its validation fields at its field point (the same
+    false-alarm budget for all; ties to the earlier registry entry); without any record, the task's default."""
     from core.models.selection import default_model
     from core.models.store import bundled_models
 
     with_record = [m for m in bundled_models(TASK) if is_current(m)]
     if not with_record:
         return default_model(TASK)
-    return max(with_record, key=lambda m: read_record(m)["validation"]["infected_sensitivity"])
+    def rank(m: str) -> tuple[int, float]:
+        rec = read_record(m)
+        return len(rec.get("validation_sessions", STOP_SESSIONS)), rec["validation"]["infected_sensitivity"]
+
+    return max(with_record, key=rank)
 
 
 def field_threshold(model_id: str) -> tuple[float, str]:
@@ -294,11 +328,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--why", default="", help="why the test fields are scored again (kept in the record)")
     a = p.parse_args(argv)
     if a.false_alarm_sources or a.validation:
-        spec, model = get_model_spec(TASK, a.model), load_model(TASK, a.model)
-        val = score_annotated(model, spec, load_fields(STOP_SESSIONS))
+        val, sessions, _ = validation_fields(a.model)
         threshold = choose_field_threshold(val)
         out = false_alarm_sources(val, threshold) if a.false_alarm_sources else summarise(val, threshold)
-        print(json.dumps(out | {"model_id": a.model, "sessions": list(STOP_SESSIONS)}, default=float))
+        print(json.dumps(out | {"model_id": a.model, "sessions": sessions}, default=float))
         return 0
     rec = build_record(a.model, a.why)
     write_card_file(model_dir(TASK, a.model) / RECORD, rec)

@@ -3,21 +3,22 @@
 Whole-field screening cannot call every infected cell at an acceptable false-alarm rate, but it ranks a field's cells
 well. Each field's cells scoring at or above the *review threshold* are queued for a technician, those cut by the
 picture's edge included (seen, not counted); the confirmed ones give the case's parasitemia over the counted cells.
-The threshold is chosen on the validation fields (capture session S3 of `train`) with the field model as screening
-scores them (`core.fields.records.score_annotated`), by two rules, the lower threshold winning:
+The threshold is chosen on the validation fields as screening scores them (`core.fields.records.validation_fields`:
+a field model's stop session, or, for the model refitted on both training sessions, every training field scored
+out of fold by the cross-session fold that neither trained nor stopped on it), by two rules, the lower one winning:
 - share: the highest threshold at which at least `QUEUE_SHARE` of the infected cells the finder found (matched
   one-to-one at IoU >= 0.5) reach the queue (the issue's rule);
 - workload: the lowest threshold at which the queue holds at most `CELLS_PER_FIELD_AIM` cells a field.
-Why both: the share rule rests on ~190 infected cells of one session, on which the field model also stopped
-training, and it lands at the top of a plateau (every threshold from 0.76 down to 0.14 queued the same share of S3's
-found infected cells), so a session whose infected cells score lower loses them. Where to stand on that plateau is a
-workload question, answered by the ~13,000 uninfected cells: as low as a technician's aim of 5 cells a field allows.
+Why both: on one session's ~190 found infected cells (S3, on which secondlook_fields also stopped training) the share
+rule landed at the top of a plateau (every threshold from 0.76 down to 0.14 queued the same share), so a session
+whose infected cells score lower loses them. Where to stand on that plateau is a workload question, answered by the
+uninfected cells: as low as a technician's aim of 5 cells a field allows.
 A cell the finder never boxed can never reach the queue, so every figure is given over all annotated infected cells
 (`infected_reaching_queue`) and over the found ones (`found_infected_reaching_queue`). The test fields (session S1)
 are scored on request, as a disclosed test look.
 
-    python -m core.fields.review --model secondlook_fields          # writes models/malaria/<id>/review.json
-    python -m core.fields.review --model secondlook_fields --test   # + the test fields (a disclosed test look)
+    python -m core.fields.review --model secondlook_fields_all          # writes models/malaria/<id>/review.json
+    python -m core.fields.review --model secondlook_fields_all --test   # + the test fields (a disclosed test look)
 
     review_threshold(model_id) -> (threshold | None, note)   the recorded threshold, None when there is no current
                                                                record (made with this model file, finder and scoring)
@@ -40,9 +41,9 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 
 from core.fields.annotations import load_fields
-from core.fields.cuts import STOP_SESSIONS
 from core.fields.records import (TASK, TEST_SESSIONS, ScoredField, current_finder, current_scoring, field_threshold,
-                                 is_current, lowest_within, per_field, score_annotated, with_intervals)
+                                 is_current, lowest_within, per_field, score_annotated, validation_fields,
+                                 with_intervals)
 from core.fields.screen import FieldScreen, parasitemia
 from core.models.store import load_model, model_dir, read_card, write_card_file
 from core.registry import get_model_spec, get_task
@@ -229,13 +230,18 @@ def read_review(model_id: str) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def is_current_review(model_id: str, rec: dict) -> bool:
+    """The review record was made with this model file, cell finder, scoring and queue."""
+    return is_current(model_id, rec) and rec.get("queue") == QUEUE_VERSION
+
+
 def review_threshold(model_id: str, rec: dict | None = None) -> tuple[float | None, str]:
     """(threshold, note): the recorded review threshold when the record was made with this model file, finder and
     scoring; else (None, why not)."""
     rec = read_review(model_id) if rec is None else rec
     if not rec:
         return None, f"no review record for model {model_id!r} (python -m core.fields.review --model {model_id}): no cell is queued"
-    if not is_current(model_id, rec) or rec.get("queue") != QUEUE_VERSION:
+    if not is_current_review(model_id, rec):
         return None, (f"the review record of model {model_id!r} was made with another model file, cell finder, scoring "
                       f"or queue (python -m core.fields.review --model {model_id}): no cell is queued")
     return float(rec["review_threshold"]), "review threshold chosen on the validation fields"
@@ -268,7 +274,7 @@ def build_review(model_id: str, test: bool = False, why: str = "") -> dict:
     card, old = read_card(TASK, model_id), read_review(model_id)
     field_point, _ = field_threshold(model_id)
     t0 = time.perf_counter()
-    val = score_annotated(model, spec, load_fields(STOP_SESSIONS))
+    val, _, chosen_on = validation_fields(model_id)
     scores = found_infected_scores(val)
     by_share, by_workload = choose_review_threshold(scores), workload_threshold(val)
     threshold = min(by_share, by_workload)
@@ -280,7 +286,7 @@ def build_review(model_id: str, test: bool = False, why: str = "") -> dict:
         "rule": f"the lower of: the highest threshold at which at least {QUEUE_SHARE} of the validation fields' found "
                 "infected cells (matched at IoU >= 0.5, cells cut by the edge included) score at or above it; the "
                 f"lowest threshold at which the validation fields queue at most {CELLS_PER_FIELD_AIM:g} cells a field",
-        "chosen_on": f"validation fields: sessions {'+'.join(STOP_SESSIONS)} of train ({len(val)} fields)",
+        "chosen_on": chosen_on,
         "matching": "found box to annotated box one-to-one at IoU >= 0.5 (greedy, core.fields.records); difficult boxes left out",
         "technician": "the annotation plays the technician: a queued cell is confirmed when it matches an annotated infected cell",
         "validation": measure(val, threshold, field_point),
@@ -289,8 +295,7 @@ def build_review(model_id: str, test: bool = False, why: str = "") -> dict:
         "test_looks": int(old.get("test_looks", 0)),
         "earlier_test_looks": list(old.get("earlier_test_looks", [])),
     }
-    same = old.get("model_sha256") == rec["model_sha256"] and old.get("review_threshold") == threshold \
-        and old.get("finder") == rec["finder"] and old.get("scoring") == rec["scoring"] and old.get("queue") == QUEUE_VERSION
+    same = is_current_review(model_id, old) and old.get("review_threshold") == threshold
     if "test" in old and (test or not same):  # a look that no longer describes the queue is disclosed, not dropped
         rec["earlier_test_looks"].append({k: old.get(k) for k in ("model_sha256", "finder", "scoring", "review_threshold", "rule")}
                                          | {k: old["test"].get(k) for k in ("infected_reaching_queue", "cells_reviewed_per_field",

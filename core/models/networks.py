@@ -185,6 +185,8 @@ BUILDERS = {
     ("malaria", "secondlook_twosite"): lambda s: secondlook_cnn(s, (24, 48, 96, 128)),
     ("malaria", "secondlook_fields"): lambda s: secondlook_cnn(s, (24, 48, 96, 128)),
     ("malaria", "secondlook_fields_stain"): lambda s: secondlook_cnn(s, (24, 48, 96, 128)),
+    ("malaria", "secondlook_fields_s3"): lambda s: secondlook_cnn(s, (24, 48, 96, 128)),
+    ("malaria", "secondlook_fields_all"): lambda s: secondlook_cnn(s, (24, 48, 96, 128)),
     ("pneumonia", "secondlook_hires"): lambda s: secondlook_cnn(s, (16, 32, 64, 96, 128), stem=16),
     ("effusion", "secondlook_hires"): lambda s: secondlook_cnn(s, (16, 32, 64, 96, 128), dropout=0.4, stem=16),
     ("effusion", "secondlook_transfer"): lambda s: secondlook_cnn(s, (16, 32, 64, 96, 128), dropout=0.4),

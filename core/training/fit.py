@@ -159,24 +159,28 @@ def _add_second_site(data: TrainingData, spec: ModelSpec, seed: int) -> None:
     cfg = spec.train
     repeat = cfg.site_positive_repeat or fc.POSITIVE_REPEAT
     cut, stain = spec.input.field_cut, spec.input.field_stain
-    x_f, y_f, _ = fc.session_crops(fc.TRAIN_SESSIONS, cfg.site_negatives or fc.TRAIN_NEGATIVES, seed, cut=cut, stain=stain)
-    x_s, y_s, _ = fc.session_crops(fc.STOP_SESSIONS, cut=cut, stain=stain)
+    sessions = cfg.site_sessions or fc.TRAIN_SESSIONS
+    stop_sessions = fc.STOP_SESSIONS if cfg.site_stop_sessions is None else cfg.site_stop_sessions
+    x_f, y_f, _ = fc.session_crops(sessions, cfg.site_negatives or fc.TRAIN_NEGATIVES, seed, cut=cut, stain=stain)
     x_f = np.stack([prepare(c, spec.input) for c in x_f])
-    x_s = np.stack([prepare(c, spec.input) for c in x_s])
+    x_s, y_s = data.x_val[:0], data.y_val[:0]
+    if stop_sessions:
+        x_s, y_s, _ = fc.session_crops(stop_sessions, cut=cut, stain=stain)
+        x_s = np.stack([prepare(c, spec.input) for c in x_s])
     pos = np.flatnonzero(y_f == 1)
     rep = np.concatenate([np.arange(len(y_f))] + [pos] * (repeat - 1))
     x_h = np.zeros((0, *x_f.shape[1:]), x_f.dtype)
     if spec.train.hard_negatives:  # white cells, platelets, debris, clumps the finder cuts: half the false alarms
         from core.fields.screen import screening_boxes
 
-        hard = fc.hard_negative_crops(fc.TRAIN_SESSIONS, locate=lambda rgb: screening_boxes(rgb)[0], cut=cut,
+        hard = fc.hard_negative_crops(sessions, locate=lambda rgb: screening_boxes(rgb)[0], cut=cut,
                                       stain=stain)[0]
         x_h = np.stack([prepare(c, spec.input) for c in hard])
     data.x_train = np.concatenate([data.x_train, x_f[rep], x_h])
     data.y_train = np.concatenate([data.y_train, y_f[rep], np.zeros(len(x_h), data.y_train.dtype)])
     data.x_stop = np.concatenate([data.x_val, x_s])
     data.y_stop = np.concatenate([data.y_val, y_s])
-    data.notes = {"second_site": fc.FIELDS, "train_sessions": list(fc.TRAIN_SESSIONS), "stop_sessions": list(fc.STOP_SESSIONS),
+    data.notes = {"second_site": fc.FIELDS, "train_sessions": list(sessions), "stop_sessions": list(stop_sessions),
                   "train_cells": int(len(y_f)), "train_infected": int(y_f.sum()), "positive_repeat": repeat,
                   "stop_cells": int(len(y_s)), "stop_infected": int(y_s.sum())}
     if spec.train.hard_negatives:
