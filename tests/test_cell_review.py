@@ -230,6 +230,18 @@ def _open(stores):
     return at, data
 
 
+def _case_threshold(path: str) -> float | None:
+    """The review threshold of a case made of this one field under the field model's recorded rule."""
+    from core.fields.screen import screen_field
+    from core.io.images import read_image
+    from core.models.store import load_model
+    from core.registry import get_model_spec
+
+    fm = records.field_model()
+    s = screen_field(read_image(path), load_model("malaria", fm), get_model_spec("malaria", fm), "f")
+    return review.review_threshold(fm, [s])[0]
+
+
 def _label(at) -> tuple[int, int] | None:
     got = [m for t in (x.value for x in at.markdown) if (m := re.search(r"Cell (\d+) of (\d+) in the queue", t))]
     return (int(got[0].group(1)), int(got[0].group(2))) if got else None
@@ -268,7 +280,7 @@ def test_a_call_is_kept_with_the_fields_hash_and_the_next_cell_follows(stores):
     [r] = confirmations.rows(db=stores)
     assert (r["kind"], r["case_id"], r["image_sha256"]) == ("cell", cid, hashlib.sha256(data).hexdigest())
     assert (r["decision"], r["reader_call"], r["agree"]) == ("Parasitized", "Parasitized", 1)
-    assert r["threshold"] == pytest.approx(review.review_threshold(r["model_id"])[0]) and r["probability"] >= r["threshold"]
+    assert r["threshold"] == pytest.approx(_case_threshold(_field())) and r["probability"] >= r["threshold"]
     _press(at, "reject")
     rows = confirmations.rows(db=stores)
     assert [x["reader_call"] for x in rows] == ["Parasitized", "Uninfected"] and rows[1]["agree"] == 0
@@ -319,9 +331,9 @@ def test_a_call_on_a_cell_shown_under_another_model_or_threshold_is_refused(stor
     import ui.cell_review
 
     at, _ = _open(stores)
-    thr, note = review.review_threshold(records.field_model())
+    thr = _case_threshold(_field())
     if change == "threshold":  # the review record was made again while the cell was on screen
-        monkeypatch.setattr(review, "review_threshold", lambda model_id, rec=None: (0.85, note))
+        monkeypatch.setattr(review, "review_threshold", lambda model_id, screens, rec=None: (0.85, "note"))
     else:  # another model file is in force now
         monkeypatch.setattr(ui.cell_review, "current_model_sha", lambda task, model_id: "f" * 64)
     _press(at, "confirm")
@@ -348,7 +360,7 @@ def test_a_role_that_may_not_confirm_sees_no_live_buttons_and_a_crafted_call_is_
     assert all(b.disabled for b in at.button if b.label in ("Confirm infected", "Not infected", "Mark infected"))
     fm = records.field_model()
     model_sha = store.read_card("malaria", fm)["sha256"]
-    press = Press("confirm", sha, cell, 0.99, review.review_threshold(fm)[0], model_sha, True, (sha, cell))
+    press = Press("confirm", sha, cell, 0.99, _case_threshold(_field()), model_sha, True, (sha, cell))
     at.session_state[PENDING] = {cid: press}
     at.run()
     assert any("Not allowed" in e.value and "may not confirm" in e.value for e in at.error)
@@ -370,11 +382,11 @@ def test_a_queued_cell_cut_by_the_edge_says_it_is_not_counted_and_its_confirmati
 
     require_dataset("malaria_fields")
     fm = records.field_model()
-    thr, _ = review.review_threshold(fm)
     model, spec = load_model("malaria", fm), get_model_spec("malaria", fm)
     fields, _ = read_fields()
     for path in fields[(fields["split"] == "train") & (fields["n_infected"] >= 2)].sort_values("path")["file"]:
         s = screen_field(read_image(path), model, spec, "f")
+        thr, _ = review.review_threshold(fm, [s])  # the case of this one field
         queue = review.review_queue(s.probabilities, thr).tolist()
         edge = [k for k, i in enumerate(queue) if not s.in_count[i]]
         if edge:

@@ -282,14 +282,15 @@ FIELD_BARS = {
     "false_positive_cells_per_field": ("<=", 0.5),
     "parasitemia_abs_error_median": ("<=", 0.5),
 }
-FIELD_MISSES = {  # secondlook_fields on the test fields, as measured (docs/evaluation.md "Whole smear fields")
+FIELD_MISSES = {  # secondlook_fields_all on the test fields, as measured (docs/evaluation.md "Whole smear fields")
     "red_cells_found": "0.898 of annotated cells among the counted ones (edge-cut and oversized boxes are not counted; "
                        "the learned finder alone matches 0.965)",
     "infected_cells_found": "0.925 among the counted cells (the learned finder alone finds 0.950; the count drops "
                             "edge-cut and oversized boxes)",
-    "infected_sensitivity": "0.725: bounded by the cell model's specificity on field cells at the false-alarm budget",
-    "false_positive_cells_per_field": "0.88 at the point chosen for at most 0.5 on the validation fields",
-    "parasitemia_abs_error_median": "0.75 points: part of the infected cells called at that point",
+    "infected_sensitivity": "0.575 at the point chosen out of fold for at most 0.5 false infected cells a field "
+                            "(secondlook_fields, chosen on S3 alone: 0.725 at 0.88 false cells a field)",
+    "false_positive_cells_per_field": "0.52 at the point chosen for at most 0.5 on the out-of-fold validation fields",
+    "parasitemia_abs_error_median": "0.85 points: part of the infected cells called at that point",
 }
 
 
@@ -351,7 +352,7 @@ def test_field_record_is_reproduced_on_the_annotated_fields():
     assert rec["model_sha256"] == read_card("malaria", model_id)["sha256"]
     assert rec.get("finder", {"kind": "classical"}) == records.current_finder(), "record made with another cell finder"
     spec, model = get_model_spec("malaria", model_id), load_model("malaria", model_id)
-    val, _, _ = records.validation_fields(model_id)
+    val = records.flat(records.validation_fields(model_id)[0])
     assert records.choose_field_threshold(val) == pytest.approx(rec["threshold"], abs=SCORE_TOLERANCE)
     test = records.summarise(records.score_annotated(model, spec, load_fields(records.TEST_SESSIONS)), rec["threshold"])
     for k, v in rec["test"].items():

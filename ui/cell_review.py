@@ -2,9 +2,9 @@
 
 The fields uploaded together are one case, named by a short random id kept for the session (`case_id`); the
 technician may type their own case or slide label, which stays in this session (and goes on the PDF only with the
-patient details): nothing but the id is stored. The cells at or above the review threshold (`core.fields.review`)
-are queued across the case's fields, most suspicious first, and shown one at a time with crop, Grad-CAM and
-probability. **Confirm infected** (key I) and **Not infected** (key N) keep the call (`core.confirmations`, kind
+patient details): nothing but the id is stored. The cells at or above the case's review threshold
+(`core.fields.review`: its budget of most suspicious cells a field, ranked across its fields, and every cell from the
+field point) are queued, most suspicious first, and shown one at a time with crop, Grad-CAM and probability. **Confirm infected** (key I) and **Not infected** (key N) keep the call (`core.confirmations`, kind
 "cell": the field's sha256 and the cell's index, never pixels) and show the next cell; Back (B) and Skip (S) move
 without a call. Any other outlined cell can be marked infected ("not proposed"). The confirmed count over all red
 cells of the case is the result the PDF and the DICOM SR carry; the automatic count is shown beside it, labelled.
@@ -142,7 +142,7 @@ def _panel(task: str, model_id: str, field_thr: float, screens: list[FieldScreen
            pictures: list[bytes | None], cid: str, label: str) -> None:
     ss = st.session_state
     t0 = time.perf_counter()
-    rthr, note = review.review_threshold(model_id)
+    rthr, note = review.review_threshold(model_id, screens)  # this case's: its budget of cells ranked across its fields
     model_sha = current_model_sha(task, model_id)
     queue = review.case_queue(screens, rthr)
     state = ss.setdefault(STATE, {}).setdefault(cid, {"pos": 0})

@@ -13,8 +13,8 @@ Public API:
     iou_matrix, match_greedy, field_detection     core.fields.matching
     evaluate_finder(split_or_sessions)            core.fields.finder_eval (import it from there;
         also `python -m core.fields.finder_eval --sessions S2,S3 [--out file.json]`)
-    review_threshold(model_id), review_queue(probabilities, threshold)   core.fields.review (the cell review queue;
-        import it from there; its threshold is chosen by `python -m core.fields.review --model ID [--test]`)
+    review_threshold(model_id, screens), review_queue(probabilities, threshold)   core.fields.review (the cell review
+        queue; import it from there; its budget is chosen by `python -m core.fields.review --model ID [--test]`)
 """
 from core.fields.annotations import FieldAnnotation, load_fields
 from core.fields.crops import crop_boxes, crop_cells

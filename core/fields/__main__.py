@@ -6,9 +6,10 @@ Each field line: {"file", "ok", "width", "height", "n_cells", "n_infected", "par
 "threshold", "model", "review_threshold", "n_review", "cells": [{"x", "y", "w", "h", "probability", "infected",
 "counted", "review"}]} (boxes in the original image's pixels, x/y top-left; parasitemia in percent with its 95% Wilson
 interval). "counted": false marks a cell cut by the picture's edge: scored and reviewable, not in the count.
-"review" marks the cells of the review queue (score >= the model's review threshold, chosen on the validation fields:
-`python -m core.fields.review`); without a current review record "review_threshold" is null, no cell is queued and
-"review_note" says why. A file that cannot be read or holds no countable red cells gets "ok": false and a readable
+"review" marks the cells of the review queue (score >= the case's review threshold: the files given together are one
+case, which queues its most suspicious cells up to the model's budget of cells a field, chosen on the validation
+fields by `python -m core.fields.review`, so the field lines are printed once every file is screened); without a
+current review record "review_threshold" is null, no cell is queued and "review_note" says why. A file that cannot be read or holds no countable red cells gets "ok": false and a readable
 "error"; the others still go through. The last line is {"summary": {...}} (all counted fields as one case, with
 "review_threshold" and "n_review", the cells queued over them). With --site the site profile's cell threshold counts
 the cells and every line has "site": NAME (its recalibration is monotone, so it changes no count). Exit code 0 unless
@@ -56,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         threshold, source = field_threshold(model_id)
     model = load_model(TASK, model_id)
-    review, note = review_threshold(model_id)
     screens: list[FieldScreen] = []
+    lines: list[tuple[dict, FieldScreen | None]] = []
     for f in a.files:
         s = None
         try:
@@ -68,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
             row = {"file": f, "ok": False, "error": str(exc)}
         except Exception as exc:  # one bad file never stops the others
             row = {"file": f, "ok": False, "error": f"unexpected error while screening this file: {type(exc).__name__}: {exc}"}
+        lines.append((row, s))
+    review, note = review_threshold(model_id, screens)  # the case's: every file screened first
+    for row, s in lines:
         print(json.dumps(with_review(row, s, review, note) | site), flush=True)
     summary = case_result(screens, threshold, model_id) | {"n_files": len(a.files), "threshold_source": source} | site \
         | case_review(screens, review, note)

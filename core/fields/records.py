@@ -196,32 +196,39 @@ def stop_sessions(spec: ModelSpec) -> tuple[str, ...]:
     return STOP_SESSIONS if spec.train.site_stop_sessions is None else tuple(spec.train.site_stop_sessions)
 
 
-def validation_fields(model_id: str) -> tuple[list[ScoredField], list[str], str]:
-    """(scored fields, their sessions, a note) that a field model's thresholds are chosen on: its stop session's
-    fields as it screens them; for a model refitted on every training session, each of its cross-session folds'
-    stop session as that fold screens it (out of fold: every training field, by a model that neither trained nor
-    stopped on it)."""
+def validation_fields(model_id: str) -> tuple[list[list[ScoredField]], list[str], str]:
+    """(scored fields by session, the sessions, a note) that a field model's thresholds are chosen on: its stop
+    session's fields as it screens them; for a model refitted on every training session, each of its cross-session
+    folds' stop session as that fold screens it (out of fold: every training field, by a model that neither trained
+    nor stopped on it). One list of fields a session: a session is one slide's case."""
     spec = get_model_spec(TASK, model_id)
     parts = [(m, get_model_spec(TASK, m)) for m in spec.session_folds] or [(model_id, spec)]
     if not any(stop_sessions(p) for _, p in parts):
         raise ValueError(f"{model_id} stopped on no field session and names no session folds: nothing validates it")
-    scored, sessions, said = [], [], []
+    by_session, sessions, said = [], [], []
     for member, mspec in parts:
-        fields = load_fields(stop_sessions(mspec))
-        scored += score_annotated(load_model(TASK, member), mspec, fields)
-        sessions += list(stop_sessions(mspec))
+        model = load_model(TASK, member)
+        for session in stop_sessions(mspec):
+            by_session.append(score_annotated(model, mspec, load_fields((session,))))
+            sessions.append(session)
         said.append(f"{'+'.join(stop_sessions(mspec))} by {member}")
+    n = sum(len(x) for x in by_session)
     if spec.session_folds:
-        return scored, sessions, (f"out-of-fold validation fields of train ({len(scored)} fields): "
-                                  f"{'; '.join(said)} (each fold neither trained nor stopped on the session it scores)")
-    return scored, sessions, f"validation fields: sessions {'+'.join(sessions)} of train ({len(scored)} fields)"
+        return by_session, sessions, (f"out-of-fold validation fields of train ({n} fields): {'; '.join(said)} "
+                                      "(each fold neither trained nor stopped on the session it scores)")
+    return by_session, sessions, f"validation fields: sessions {'+'.join(sessions)} of train ({n} fields)"
+
+
+def flat(by_session: list[list[ScoredField]]) -> list[ScoredField]:
+    return [f for fields in by_session for f in fields]
 
 
 def build_record(model_id: str, why: str = "") -> dict:
     spec = get_model_spec(TASK, model_id)
     model = load_model(TASK, model_id)
     t0 = time.perf_counter()
-    val, sessions, chosen_on = validation_fields(model_id)
+    by_session, sessions, chosen_on = validation_fields(model_id)
+    val = flat(by_session)
     threshold = choose_field_threshold(val)
     test_fields = load_fields(TEST_SESSIONS)
     test = score_annotated(model, spec, test_fields)
@@ -328,7 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--why", default="", help="why the test fields are scored again (kept in the record)")
     a = p.parse_args(argv)
     if a.false_alarm_sources or a.validation:
-        val, sessions, _ = validation_fields(a.model)
+        by_session, sessions, _ = validation_fields(a.model)
+        val = flat(by_session)
         threshold = choose_field_threshold(val)
         out = false_alarm_sources(val, threshold) if a.false_alarm_sources else summarise(val, threshold)
         print(json.dumps(out | {"model_id": a.model, "sessions": sessions}, default=float))

@@ -1,27 +1,31 @@
 """The cell review queue (malaria fields): the cells a technician looks at and confirms, most suspicious first.
 
 Whole-field screening cannot call every infected cell at an acceptable false-alarm rate, but it ranks a field's cells
-well. Each field's cells scoring at or above the *review threshold* are queued for a technician, those cut by the
-picture's edge included (seen, not counted); the confirmed ones give the case's parasitemia over the counted cells.
-The threshold is chosen on the validation fields as screening scores them (`core.fields.records.validation_fields`:
-a field model's stop session, or, for the model refitted on both training sessions, every training field scored
-out of fold by the cross-session fold that neither trained nor stopped on it), by two rules, the lower one winning:
-- share: the highest threshold at which at least `QUEUE_SHARE` of the infected cells the finder found (matched
-  one-to-one at IoU >= 0.5) reach the queue (the issue's rule);
-- workload: the lowest threshold at which the queue holds at most `CELLS_PER_FIELD_AIM` cells a field.
-Why both: on one session's ~190 found infected cells (S3, on which secondlook_fields also stopped training) the share
-rule landed at the top of a plateau (every threshold from 0.76 down to 0.14 queued the same share), so a session
-whose infected cells score lower loses them. Where to stand on that plateau is a workload question, answered by the
-uninfected cells: as low as a technician's aim of 5 cells a field allows.
-A cell the finder never boxed can never reach the queue, so every figure is given over all annotated infected cells
-(`infected_reaching_queue`) and over the found ones (`found_infected_reaching_queue`). The test fields (session S1)
-are scored on request, as a disclosed test look.
+well. A *case* (the fields a technician sends together: one slide) queues its most suspicious cells, ranked across its
+fields, as many as a budget of cells per counted field, plus every cell at or above the field operating point (what
+the automatic count calls infected is always shown); cells cut by the picture's edge are queued too (seen, not
+counted). The confirmed ones give the case's parasitemia over the counted cells. The case's *review threshold* is the
+score of its last queued cell, so the queue is still "every cell at or above a threshold", set per case.
+
+Why a budget and not one threshold for all: a stain or session the model has not seen moves every score of a slide
+together. On the out-of-fold validation fields (`core.fields.records.validation_fields`: each IML training session
+scored by the cross-session fold that neither trained nor stopped on it), one threshold queued 20 cells a field in
+one session and 2.8 in the other, reaching 0.95 and 0.88 of their infected cells; at the threshold that keeps the
+pooled queue at 5 cells a field, 0.95 and 0.71. Ranked within each session, both queue 5 cells a field and reach 0.95
+and 0.92. The budget is the larger of: the fewest cells a field at which `QUEUE_SHARE` of the found infected cells
+(matched one-to-one at IoU >= 0.5) reach their case's queue, each validation session read as one case (the issue's
+share rule, in cells instead of a score); the issue's aim of `CELLS_PER_FIELD_AIM` cells a field. A cell the finder
+never boxed can never reach the queue, so every figure is given over all annotated infected cells
+(`infected_reaching_queue`) and over the found ones (`found_infected_reaching_queue`). The test fields (session S1,
+one case) are scored on request, as a disclosed test look.
 
     python -m core.fields.review --model secondlook_fields_all          # writes models/malaria/<id>/review.json
     python -m core.fields.review --model secondlook_fields_all --test   # + the test fields (a disclosed test look)
 
-    review_threshold(model_id) -> (threshold | None, note)   the recorded threshold, None when there is no current
-                                                               record (made with this model file, finder and scoring)
+    queue_rule(model_id) -> (QueueRule | None, note)          the recorded rule, None without a current record (made
+                                                               with this model file, finder, scoring and queue)
+    review_threshold(model_id, screens) -> (threshold | None, note)   a case's threshold under that rule
+    case_threshold(probabilities by field, rule) -> threshold | None   the same, from scores
     review_queue(probabilities, threshold) -> indices         queued cells, most suspicious first
     with_review(row, screen, threshold, note), case_review(screens, threshold, note)   the CLI's review fields
     case_queue(screens, threshold) -> [(field, cell, p)]     a case's queue across its fields, most suspicious first
@@ -37,12 +41,13 @@ import math
 import sys
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
 from core.fields.annotations import load_fields
 from core.fields.records import (TASK, TEST_SESSIONS, ScoredField, current_finder, current_scoring, field_threshold,
-                                 is_current, lowest_within, per_field, score_annotated, validation_fields,
+                                 flat, is_current, per_field, score_annotated, validation_fields,
                                  with_intervals)
 from core.fields.screen import FieldScreen, parasitemia
 from core.models.store import load_model, model_dir, read_card, write_card_file
@@ -50,8 +55,20 @@ from core.registry import get_model_spec, get_task
 
 QUEUE_SHARE = 0.95  # share of the validation fields' found infected cells that reach the queue
 CELLS_PER_FIELD_AIM = 5.0  # the issue's aim for cells a technician reviews per field (floor 8)
+BUDGETS = tuple(np.arange(0.5, 8.01, 0.5))  # cells a field the share rule may ask for, up to the issue's floor
 RECORD = "review.json"
-QUEUE_VERSION = "edge cells queued, not counted"  # what the queue holds; a record of another queue is not current
+QUEUE_VERSION = "case budget: the case's most suspicious cells, a budget a field, and every cell from the field point"
+# what the queue holds (edge cells queued, not counted); a record of another queue is not current
+
+
+@dataclass(frozen=True)
+class QueueRule:
+    """How a case's queue is drawn: its `cells_per_field` most suspicious cells per counted field (ranked across the
+    case), and every cell at or above `always_from` (the field operating point: a cell the automatic count calls
+    infected is always shown)."""
+
+    cells_per_field: float
+    always_from: float
 POSITIVE = get_task(TASK).positive  # "Parasitized": a technician's "infected"
 NOT_REVIEWED, PARTIAL, COMPLETE, NOTHING_QUEUED = "not reviewed", "partly reviewed", "reviewed", "nothing queued"
 INTERVAL_NOTE = ("The 95% interval treats every counted cell as independent; the cells of one field are not, so the "
@@ -68,18 +85,39 @@ def review_queue(probabilities: np.ndarray, threshold: float | None) -> np.ndarr
     return idx[np.argsort(-p[idx], kind="stable")]
 
 
-def choose_review_threshold(found_infected_scores: np.ndarray, share: float = QUEUE_SHARE) -> float:
-    """Highest threshold at which at least `share` of these scores (the found infected cells') are >= it."""
-    s = np.sort(np.asarray(found_infected_scores, np.float64))[::-1]
-    if not len(s):
-        raise ValueError("no found infected cells to choose a review threshold on")
-    k = max(1, math.ceil(share * len(s) - 1e-9))  # cells that must reach the queue
-    return float(s[k - 1])
+def case_threshold(probabilities: Iterable[np.ndarray], rule: QueueRule | None) -> float | None:
+    """The review threshold of one case (the probabilities of its counted fields' cells, one array a field): the
+    score of its (budget x fields)-th most suspicious cell, or the rule's `always_from` when that is lower. Why a
+    budget and not one threshold for every case: a stain or session the model has not seen moves every score of a
+    slide together. On the out-of-fold validation fields one threshold queued 20 cells a field in one session and 2.8
+    in the other, where it reached 0.88 of the infected cells; ranked within the case, both sessions' queues hold 5
+    cells a field and reach 0.95 and 0.92 (docs/evaluation.md, "Cell review queue")."""
+    if rule is None:
+        return None
+    fields = [np.asarray(p, np.float64) for p in probabilities]
+    scores = np.sort(np.concatenate(fields or [np.zeros(0)]))[::-1]
+    k = math.ceil(rule.cells_per_field * len(fields) - 1e-9)
+    if k >= len(scores):  # the budget holds every cell: queue them all
+        return float(min(np.nextafter(0.0, 1.0), rule.always_from))
+    return float(min(scores[k - 1], rule.always_from))
 
 
-def workload_threshold(scored: list[ScoredField], per_field: float = CELLS_PER_FIELD_AIM) -> float:
-    """Lowest threshold at which these fields queue at most `per_field` cells each on average (edge cells included)."""
-    return lowest_within(np.concatenate([f.screen.probabilities for f in scored] or [np.zeros(0)]), per_field, len(scored))
+def cases_threshold(cases: list[list[ScoredField]], rule: QueueRule) -> list[float]:
+    return [case_threshold([f.screen.probabilities for f in case], rule) for case in cases]
+
+
+def choose_budget(cases: list[list[ScoredField]], always_from: float, share: float = QUEUE_SHARE) -> float:
+    """Fewest cells a field (of `BUDGETS`) at which at least `share` of these cases' found infected cells reach
+    their case's queue; the largest budget when none does."""
+    found = sum(len(f.infected_found[f.infected_found >= 0]) for case in cases for f in case)
+    if not found:
+        raise ValueError("no found infected cells to choose a review budget on")
+    for b in BUDGETS:
+        rule = QueueRule(float(b), always_from)
+        reached = sum(int(per_field(case, t, review=True)["tp_boxes"].sum()) for case, t in zip(cases, cases_threshold(cases, rule)))
+        if reached >= share * found - 1e-9:
+            return float(b)
+    return float(BUDGETS[-1])
 
 
 def found_infected_scores(scored: list[ScoredField]) -> np.ndarray:
@@ -111,16 +149,20 @@ def _automatic_stats(r: dict[str, np.ndarray]) -> dict[str, float]:
             "automatic_parasitemia_relative_error": float(abs(auto - annotated) / annotated) if annotated else float("nan")}
 
 
-def measure(scored: list[ScoredField], threshold: float, field_point: float) -> dict:
-    """The queue at `threshold` on these fields, all of them read as one case (the annotation plays the technician:
-    a queued cell is confirmed when it matches an annotated infected cell), with 95% intervals resampling fields;
-    and, for contrast, the unconfirmed automatic count at the field operating point `field_point`."""
-    r = per_field(scored, threshold, review=True)
-    out = {"n_fields": len(scored), "n_annotated_cells": int(r["boxes"].sum()), "n_infected_cells": int(r["inf_boxes"].sum()),
-           "n_found_infected_cells": int(r["found_inf_boxes"].sum()), "n_counted_cells": int(r["cells"].sum()),
-           "n_reviewed_cells": int(r["called"].sum()), "n_confirmed_cells": int(r["tp_boxes"].sum()),
-           "n_confirmed_counted_cells": int(r["tp_counted"].sum()),
-           "review_threshold": float(threshold)}
+def measure(cases: list[list[ScoredField]], rule: QueueRule, field_point: float) -> dict:
+    """The queue drawn by `rule` in each case (a list of fields read as one case: the test fields are one, each
+    validation session one), pooled, with 95% intervals resampling fields (the annotation plays the technician: a
+    queued cell is confirmed when it matches an annotated infected cell); and, for contrast, the unconfirmed
+    automatic count at the field operating point `field_point`."""
+    thresholds = cases_threshold(cases, rule)
+    parts = [per_field(case, t, review=True) for case, t in zip(cases, thresholds)]
+    r = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    scored = [f for case in cases for f in case]
+    out = {"n_fields": len(scored), "n_cases": len(cases), "n_annotated_cells": int(r["boxes"].sum()),
+           "n_infected_cells": int(r["inf_boxes"].sum()), "n_found_infected_cells": int(r["found_inf_boxes"].sum()),
+           "n_counted_cells": int(r["cells"].sum()), "n_reviewed_cells": int(r["called"].sum()),
+           "n_confirmed_cells": int(r["tp_boxes"].sum()), "n_confirmed_counted_cells": int(r["tp_counted"].sum()),
+           "cells_per_field": rule.cells_per_field, "case_thresholds": [float(t) for t in thresholds]}
     out |= with_intervals(r, _queue_stats)
     return out | {"field_threshold": float(field_point)} | with_intervals(per_field(scored, field_point), _automatic_stats)
 
@@ -235,16 +277,22 @@ def is_current_review(model_id: str, rec: dict) -> bool:
     return is_current(model_id, rec) and rec.get("queue") == QUEUE_VERSION
 
 
-def review_threshold(model_id: str, rec: dict | None = None) -> tuple[float | None, str]:
-    """(threshold, note): the recorded review threshold when the record was made with this model file, finder and
-    scoring; else (None, why not)."""
+def queue_rule(model_id: str, rec: dict | None = None) -> tuple[QueueRule | None, str]:
+    """(rule, note): the recorded queue rule when the record was made with this model file, finder, scoring and
+    queue; else (None, why not)."""
     rec = read_review(model_id) if rec is None else rec
     if not rec:
         return None, f"no review record for model {model_id!r} (python -m core.fields.review --model {model_id}): no cell is queued"
     if not is_current_review(model_id, rec):
         return None, (f"the review record of model {model_id!r} was made with another model file, cell finder, scoring "
                       f"or queue (python -m core.fields.review --model {model_id}): no cell is queued")
-    return float(rec["review_threshold"]), "review threshold chosen on the validation fields"
+    return QueueRule(float(rec["cells_per_field"]), float(rec["always_from"])), "review budget chosen on the validation fields"
+
+
+def review_threshold(model_id: str, screens: list[FieldScreen], rec: dict | None = None) -> tuple[float | None, str]:
+    """(threshold, note) of the case made of these screens (its counted fields) under the model's current rule."""
+    rule, note = queue_rule(model_id, rec)
+    return case_threshold([s.probabilities for s in screens if s.counted], rule), note
 
 
 def with_review(row: dict, screen: FieldScreen | None, threshold: float | None, note: str = "") -> dict:
@@ -267,6 +315,15 @@ def _line(n: int, threshold: float | None, note: str) -> dict:
     return {"review_threshold": threshold, "n_review": n} | ({} if threshold is not None else {"review_note": note})
 
 
+def looks_by_others(model_id: str) -> dict[str, int]:
+    """How often the other bundled models' queues were measured on the test fields: the same session, looked at
+    before this model's record was made (a disclosure, not a rule)."""
+    from core.models.store import bundled_models
+
+    return {m: int(read_review(m).get("test_looks", 0)) for m in bundled_models(TASK)
+            if m != model_id and read_review(m).get("test_looks")}
+
+
 def build_review(model_id: str, test: bool = False, why: str = "") -> dict:
     """The review record: the threshold chosen on the validation fields, their figures, and (with `test`) one look
     at the test fields; an earlier test look is kept when the threshold and model are unchanged, else disclosed."""
@@ -274,36 +331,43 @@ def build_review(model_id: str, test: bool = False, why: str = "") -> dict:
     card, old = read_card(TASK, model_id), read_review(model_id)
     field_point, _ = field_threshold(model_id)
     t0 = time.perf_counter()
-    val, _, chosen_on = validation_fields(model_id)
+    cases, sessions, chosen_on = validation_fields(model_id)
+    val = flat(cases)
     scores = found_infected_scores(val)
-    by_share, by_workload = choose_review_threshold(scores), workload_threshold(val)
-    threshold = min(by_share, by_workload)
+    by_share = choose_budget(cases, field_point)
+    rule = QueueRule(max(by_share, CELLS_PER_FIELD_AIM), field_point)
     rec = {
         "task": TASK, "model_id": model_id, "model_sha256": card["sha256"], "finder": current_finder(),
-        "scoring": current_scoring(), "review_threshold": threshold, "share": QUEUE_SHARE,
-        "cells_per_field_aim": CELLS_PER_FIELD_AIM, "queue": QUEUE_VERSION,
-        "by_share": by_share, "by_workload": by_workload,
-        "rule": f"the lower of: the highest threshold at which at least {QUEUE_SHARE} of the validation fields' found "
-                "infected cells (matched at IoU >= 0.5, cells cut by the edge included) score at or above it; the "
-                f"lowest threshold at which the validation fields queue at most {CELLS_PER_FIELD_AIM:g} cells a field",
-        "chosen_on": chosen_on,
+        "scoring": current_scoring(), "cells_per_field": rule.cells_per_field, "always_from": rule.always_from,
+        "share": QUEUE_SHARE, "cells_per_field_aim": CELLS_PER_FIELD_AIM, "queue": QUEUE_VERSION,
+        "by_share": by_share,
+        "rule": "each case (the fields a technician sends together) queues its most suspicious cells, ranked across "
+                "its fields, as many as the budget times its counted fields, and every cell at or above the field "
+                "operating point; the budget is the larger of: the fewest cells a field at which at least "
+                f"{QUEUE_SHARE} of the validation fields' found infected cells (matched at IoU >= 0.5, cells cut by the "
+                f"edge included) reach their case's queue, each validation session read as one case; the aim of "
+                f"{CELLS_PER_FIELD_AIM:g} cells a field",
+        "chosen_on": chosen_on, "validation_cases": sessions,
         "matching": "found box to annotated box one-to-one at IoU >= 0.5 (greedy, core.fields.records); difficult boxes left out",
         "technician": "the annotation plays the technician: a queued cell is confirmed when it matches an annotated infected cell",
-        "validation": measure(val, threshold, field_point),
+        "validation": measure(cases, rule, field_point),
         "validation_found_infected_scores": [float(s) for s in np.sort(scores)[::-1]],
         "test_sessions": list(TEST_SESSIONS),
         "test_looks": int(old.get("test_looks", 0)),
         "earlier_test_looks": list(old.get("earlier_test_looks", [])),
+        "test_looks_by_other_models": looks_by_others(model_id),
     }
-    same = is_current_review(model_id, old) and old.get("review_threshold") == threshold
+    same = is_current_review(model_id, old) and old.get("cells_per_field") == rule.cells_per_field \
+        and old.get("always_from") == rule.always_from
     if "test" in old and (test or not same):  # a look that no longer describes the queue is disclosed, not dropped
-        rec["earlier_test_looks"].append({k: old.get(k) for k in ("model_sha256", "finder", "scoring", "review_threshold", "rule")}
+        rec["earlier_test_looks"].append({k: old.get(k) for k in ("model_id", "model_sha256", "finder", "scoring", "queue",
+                                                                   "review_threshold", "cells_per_field", "rule")}
                                          | {k: old["test"].get(k) for k in ("infected_reaching_queue", "cells_reviewed_per_field",
                                                                              "confirmed_parasitemia_relative_error")})
     elif "test" in old:
         rec["test"] = old["test"]
     if test:
-        rec["test"] = measure(score_annotated(model, spec, load_fields(TEST_SESSIONS)), threshold, field_point)
+        rec["test"] = measure([score_annotated(model, spec, load_fields(TEST_SESSIONS))], rule, field_point)
         rec["test_looks"] += 1
         if why:
             rec["rescored_because"] = why
@@ -324,7 +388,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error(str(exc.args[0]))
     rec = build_review(a.model, a.test, a.why)
     write_card_file(model_dir(TASK, a.model) / RECORD, rec)
-    print(json.dumps({k: rec[k] for k in ("model_id", "review_threshold", "validation")} | {"test": rec.get("test")}, default=float))
+    print(json.dumps({k: rec[k] for k in ("model_id", "cells_per_field", "always_from", "validation")} | {"test": rec.get("test")},
+                     default=float))
     return 0
 
 

@@ -215,9 +215,12 @@ def _fit_member(spec: ModelSpec, data: TrainingData, n_epochs: int, seed: int, i
     )
     ds = _dataset(data.x_train, data.y_train, cfg.batch_size, augmenter(cfg.augment, spec.input.normalize), seed,
                   standardized, data.weights, _strong(spec), cfg.augment == "cell_stain")
+    stop = (data.x_val, data.y_val) if data.x_stop is None else (data.x_stop, data.y_stop)
+    if cfg.early_stopping == "none":  # a refit: the recipe's whole schedule, the last weights kept
+        h = net.fit(ds, validation_data=stop, epochs=n_epochs, verbose=2)
+        return net, h.history, len(h.history["loss"])
     monitor, mode = ("val_auc", "max") if cfg.early_stopping == "val_auc" else ("val_loss", "min")
     stopper = keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=cfg.patience, restore_best_weights=True)
-    stop = (data.x_val, data.y_val) if data.x_stop is None else (data.x_stop, data.y_stop)
     h = net.fit(ds, validation_data=stop, epochs=n_epochs, callbacks=[stopper], verbose=2)
     best = int(stopper.best_epoch) + 1 if getattr(stopper, "best_epoch", None) is not None else len(h.history["loss"])
     return net, h.history, best
