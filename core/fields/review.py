@@ -315,6 +315,30 @@ def _line(n: int, threshold: float | None, note: str) -> dict:
     return {"review_threshold": threshold, "n_review": n} | ({} if threshold is not None else {"review_note": note})
 
 
+def compare_rules(cases: list[list[ScoredField]], names: list[str], rule: QueueRule) -> dict:
+    """Per validation case (session): the share of annotated infected cells reaching the queue and the cells queued a
+    field, under one threshold for all (the share rule on the pooled fields; the one keeping the pooled queue at the
+    aim) and under the case budget: why the queue is drawn per case (validation only)."""
+    from core.fields.records import lowest_within
+
+    val = flat(cases)
+    found = np.sort(found_infected_scores(val))[::-1]
+    fixed = {"one threshold: the share rule on the pooled fields": float(found[math.ceil(QUEUE_SHARE * len(found) - 1e-9) - 1]),
+             f"one threshold: at most {CELLS_PER_FIELD_AIM:g} cells a field, pooled": lowest_within(
+                 np.concatenate([f.screen.probabilities for f in val]), CELLS_PER_FIELD_AIM, len(val))}
+
+    def figures(thresholds: list[float]) -> dict:
+        out = {}
+        for name, case, t in zip(names, cases, thresholds):
+            r = per_field(case, t, review=True)
+            out[name] = {"threshold": float(t), "infected_reaching_queue": float(r["tp_boxes"].sum() / r["inf_boxes"].sum()),
+                         "cells_reviewed_per_field": float(r["called"].mean())}
+        return out
+
+    return {name: figures([t] * len(cases)) for name, t in fixed.items()} | {
+        f"case budget: {rule.cells_per_field:g} cells a field": figures(cases_threshold(cases, rule))}
+
+
 def looks_by_others(model_id: str) -> dict[str, int]:
     """How often the other bundled models' queues were measured on the test fields: the same session, looked at
     before this model's record was made (a disclosure, not a rule)."""
@@ -351,6 +375,7 @@ def build_review(model_id: str, test: bool = False, why: str = "") -> dict:
         "matching": "found box to annotated box one-to-one at IoU >= 0.5 (greedy, core.fields.records); difficult boxes left out",
         "technician": "the annotation plays the technician: a queued cell is confirmed when it matches an annotated infected cell",
         "validation": measure(cases, rule, field_point),
+        "validation_rules_compared": compare_rules(cases, sessions, rule),
         "validation_found_infected_scores": [float(s) for s in np.sort(scores)[::-1]],
         "test_sessions": list(TEST_SESSIONS),
         "test_looks": int(old.get("test_looks", 0)),
