@@ -4,9 +4,9 @@ The fields uploaded together are one case, named by a short random id kept for t
 technician may type their own case or slide label, which stays in this session (and goes on the PDF only with the
 patient details): nothing but the id is stored. The cells at or above the case's review threshold
 (`core.fields.review`: its budget of most suspicious cells a field, ranked across its fields, and every cell from the
-field point) are queued, most suspicious first, and shown one at a time with crop, Grad-CAM and probability. **Confirm infected** (key I) and **Not infected** (key N) keep the call (`core.confirmations`, kind
-"cell": the field's sha256 and the cell's index, never pixels) and show the next cell; Back (B) and Skip (S) move
-without a call. Any other outlined cell can be marked infected ("not proposed"). The confirmed count over all red
+field point) are queued, most suspicious first, and shown one at a time with crop, Grad-CAM and probability.
+**Confirm infected** (key I) and **Not infected** (key N) keep the call (`core.confirmations`, kind "cell": the
+field's sha256 and the cell's index, never pixels) and show the next cell; Back (B) and Skip (S) move without a call. Any other outlined cell can be marked infected ("not proposed"). The confirmed count over all red
 cells of the case is the result the PDF and the DICOM SR carry; the automatic count is shown beside it, labelled.
 
 A press keeps what was on screen (the cell, its probability, the model checksum and review threshold it was shown

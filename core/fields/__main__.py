@@ -9,8 +9,8 @@ interval). "counted": false marks a cell cut by the picture's edge: scored and r
 "review" marks the cells of the review queue (score >= the case's review threshold: the files given together are one
 case, which queues its most suspicious cells up to the model's budget of cells a field, chosen on the validation
 fields by `python -m core.fields.review`, so the field lines are printed once every file is screened); without a
-current review record "review_threshold" is null, no cell is queued and "review_note" says why. A file that cannot be read or holds no countable red cells gets "ok": false and a readable
-"error"; the others still go through. The last line is {"summary": {...}} (all counted fields as one case, with
+current review record "review_threshold" is null, no cell is queued and "review_note" says why. A file that cannot
+be read or holds no countable red cells gets "ok": false and a readable "error"; the others still go through. The last line is {"summary": {...}} (all counted fields as one case, with
 "review_threshold" and "n_review", the cells queued over them). With --site the site profile's cell threshold counts
 the cells and every line has "site": NAME (its recalibration is monotone, so it changes no count). Exit code 0 unless
 the command is misused.

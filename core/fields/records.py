@@ -3,8 +3,7 @@
 The field operating point is chosen on validation fields (`validation_fields`: the session a field model stopped on,
 S3 of `train`; for the model refitted on both training sessions, every training field scored out of fold by its two
 cross-session folds) by one rule: the lowest threshold whose false "infected" cells average at most
-`FP_PER_FIELD_TARGET` per field. The test fields
-(session S1) are scored once with it. Found cells are matched one-to-one to annotated boxes at IoU >= 0.5; a
+`FP_PER_FIELD_TARGET` per field. The test fields (session S1) are scored once with it. Found cells are matched one-to-one to annotated boxes at IoU >= 0.5; a
 found cell matched to an infected box is infected, to a `difficult` box is left out, anything else is uninfected
 (so an unannotated real cell called infected counts as a false alarm: pessimistic), except a box that contains an
 infected cell's centre without matching it (a clump), which is left out. Intervals resample fields.
@@ -300,8 +299,8 @@ def read_record(model_id: str) -> dict:
 
 def field_model() -> str:
     """The model whole-field screening uses by default: of the models with a current field record, those validated on
-    the most capture sessions (a pair of session folds, out of fold on both: a figure over two sessions and two
-    stains says more about a new session than one over one, and figures over different fields do not compare), then
+    the most capture sessions (a refit on both, validated out of fold by its two session folds: a figure over two
+    sessions and two stains says more about a new session than one over one, and figures over different fields do not compare), then
     the one with the highest infected-cell sensitivity on its validation fields at its field point (the same
     false-alarm budget for all; ties to the earlier registry entry); without any record, the task's default."""
     from core.models.selection import default_model

@@ -47,7 +47,7 @@ import numpy as np
 
 from core.fields.annotations import load_fields
 from core.fields.records import (TASK, TEST_SESSIONS, ScoredField, current_finder, current_scoring, field_threshold,
-                                 flat, is_current, per_field, score_annotated, validation_fields,
+                                 flat, is_current, lowest_within, per_field, score_annotated, validation_fields,
                                  with_intervals)
 from core.fields.screen import FieldScreen, parasitemia
 from core.models.store import load_model, model_dir, read_card, write_card_file
@@ -60,6 +60,12 @@ RECORD = "review.json"
 QUEUE_VERSION = "case budget: the case's most suspicious cells, a budget a field, and every cell from the field point"
 # what the queue holds (edge cells queued, not counted); a record of another queue is not current
 
+POSITIVE = get_task(TASK).positive  # "Parasitized": a technician's "infected"
+NOT_REVIEWED, PARTIAL, COMPLETE, NOTHING_QUEUED = "not reviewed", "partly reviewed", "reviewed", "nothing queued"
+INTERVAL_NOTE = ("The 95% interval treats every counted cell as independent; the cells of one field are not, so the "
+                 "true uncertainty is somewhat wider. A laboratory reports the confirmed result; the automatic count is "
+                 "what the model does alone.")
+
 
 @dataclass(frozen=True)
 class QueueRule:
@@ -69,11 +75,6 @@ class QueueRule:
 
     cells_per_field: float
     always_from: float
-POSITIVE = get_task(TASK).positive  # "Parasitized": a technician's "infected"
-NOT_REVIEWED, PARTIAL, COMPLETE, NOTHING_QUEUED = "not reviewed", "partly reviewed", "reviewed", "nothing queued"
-INTERVAL_NOTE = ("The 95% interval treats every counted cell as independent; the cells of one field are not, so the "
-                 "true uncertainty is somewhat wider. A laboratory reports the confirmed result; the automatic count is "
-                 "what the model does alone.")
 
 
 def review_queue(probabilities: np.ndarray, threshold: float | None) -> np.ndarray:
@@ -319,8 +320,6 @@ def compare_rules(cases: list[list[ScoredField]], names: list[str], rule: QueueR
     """Per validation case (session): the share of annotated infected cells reaching the queue and the cells queued a
     field, under one threshold for all (the share rule on the pooled fields; the one keeping the pooled queue at the
     aim) and under the case budget: why the queue is drawn per case (validation only)."""
-    from core.fields.records import lowest_within
-
     val = flat(cases)
     found = np.sort(found_infected_scores(val))[::-1]
     fixed = {"one threshold: the share rule on the pooled fields": float(found[math.ceil(QUEUE_SHARE * len(found) - 1e-9) - 1]),
