@@ -26,6 +26,13 @@ POSITIVE_REPEAT = 4  # each infected training cell appears this many times per e
 PAD = 0.05  # margin around a box, as a share of its side: keeps the membrane edge the NIH crops show
 
 
+def sessions_of(train) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(trained on, stopped on): a recipe's field sessions (`TrainConfig.site_sessions`, `site_stop_sessions`), the
+    defaults above where it names none; stopped on none for a refit on every session."""
+    stop = STOP_SESSIONS if train.site_stop_sessions is None else tuple(train.site_stop_sessions)
+    return tuple(train.site_sessions) or TRAIN_SESSIONS, stop
+
+
 def fields_available() -> bool:
     root = task_data_dir(FIELDS)
     return (root / "manifest.csv").is_file() and (root / "cells.csv").is_file()

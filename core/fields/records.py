@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.fields.cuts import STOP_SESSIONS
+from core.fields.cuts import STOP_SESSIONS, sessions_of
 from core.fields.annotations import load_fields
 from core.fields.matching import covering_centres, iou_matrix, match_greedy
 from core.fields.screen import FieldScreen, screen_field
@@ -192,7 +192,7 @@ def choose_field_threshold(scored: list[ScoredField], target: float = FP_PER_FIE
 
 def stop_sessions(spec: ModelSpec) -> tuple[str, ...]:
     """The field sessions a field model stopped on, which are its validation fields (none for a refit on all)."""
-    return STOP_SESSIONS if spec.train.site_stop_sessions is None else tuple(spec.train.site_stop_sessions)
+    return sessions_of(spec.train)[1]
 
 
 def validation_fields(model_id: str) -> tuple[list[list[ScoredField]], list[str], str]:

@@ -110,7 +110,7 @@ def cases_threshold(cases: list[list[ScoredField]], rule: QueueRule) -> list[flo
 def choose_budget(cases: list[list[ScoredField]], always_from: float, share: float = QUEUE_SHARE) -> float:
     """Fewest cells a field (of `BUDGETS`) at which at least `share` of these cases' found infected cells reach
     their case's queue; the largest budget when none does."""
-    found = sum(len(f.infected_found[f.infected_found >= 0]) for case in cases for f in case)
+    found = len(found_infected_scores(flat(cases)))
     if not found:
         raise ValueError("no found infected cells to choose a review budget on")
     for b in BUDGETS:
@@ -158,7 +158,7 @@ def measure(cases: list[list[ScoredField]], rule: QueueRule, field_point: float)
     thresholds = cases_threshold(cases, rule)
     parts = [per_field(case, t, review=True) for case, t in zip(cases, thresholds)]
     r = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    scored = [f for case in cases for f in case]
+    scored = flat(cases)
     out = {"n_fields": len(scored), "n_cases": len(cases), "n_annotated_cells": int(r["boxes"].sum()),
            "n_infected_cells": int(r["inf_boxes"].sum()), "n_found_infected_cells": int(r["found_inf_boxes"].sum()),
            "n_counted_cells": int(r["cells"].sum()), "n_reviewed_cells": int(r["called"].sum()),
@@ -329,9 +329,8 @@ def compare_rules(cases: list[list[ScoredField]], names: list[str], rule: QueueR
     def figures(thresholds: list[float]) -> dict:
         out = {}
         for name, case, t in zip(names, cases, thresholds):
-            r = per_field(case, t, review=True)
-            out[name] = {"threshold": float(t), "infected_reaching_queue": float(r["tp_boxes"].sum() / r["inf_boxes"].sum()),
-                         "cells_reviewed_per_field": float(r["called"].mean())}
+            q = _queue_stats(per_field(case, t, review=True))
+            out[name] = {"threshold": float(t)} | {k: q[k] for k in ("infected_reaching_queue", "cells_reviewed_per_field")}
         return out
 
     return {name: figures([t] * len(cases)) for name, t in fixed.items()} | {
@@ -343,13 +342,13 @@ def looks_by_others(model_id: str) -> dict[str, int]:
     before this model's record was made (a disclosure, not a rule)."""
     from core.models.store import bundled_models
 
-    return {m: int(read_review(m).get("test_looks", 0)) for m in bundled_models(TASK)
-            if m != model_id and read_review(m).get("test_looks")}
+    looks = {m: int(read_review(m).get("test_looks", 0)) for m in bundled_models(TASK) if m != model_id}
+    return {m: n for m, n in looks.items() if n}
 
 
 def build_review(model_id: str, test: bool = False, why: str = "") -> dict:
-    """The review record: the threshold chosen on the validation fields, their figures, and (with `test`) one look
-    at the test fields; an earlier test look is kept when the threshold and model are unchanged, else disclosed."""
+    """The review record: the queue rule chosen on the validation fields, their figures, and (with `test`) one look
+    at the test fields; an earlier test look is kept when the rule and model are unchanged, else disclosed."""
     spec, model = get_model_spec(TASK, model_id), load_model(TASK, model_id)
     card, old = read_card(TASK, model_id), read_review(model_id)
     field_point, _ = field_threshold(model_id)

@@ -159,8 +159,7 @@ def _add_second_site(data: TrainingData, spec: ModelSpec, seed: int) -> None:
     cfg = spec.train
     repeat = cfg.site_positive_repeat or fc.POSITIVE_REPEAT
     cut, stain = spec.input.field_cut, spec.input.field_stain
-    sessions = cfg.site_sessions or fc.TRAIN_SESSIONS
-    stop_sessions = fc.STOP_SESSIONS if cfg.site_stop_sessions is None else cfg.site_stop_sessions
+    sessions, stop_sessions = fc.sessions_of(cfg)
     x_f, y_f, _ = fc.session_crops(sessions, cfg.site_negatives or fc.TRAIN_NEGATIVES, seed, cut=cut, stain=stain)
     x_f = np.stack([prepare(c, spec.input) for c in x_f])
     x_s, y_s = data.x_val[:0], data.y_val[:0]
